@@ -1,0 +1,1 @@
+"""Built-in backbones, registered through the same hook third-party plugins implement."""

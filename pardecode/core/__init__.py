@@ -1,0 +1,1 @@
+"""The decoding loop and everything strategies and backbones share."""

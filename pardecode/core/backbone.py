@@ -1,0 +1,118 @@
+"""The contract between the decoding loop and a model.
+
+A `Backbone` turns prompts into a `Session`: the per-batch model state (prompt rows, classifier-free
+guidance branch, KV cache). The loop drives the session one forward pass at a time with a `Window`
+and gets `Scores` back; it decides which cache slots survive and tells the session to `crop` the
+rest. Prompt templates, token layouts, CFG rows, logit masks and cache APIs are the adapter's
+business; the loop sees only the generated span.
+
+Generated-span bookkeeping (all shapes per generation row b of B):
+- offsets count tokens of the generated span from 0; after n tokens are committed, the last one
+  (offset n-1) is *pending*: committed but not yet in the cache.
+- `Window.tokens` holds exactly the tokens that are not cached yet: at the first pass only the W
+  drafts (offsets 0..W-1; the session feeds its prompt before them), afterwards the pending token
+  followed by the W drafts (offsets n-1..n+W-1).
+- `Session.forward` returns logits for offsets n..n+W: Float[B, W+1, V] (the first is the pending
+  token's prediction, or the prompt's last position at the first pass).
+- Cache slots of the generated span are appended in window order; `Window.key_valid` says which of
+  them (already cached + this window's) each row may attend to. Rows advance by different amounts,
+  so a row may hold invalid slots (holes) that it must never attend to.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from .config import SamplingConfig
+from .layout import TokenLayout
+
+
+@attrs.frozen
+class NoisyInputs:
+    """Noise-conditioned inputs for denoising strategies (SJD2).
+
+    `embeds` are normalised token embeddings with noise mixed in, `level` the noise level per
+    position; positions at level 0 must be fed exactly as their clean token.
+    """
+
+    embeds: torch.Tensor  # Float[B, q, D], normalised embedding space
+    level: torch.Tensor  # Float[B, q], 0 = clean
+
+
+@attrs.frozen
+class Window:
+    """The inputs of one forward pass over the generated span."""
+
+    tokens: torch.Tensor  # Long[B, q] tokens not yet cached
+    offsets: torch.Tensor  # Long[B, q] span offset of each input
+    key_valid: torch.Tensor  # Bool[B, S + q]: which span slots (S cached, then these q) rows attend to
+    first: bool  # True at the first pass: the session feeds its prompt before `tokens`
+    noisy: NoisyInputs | None = None
+
+    @property
+    def has_holes(self) -> bool:
+        return not bool(self.key_valid.all())
+
+
+@attrs.frozen
+class Scores:
+    """Raw logits of one forward pass: Float[B, W+1, V] per CFG branch."""
+
+    cond: torch.Tensor
+    uncond: torch.Tensor | None = None
+
+
+class Session(abc.ABC):
+    """Model state for one batch of prompts; created by `Backbone.start`, driven by the loop."""
+
+    #: number of generation rows
+    batch: int
+    #: the layout every row's generated span follows
+    layout: TokenLayout
+
+    @abc.abstractmethod
+    def forward(self, window: Window) -> Scores:
+        """Run ONE forward pass over `window`, append its inputs to the cache, return the logits."""
+
+    @abc.abstractmethod
+    def crop(self, n: int) -> None:
+        """Drop the last `n` slots of every row's cache (n >= 0)."""
+
+
+class Backbone(abc.ABC):
+    """A model family instance the loop can decode with."""
+
+    #: registry name, e.g. "toy", "chameleon", "emu3"
+    name: str
+    vocab_size: int
+    #: sampling settings of the family's reference generator
+    default_sampling: SamplingConfig = SamplingConfig()
+
+    @abc.abstractmethod
+    def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options: Any) -> Session:
+        """Tokenise `prompts` (plus the CFG branch when `sampling.uses_cfg`) and return a session.
+
+        Must not run the model: the first `Session.forward` is the prefill, counted by the loop.
+        Raises a `ConfigError` for an empty prompt or an option the family cannot honour.
+        """
+
+    def embed_dim(self) -> int | None:
+        """Width of the input embeddings, or None if the model cannot take noisy inputs."""
+        return None
+
+    def noise_ready(self) -> bool:
+        """True when the model was fine-tuned to read noisy inputs (needed by SJD2)."""
+        return False
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Float[..., D] normalised embeddings of tokens (the x0 targets of denoising)."""
+        raise NotImplementedError(f"backbone {self.name!r} has no noise conditioning")
+
+    def images(self, tokens: torch.Tensor, session: Session) -> list[Any] | None:
+        """Decode Long[B, length] span tokens to images, or None if this backbone has no decoder."""
+        return None

@@ -1,0 +1,104 @@
+"""Token layouts: which tokens each position of the generated span may hold.
+
+A layout answers, for a whole window of span offsets at once, the allowed-token mask the sampling
+pipeline applies. Positions whose mask allows a single token (end-of-line, end-of-image) are thereby
+forced, so drafts and verification respect the layout without any strategy knowing about images.
+"""
+
+from __future__ import annotations
+
+import abc
+
+import attrs
+import torch
+
+from .errors import ConfigError
+
+
+class TokenLayout(abc.ABC):
+    """The shape of a generated span: its length and the allowed tokens at every offset."""
+
+    #: number of tokens each row generates
+    length: int
+
+    @abc.abstractmethod
+    def allowed(self, offsets: torch.Tensor) -> torch.Tensor | None:
+        """Bool[..., vocab] mask for Long[...] span offsets, or None when every token is allowed."""
+
+
+@attrs.frozen
+class FreeLayout(TokenLayout):
+    """A span of `length` tokens with no constraint (text-like toy sequences)."""
+
+    length: int = attrs.field()
+
+    @length.validator
+    def _check(self, _, value):
+        if value < 1:
+            raise ConfigError(f"layout length must be >= 1, got {value}")
+
+    def allowed(self, offsets: torch.Tensor) -> None:
+        return None
+
+
+@attrs.frozen(eq=False)
+class GridLayout(TokenLayout):
+    """`rows` rows of `cols` image tokens, each row ended by `end_of_line`, then `end_tokens`.
+
+    This is the layout of Lumina-mGPT (end tokens: end-of-image) and Emu3 (end-of-frame,
+    end-of-image, end-of-sequence). Offsets at or past `length` allow only the last end token, so a
+    window that runs past the end of the image stays well defined.
+    """
+
+    rows: int
+    cols: int
+    image_tokens: torch.Tensor  # Long[K]: the ids a grid cell may hold
+    end_of_line: int
+    end_tokens: tuple[int, ...]
+    vocab_size: int
+    _classes: torch.Tensor = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self):
+        if self.rows < 1 or self.cols < 1:
+            raise ConfigError(f"grid must have at least 1 row and 1 column, got {self.rows}x{self.cols}")
+        if not self.end_tokens:
+            raise ConfigError("a grid layout needs at least one end token")
+        ids = [self.end_of_line, *self.end_tokens, *self.image_tokens.tolist()]
+        bad = [i for i in ids if not 0 <= i < self.vocab_size]
+        if bad:
+            raise ConfigError(f"token ids {bad[:5]} outside the vocabulary [0, {self.vocab_size})")
+        # one mask row per kind of position: 0 = image cell, 1 = end of line, 2.. = end tokens
+        classes = torch.zeros(2 + len(self.end_tokens), self.vocab_size, dtype=torch.bool)
+        classes[0, self.image_tokens] = True
+        classes[1, self.end_of_line] = True
+        for i, tok in enumerate(self.end_tokens):
+            classes[2 + i, tok] = True
+        object.__setattr__(self, "_classes", classes)
+
+    @property
+    def length(self) -> int:
+        return self.rows * (self.cols + 1) + len(self.end_tokens)
+
+    @property
+    def image_length(self) -> int:
+        return self.rows * (self.cols + 1)
+
+    def position_class(self, offsets: torch.Tensor) -> torch.Tensor:
+        """Long[...] index into the mask table: 0 image cell, 1 end-of-line, 2+i the i-th end token."""
+        in_grid = offsets < self.image_length
+        eol = (offsets % (self.cols + 1)) == self.cols
+        tail = (offsets - self.image_length).clamp(0, len(self.end_tokens) - 1) + 2
+        return torch.where(in_grid, eol.long(), tail)
+
+    def allowed(self, offsets: torch.Tensor) -> torch.Tensor:
+        return self._classes.to(offsets.device)[self.position_class(offsets)]
+
+    def grid(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Long[B, rows, cols] image cells from Long[B, length] span tokens (EOL and ends dropped)."""
+        return tokens[:, : self.image_length].reshape(-1, self.rows, self.cols + 1)[..., : self.cols]
+
+    def is_valid(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Bool[B]: every token of each row is allowed at its offset."""
+        offsets = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        ok = self.allowed(offsets).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return ok.all(-1) & (tokens.shape[1] == self.length)
