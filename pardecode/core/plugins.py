@@ -27,6 +27,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 BUILTIN_PLUGINS = (
     "pardecode.strategies",
     "pardecode.adapters",
+    "pardecode.adapters.toy",
 )
 
 

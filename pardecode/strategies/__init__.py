@@ -1,1 +1,13 @@
 """Built-in strategies, registered through the same hook third-party plugins implement."""
+
+from ..core.plugins import hookimpl
+
+
+@hookimpl
+def pardecode_register_strategies(register):
+    from .ar import AR
+    from .jacobi import Jacobi
+    from .sjd import SJD
+
+    for cls in (AR, Jacobi, SJD):
+        register(cls.name, cls, cls.__doc__)

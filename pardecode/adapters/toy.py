@@ -1,0 +1,143 @@
+"""A toy backbone whose next-token distributions are known exactly.
+
+The next token's logits depend on the whole history h (prompt included) through three features:
+the position len(h) modulo `period`, the last token h[-1], and sum(h) modulo `modulus`:
+logits = table[len(h) % period, h[-1], sum(h) % modulus]. The sum makes every token of the
+history matter, so any cache bug (a stale slot attended to, a hole not masked) changes the output.
+Because the formula is closed, `exact_distribution` enumerates the exact AR distribution of short
+sequences for statistical tests. It follows the same session and cache contract as real adapters.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import attrs
+import torch
+
+from ..core.backbone import Backbone, Scores, Session, Window
+from ..core.config import SamplingConfig
+from ..core.errors import ConfigError
+from ..core.layout import FreeLayout, GridLayout, TokenLayout
+from ..core.plugins import hookimpl
+from ..core.sampling import target_probs
+
+
+def _at_least(minimum: int):
+    def check(_, attribute, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ConfigError(f"{attribute.name} must be an integer >= {minimum}, got {value!r}")
+
+    return check
+
+
+@attrs.define(eq=False)
+class ToyBackbone(Backbone):
+    """Exactly known context-dependent distributions over a tiny vocabulary (tests, examples)."""
+
+    name = "toy"
+
+    vocab_size: int = attrs.field(default=8, validator=_at_least(2))
+    length: int = attrs.field(default=32, validator=_at_least(1))
+    grid: tuple[int, int] | None = attrs.field(default=None, converter=lambda g: tuple(g) if g is not None else None)
+    period: int = attrs.field(default=3, validator=_at_least(1))
+    modulus: int = attrs.field(default=5, validator=_at_least(1))
+    sharpness: float = 1.5
+    seed: int = 0
+    default_sampling: SamplingConfig = SamplingConfig()
+    table: torch.Tensor = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self):
+        if self.grid is not None and self.vocab_size < 3:
+            raise ConfigError(f"a toy grid layout needs vocab_size >= 3 (image tokens, end-of-line, end), got {self.vocab_size}")
+        g = torch.Generator().manual_seed(self.seed)
+        shape = (self.period, self.vocab_size, self.modulus, self.vocab_size)
+        self.table = torch.randn(shape, generator=g) * self.sharpness
+
+    # --- the closed form -------------------------------------------------------------------
+    def prompt_tokens(self, prompt: str | None) -> list[int]:
+        """Token 0 starts every sequence; an unconditional row has nothing else."""
+        return [0] + ([ord(c) % self.vocab_size for c in prompt] if prompt is not None else [])
+
+    def logits_of(self, history: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """Float[R, T, V]: next-token logits after each position of Long[R, T] (invalid slots skipped)."""
+        counts = valid.long().cumsum(1)
+        sums = (history * valid).cumsum(1)
+        return self.table[counts % self.period, history, sums % self.modulus]
+
+    def layout(self) -> TokenLayout:
+        if self.grid is None:
+            return FreeLayout(self.length)
+        v = self.vocab_size
+        rows, cols = self.grid
+        return GridLayout(rows, cols, torch.arange(v - 2), end_of_line=v - 2, end_tokens=(v - 1,), vocab_size=v)
+
+    def exact_distribution(self, prompt: str, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sequences Long[V^L, L], probabilities Float[V^L]) of the whole span under AR sampling."""
+        layout, v = self.layout(), self.vocab_size
+        if v ** layout.length > 1_000_000:
+            raise ConfigError(f"{v}^{layout.length} sequences are too many to enumerate")
+        seqs = torch.tensor(list(itertools.product(range(v), repeat=layout.length)), dtype=torch.long)
+
+        def branch(p: str | None) -> torch.Tensor:
+            head = torch.tensor(self.prompt_tokens(p)).expand(len(seqs), -1)
+            history = torch.cat([head, seqs], 1)
+            logits = self.logits_of(history, torch.ones_like(history, dtype=torch.bool))
+            return logits[:, head.shape[1] - 1 : -1]
+
+        scores = Scores(branch(prompt), branch(None) if sampling.uses_cfg else None)
+        offsets = torch.arange(layout.length).expand(len(seqs), -1)
+        probs = target_probs(scores, layout.allowed(offsets), sampling)
+        return seqs, probs.gather(-1, seqs.unsqueeze(-1)).squeeze(-1).prod(-1)
+
+    # --- the backbone contract --------------------------------------------------------------
+    def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options) -> "ToySession":
+        if options:
+            raise ConfigError(f"the toy backbone takes no start options, got {sorted(options)}")
+        for i, prompt in enumerate(prompts):
+            if not isinstance(prompt, str) or not prompt:
+                raise ConfigError(f"prompt {i} is empty; every prompt needs at least one character")
+        rows = [self.prompt_tokens(p) for p in prompts]
+        if sampling.uses_cfg:
+            rows += [self.prompt_tokens(None)] * len(prompts)
+        width = max(map(len, rows))
+        tokens = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+        valid = torch.tensor([[False] * (width - len(r)) + [True] * len(r) for r in rows])
+        return ToySession(self, len(prompts), self.layout(), tokens, valid)
+
+
+class ToySession(Session):
+    def __init__(self, backbone: ToyBackbone, batch: int, layout: TokenLayout, prompt: torch.Tensor, valid: torch.Tensor):
+        self.backbone, self.batch, self.layout = backbone, batch, layout
+        self.prompt, self.prompt_valid = prompt, valid
+        self.slots = torch.zeros(prompt.shape[0], 0, dtype=torch.long)  # the "KV cache": span inputs
+        self.calls = 0
+
+    def forward(self, window: Window) -> Scores:
+        rows = self.prompt.shape[0]
+        expand = rows // self.batch  # CFG rows see the same span inputs
+        tokens = window.tokens.repeat(expand, 1)
+        key_valid = window.key_valid.repeat(expand, 1)
+        if key_valid.shape[1] != self.slots.shape[1] + tokens.shape[1]:
+            raise ConfigError(f"key_valid covers {key_valid.shape[1]} slots; cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")
+        history = torch.cat([self.prompt, self.slots, tokens], 1)
+        valid = torch.cat([self.prompt_valid, key_valid], 1)
+        logits = self.backbone.logits_of(history, valid)
+        start = history.shape[1] - tokens.shape[1] - (1 if window.first else 0)
+        logits = logits[:, start:]
+        self.slots = torch.cat([self.slots, tokens], 1)
+        self.calls += 1
+        cond, uncond = logits[: self.batch], (logits[self.batch :] if expand > 1 else None)
+        return Scores(cond, uncond)
+
+    def crop(self, n: int) -> None:
+        if n < 0:
+            raise ConfigError(f"crop takes n >= 0, got {n}")
+        if n:
+            self.slots = self.slots[:, :-n]
+
+
+@hookimpl
+def pardecode_register_backbones(register):
+    register("toy", ToyBackbone, ToyBackbone.__doc__)

@@ -1,0 +1,92 @@
+"""What a decoding strategy is: it proposes drafts and verifies them against p.
+
+A strategy never runs the model, never touches the cache and never commits tokens itself: it
+returns a `Proposal` (the drafts for the next W span offsets) and, once the loop has scored it, a
+`Verdict` (how many drafts to keep and the token that follows them). The loop does the rest, so
+forward passes and committed tokens are counted in one place for every strategy.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import ClassVar
+
+import attrs
+import torch
+
+from .backbone import NoisyInputs
+from .config import SamplingConfig
+from .errors import ConfigError
+
+
+@attrs.frozen
+class Proposal:
+    """Drafts for span offsets n..n+W-1 of every row (W may be 0: plain AR)."""
+
+    tokens: torch.Tensor  # Long[B, W]
+    noisy: NoisyInputs | None = None  # noise-conditioned inputs for the draft slots (SJD2)
+
+    @property
+    def width(self) -> int:
+        return self.tokens.shape[1]
+
+
+@attrs.frozen
+class Verdict:
+    """The first `accepted[b]` drafts of row b are kept, followed by `next_token[b]`."""
+
+    accepted: torch.Tensor  # Long[B], 0..W
+    next_token: torch.Tensor  # Long[B]
+
+
+@attrs.define
+class DecodeContext:
+    """What a strategy may know about the decode in progress (read-only for strategies)."""
+
+    batch: int
+    vocab_size: int
+    length: int  # tokens each row generates
+    sampling: SamplingConfig
+    generator: torch.Generator
+    device: torch.device
+    allowed_at: Callable[[torch.Tensor], torch.Tensor | None]  # Long[B, k] offsets -> Bool[B, k, V]
+    tokens: torch.Tensor  # Long[B, length + slack]: committed tokens (valid up to `committed`)
+    committed: torch.Tensor  # Long[B]: tokens committed so far per row
+    step: int = 0
+    token_embeddings: Callable[[torch.Tensor], torch.Tensor] | None = None  # for denoising strategies
+
+    def offsets(self, width: int, start: int = 0) -> torch.Tensor:
+        """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row."""
+        return self.committed.unsqueeze(1) + start + torch.arange(width, device=self.device)
+
+    def allowed(self, width: int, start: int = 0) -> torch.Tensor | None:
+        """Bool[B, width, V] allowed tokens at the next `width` offsets (after `start`), or None."""
+        return self.allowed_at(self.offsets(width, start))
+
+
+def positive_int(name: str):
+    def check(_, attribute, value):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+    return check
+
+
+class Strategy(abc.ABC):
+    """Base class of decoding strategies; subclasses are usually attrs classes of their options."""
+
+    name: ClassVar[str]
+    #: True when the committed sequence is distributed exactly as AR sampling would produce it
+    lossless: ClassVar[bool] = True
+
+    def reset(self, ctx: DecodeContext) -> None:
+        """Forget per-decode state before a new decode starts."""
+
+    @abc.abstractmethod
+    def propose(self, ctx: DecodeContext) -> Proposal:
+        """Drafts for the next forward pass."""
+
+    @abc.abstractmethod
+    def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict:
+        """Decide what to keep given p: Float[B, W+1, V] for offsets committed..committed+W."""

@@ -1,0 +1,72 @@
+"""Verification primitives, vectorised over batch and window.
+
+Shapes: p is Float[B, W+1, V] (the target for the W draft slots plus one bonus slot), drafts are
+Long[B, W], q is Float[B, W, V] (the distributions the drafts were sampled from) or None when the
+drafts are deterministic (q one-hot on the draft). Each function returns (accepted Long[B],
+next_token Long[B]): the first `accepted` drafts are kept and `next_token` follows them.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One categorical draw per leading index of Float[..., V] probabilities."""
+    flat = probs.reshape(-1, probs.shape[-1])
+    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+
+
+def first_false(ok: torch.Tensor) -> torch.Tensor:
+    """Long[B]: length of the all-True prefix of each row of Bool[B, W]."""
+    return ok.long().cumprod(-1).sum(-1)
+
+
+def _at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[b, index[b]] for x of shape [B, T, ...]."""
+    return x[torch.arange(x.shape[0], device=x.device), index]
+
+
+def speculative_accept(
+    p: torch.Tensor,
+    drafts: torch.Tensor,
+    q: torch.Tensor | None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Speculative sampling: the committed tokens are distributed exactly as p, whatever q is.
+
+    Draft i is accepted with probability min(1, p_i(x_i) / q_i(x_i)), left to right; the first
+    rejected slot is resampled from normalize(max(0, p - q)); if every draft passes, the bonus
+    slot is sampled from p.
+    """
+    batch, width = drafts.shape
+    p_draft = p[:, :width].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
+    if q is None:
+        ratio = p_draft
+    else:
+        q_draft = q.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
+        ratio = p_draft / q_draft.clamp_min(torch.finfo(q.dtype).tiny)
+    u = torch.rand(batch, width, generator=generator, device=p.device)
+    accepted = first_false(u < ratio)
+
+    p_next = _at(p, accepted)
+    rejected = accepted < width
+    if width:
+        slot = accepted.clamp(max=width - 1)
+        if q is None:
+            q_next = torch.nn.functional.one_hot(_at(drafts, slot), p.shape[-1]).to(p.dtype)
+        else:
+            q_next = _at(q, slot)
+        residual = (p_next - q_next).clamp_min(0)
+        mass = residual.sum(-1, keepdim=True)
+        # mass == 0 only when p == q at that slot, where rejection has probability 0 anyway
+        use_residual = rejected.unsqueeze(-1) & (mass > 0)
+        p_next = torch.where(use_residual, residual / mass.clamp_min(torch.finfo(p.dtype).tiny), p_next)
+    return accepted, sample(p_next, generator)
+
+
+def greedy_accept(p: torch.Tensor, drafts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact-match acceptance: keep drafts while they equal the arg-max; then the arg-max itself."""
+    best = p.argmax(-1)
+    accepted = first_false(drafts == best[:, : drafts.shape[1]])
+    return accepted, _at(best, accepted)

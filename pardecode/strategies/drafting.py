@@ -1,0 +1,61 @@
+"""Draft bookkeeping shared by iterative strategies: initialising and carrying drafts over.
+
+After a pass that kept `accepted` drafts plus one token, the next window starts `accepted + 1`
+slots further on. The pass's own outputs for those later slots become the new drafts (the Jacobi
+update); slots beyond the pass's reach are filled fresh.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..core.errors import ConfigError
+from ..core.strategy import DecodeContext
+from ..core.verify import sample
+
+DRAFT_INITS = ("random", "repeat")
+
+
+def check_init(_, attribute, value):
+    if value not in DRAFT_INITS:
+        raise ConfigError(f"{attribute.name} must be one of {list(DRAFT_INITS)}, got {value!r}")
+
+
+def random_tokens(ctx: DecodeContext, offsets: torch.Tensor) -> torch.Tensor:
+    """Long[B, k]: uniform draws over the tokens the layout allows at each offset."""
+    allowed = ctx.allowed_at(offsets)
+    if allowed is None:
+        return torch.randint(ctx.vocab_size, offsets.shape, generator=ctx.generator, device=ctx.device)
+    return sample(allowed.float(), ctx.generator)
+
+
+def fresh_tokens(ctx: DecodeContext, offsets: torch.Tensor, left: torch.Tensor | None, init: str) -> torch.Tensor:
+    """Long[B, k] initial drafts at `offsets`; `left` is Long[B], the token just before offsets[:, 0]
+    (None when there is none yet).
+
+    "random" draws uniformly from the allowed tokens; "repeat" copies the token to the left
+    (falling back to random where the layout forbids it, e.g. at an end-of-line slot).
+    """
+    drawn = random_tokens(ctx, offsets)
+    if init == "random" or left is None:
+        return drawn
+    repeated = left.unsqueeze(1).expand_as(offsets)
+    allowed = ctx.allowed_at(offsets)
+    if allowed is None:
+        return repeated
+    ok = allowed.gather(-1, repeated.unsqueeze(-1)).squeeze(-1)
+    return torch.where(ok, repeated, drawn)
+
+
+def carry_over(values: torch.Tensor, accepted: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Shift each row of `values` [B, W+1, ...] left by accepted+1 into a window of `width` slots.
+
+    Returns (shifted [B, width, ...], stale Bool[B, width]); stale slots lie past the pass's reach
+    and hold copies of the last slot, to be overwritten with fresh drafts.
+    """
+    source = accepted.unsqueeze(1) + 1 + torch.arange(width, device=values.device)
+    stale = source >= values.shape[1]
+    index = source.clamp(max=values.shape[1] - 1)
+    if values.dim() > 2:
+        index = index.view(*index.shape, *([1] * (values.dim() - 2))).expand(-1, -1, *values.shape[2:])
+    return values.gather(1, index), stale
