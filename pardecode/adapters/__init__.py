@@ -1,1 +1,92 @@
-"""Built-in backbones, registered through the same hook third-party plugins implement."""
+"""Built-in backbones, registered through the same hook third-party plugins implement.
+
+Factories import their family module (and transformers' model code) only when called, so building
+the plugin registry stays cheap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import CheckpointError, ConfigError
+from ..core.plugins import hookimpl
+
+#: where the project's default model ships (written by the Fashion-MNIST training recipe)
+FASHION_DIR = Path(__file__).resolve().parent.parent / "fashion" / "assets" / "fashion-t2i"
+
+
+def _source(family: str, path: Any, config: Any) -> None:
+    if (path is None) == (config is None):
+        raise ConfigError(
+            f"backbone {family!r} needs exactly one of path= (a checkpoint directory) or config= "
+            f"(a transformers config for a randomly initialised model), got path={path!r}, "
+            f"config={type(config).__name__ if config is not None else None}"
+        )
+
+
+def chameleon(
+    path: str | Path | None = None,
+    *,
+    config: Any = None,
+    tokenizer: Any = None,
+    spec: Any = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    image_decoder: Any = None,
+):
+    """Lumina-mGPT-style backbone from a checkpoint directory, or a random model from a ChameleonConfig."""
+    from .chameleon import ChameleonBackbone
+
+    _source("chameleon", path, config)
+    if path is not None:
+        return ChameleonBackbone.from_pretrained(path, dtype=dtype, device=device, image_decoder=image_decoder)
+    return ChameleonBackbone.from_config(
+        config, tokenizer=tokenizer, spec=spec, dtype=dtype, device=device, image_decoder=image_decoder
+    )
+
+
+def emu3(
+    path: str | Path | None = None,
+    *,
+    config: Any = None,
+    tokenizer: Any = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    **style: Any,
+):
+    """Emu3 backbone from a checkpoint directory, or a random model from an Emu3Config.
+
+    `style` overrides the reference prompt dressing (prompt_suffix, negative_prompt, image_area,
+    default_size, cfg_scale, top_k).
+    """
+    from .emu3 import Emu3Backbone, Emu3Style
+
+    _source("emu3", path, config)
+    try:
+        settings = Emu3Style(**style)
+    except TypeError as err:
+        raise ConfigError(f"emu3: {err}") from None
+    if path is not None:
+        return Emu3Backbone.from_pretrained(path, dtype=dtype, device=device, style=settings)
+    return Emu3Backbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
+
+
+def fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
+    """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call."""
+    from .chameleon import ChameleonBackbone
+
+    root = Path(path) if path is not None else FASHION_DIR
+    if not (root / "config.json").is_file():
+        raise CheckpointError(
+            f"the default 'fashion' model is missing: no checkpoint at {str(root)!r}. It ships with the "
+            "package once trained; until then use another backbone or pass path= to a trained copy."
+        )
+    return ChameleonBackbone.from_pretrained(root, dtype=dtype, device=device, name="fashion")
+
+
+@hookimpl
+def pardecode_register_backbones(register):
+    register("chameleon", chameleon, "Lumina-mGPT-style text-to-image on Chameleon weights (transformers)")
+    register("emu3", emu3, "Emu3 text-to-image with its VQ decoder (transformers)")
+    register("fashion", fashion, "The project's small Fashion-MNIST text-to-image model (Chameleon architecture)")

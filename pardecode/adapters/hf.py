@@ -1,0 +1,308 @@
+"""Shared machinery of backbones built on transformers causal language models.
+
+A family adapter (Chameleon, Emu3, ...) only turns prompts into token rows and a `GridLayout`
+(`HFBackbone.encode`); everything that touches the model at decode time lives here: left-padded
+prompt rows, the classifier-free-guidance rows stacked under the conditional ones so both branches
+share one forward pass, position ids derived from span offsets (so holes in the cache never shift
+positions), the additive 4D mask that hides padding and holes, the DynamicCache and its crop.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+from transformers import DynamicCache
+
+from ..core.backbone import Backbone, Scores, Session, Window
+from ..core.config import SamplingConfig
+from ..core.errors import CheckpointError, ConfigError
+from ..core.layout import GridLayout
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def parse_dtype(value: str | torch.dtype) -> torch.dtype:
+    """The torch dtype named by `value` ("float32", "bfloat16", "float16" or a torch.dtype)."""
+    if isinstance(value, torch.dtype) and value in DTYPES.values():
+        return value
+    if isinstance(value, str) and value.removeprefix("torch.") in DTYPES:
+        return DTYPES[value.removeprefix("torch.")]
+    raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {value!r}")
+
+
+def parse_device(value: str | torch.device) -> torch.device:
+    """A torch device that exists on this machine ("cpu", "cuda", "cuda:1", "mps")."""
+    try:
+        device = torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be like 'cpu', 'cuda', 'cuda:0' or 'mps', got {value!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if device.index is not None and device.index >= count or count == 0:
+            raise ConfigError(f"device {value!r} is not available here ({count} CUDA devices); use 'cpu'")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device {value!r} is not available here; use 'cpu'")
+    elif device.type != "cpu":
+        raise ConfigError(f"device must be 'cpu', 'cuda[:i]' or 'mps', got {value!r}")
+    return device
+
+
+def checkpoint_dir(path: str | Path, model_types: Sequence[str], family: str) -> Path:
+    """The checkpoint directory `path`, checked to hold a transformers model of one of `model_types`."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise CheckpointError(f"{family} checkpoint directory {str(root)!r} does not exist")
+    config = root / "config.json"
+    if not config.is_file():
+        raise CheckpointError(f"{str(root)!r} has no config.json: not a transformers checkpoint directory")
+    try:
+        model_type = json.loads(config.read_text()).get("model_type")
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {config}: {err}") from None
+    if model_type not in model_types:
+        raise CheckpointError(
+            f"{str(root)!r} holds a {model_type!r} model, but the {family} adapter reads model_type "
+            f"{' or '.join(repr(t) for t in model_types)}"
+        )
+    return root
+
+
+def load_tokenizer(source: Any, family: str) -> Any:
+    """A tokenizer object, loaded with AutoTokenizer when `source` is a directory."""
+    if source is None:
+        raise ConfigError(f"the {family} backbone needs a tokenizer (a directory or tokenizer object)")
+    if isinstance(source, (str, Path)):
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(str(source))
+        except (OSError, ValueError) as err:
+            raise CheckpointError(f"cannot load a tokenizer from {str(source)!r}: {err}") from None
+    if not callable(source):
+        raise ConfigError(f"tokenizer must be a directory or a tokenizer object, got {type(source).__name__}")
+    return source
+
+
+def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, without the special tokens the tokenizer would add on its own."""
+    if not texts:
+        return []
+    return [list(ids) for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+
+
+def token_id(tokenizer: Any, name: str) -> int:
+    """The id of the single token spelled `name`; a CheckpointError if the vocabulary lacks it."""
+    tid = tokenizer.convert_tokens_to_ids(name)
+    if tid is None or tid == tokenizer.unk_token_id and name != tokenizer.unk_token:
+        raise CheckpointError(f"the tokenizer has no token {name!r}")
+    return int(tid)
+
+
+def check_prompts(prompts: Sequence[str]) -> list[str]:
+    if isinstance(prompts, str):
+        raise ConfigError("prompts must be a sequence of strings, got a single string; wrap it in a list")
+    prompts = list(prompts)
+    if not prompts:
+        raise ConfigError("prompts must hold at least one prompt, got an empty sequence")
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str) or not p.strip():
+            raise ConfigError(f"prompt {i} must be a non-empty string, got {p!r}")
+    return prompts
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Long[R, P] ids, Bool[R, P] valid): rows right-aligned so every row's next slot is the same."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    valid = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, r in enumerate(rows):  # once per session, not per token
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            valid[i, width - len(r) :] = True
+    return ids, valid
+
+
+def additive_mask(key_valid: torch.Tensor, q: int, dtype: torch.dtype) -> torch.Tensor:
+    """Float[R, 1, q, K] mask (0 attend, finfo.min hide) for the last `q` of K slots.
+
+    A query sees earlier-or-same slots that are valid for its row; it always sees itself, so padded
+    queries (whose outputs nobody reads) stay finite.
+    """
+    k = key_valid.shape[1]
+    q_slot = torch.arange(k - q, k, device=key_valid.device)[:, None]
+    k_slot = torch.arange(k, device=key_valid.device)[None, :]
+    allowed = ((k_slot <= q_slot)[None] & key_valid[:, None, :]) | (k_slot == q_slot)[None]
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=key_valid.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
+@attrs.frozen
+class Encoded:
+    """What a family adapter makes of a batch of prompts: token rows and the layout to generate."""
+
+    cond: list[list[int]]  # one prompt row per generation row
+    uncond: list[list[int]] | None  # the CFG branch, one row per generation row (None: no guidance)
+    layout: GridLayout
+    #: family-specific facts `images` needs later (pixel size, ...)
+    info: dict[str, Any] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self):
+        if self.uncond is not None and len(self.uncond) != len(self.cond):
+            raise ConfigError(f"{len(self.uncond)} unconditional rows for {len(self.cond)} prompts")
+
+
+class HFSession(Session):
+    """One batch decoded on a transformers decoder body + lm_head, CFG rows stacked under cond rows.
+
+    Model rows: r < B are the conditional rows, r >= B the unconditional ones (row r - B's guidance
+    branch); both are fed the same window, so one forward pass scores both branches.
+    """
+
+    def __init__(self, body: nn.Module, head: nn.Module, encoded: Encoded, pad_id: int, device: torch.device):
+        self.body, self.head, self.encoded = body, head, encoded
+        self.layout = encoded.layout
+        self.batch = len(encoded.cond)
+        self.branches = 1 if encoded.uncond is None else 2
+        ids, valid = left_pad(encoded.cond + (encoded.uncond or []), pad_id)
+        self.device = device
+        self._prompt_ids = ids.to(device)
+        self._prompt_valid = valid.to(device)
+        self._prompt_len = valid.sum(1, keepdim=True).to(device)  # Long[R, 1]
+        self._prompt_pos = (valid.long().cumsum(1) - 1).clamp(min=0).to(device)
+        self._padded = not bool(valid.all())
+        self._dtype = next(body.parameters()).dtype
+        self._cache: DynamicCache | None = None
+        self.span_slots = 0  # generated-span slots in the cache
+
+    @property
+    def cached(self) -> int:
+        """Cache length in slots (prompt width + span slots), the same for every row."""
+        return 0 if self._cache is None else self._prompt_ids.shape[1] + self.span_slots
+
+    def _rows(self, t: torch.Tensor) -> torch.Tensor:
+        """A per-generation-row tensor repeated for every CFG branch."""
+        return t if self.branches == 1 else torch.cat([t, t], 0)
+
+    def _check(self, window: Window) -> None:
+        b, q = window.tokens.shape
+        if b != self.batch or window.offsets.shape != (b, q):
+            raise ConfigError(
+                f"window tokens {tuple(window.tokens.shape)} / offsets {tuple(window.offsets.shape)} "
+                f"must both be [batch={self.batch}, q]"
+            )
+        if window.key_valid.shape != (b, self.span_slots + q):
+            raise ConfigError(
+                f"window.key_valid must be [{b}, {self.span_slots} cached + {q} new], "
+                f"got {tuple(window.key_valid.shape)}"
+            )
+        if window.first != (self._cache is None):
+            state = "before any pass" if self._cache is None else "after the first pass"
+            raise ConfigError(f"window.first={window.first} {state}: the first pass feeds the prompt once")
+
+    @torch.inference_mode()
+    def forward(self, window: Window) -> Scores:
+        self._check(window)
+        if window.noisy is not None:
+            raise ConfigError("this backbone takes no noisy inputs (it is not noise-conditioned)")
+        q = window.tokens.shape[1]
+        ids = self._rows(window.tokens.to(self.device))
+        positions = self._prompt_len + self._rows(window.offsets.to(self.device))
+        keys = torch.cat([self._prompt_valid, self._rows(window.key_valid.to(self.device))], 1)
+        if window.first:
+            self._cache = DynamicCache(config=self.body.config)
+            positions = torch.cat([self._prompt_pos, positions], 1)
+            ids = torch.cat([self._prompt_ids, ids], 1)
+        fed = positions.shape[1]
+        # slots and positions coincide without padding and holes: plain causal attention suffices
+        mask = additive_mask(keys, fed, self._dtype) if self._padded or window.has_holes else None
+        hidden = self.body(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self._cache, use_cache=True
+        ).last_hidden_state
+        logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float()
+        self.span_slots += q
+        b = self.batch
+        return Scores(cond=logits[:b], uncond=logits[b:] if self.branches == 2 else None)
+
+    def crop(self, n: int) -> None:
+        if not 0 <= n <= self.span_slots:
+            raise ConfigError(f"crop needs 0 <= n <= {self.span_slots} cached span slots, got {n}")
+        if n:  # crop(0) emptied the whole cache in transformers 4.x
+            self._cache.crop(-n)
+            self.span_slots -= n
+
+
+class HFBackbone(Backbone):
+    """A transformers decoder `body` (returns last_hidden_state) + `head` (lm_head) image generator.
+
+    Subclasses implement `encode` (the family's prompt template, CFG rows and layout) and may
+    override `images`; they list the `start` options they accept in `start_options`.
+    """
+
+    start_options: tuple[str, ...] = ()
+
+    def __init__(self, *, body: nn.Module, head: nn.Module, tokenizer: Any, context: int, pad_id: int):
+        self.body, self.head, self.tokenizer = body.eval(), head.eval(), tokenizer
+        self.context = context
+        self.pad_id = pad_id
+        self.device = next(body.parameters()).device
+        self.vocab_size = head.out_features
+
+    @abc.abstractmethod
+    def encode(self, prompts: list[str], sampling: SamplingConfig, **options: Any) -> Encoded:
+        """Token rows (cond, and uncond when `sampling.uses_cfg`) and the layout for `prompts`."""
+
+    def start(self, prompts: Sequence[str], sampling: SamplingConfig | None = None, **options: Any) -> HFSession:
+        prompts = check_prompts(prompts)
+        sampling = sampling or self.default_sampling
+        unknown = sorted(set(options) - set(self.start_options))
+        if unknown:
+            allowed = ", ".join(self.start_options) or "none"
+            raise ConfigError(f"unknown option(s) {unknown} for backbone {self.name!r}; allowed: {allowed}")
+        encoded = self.encode(prompts, sampling, **options)
+        if not sampling.uses_cfg:
+            encoded = attrs.evolve(encoded, uncond=None)
+        self.check_context(encoded)
+        return HFSession(self.body, self.head, encoded, self.pad_id, self.device)
+
+    def check_context(self, encoded: Encoded) -> None:
+        """A ConfigError unless every prompt row plus the generated span fits the model's context."""
+        longest = max(len(r) for r in encoded.cond + (encoded.uncond or []))
+        span = encoded.layout.length
+        if longest >= self.context:
+            raise ConfigError(
+                f"a prompt of {longest} tokens does not fit the context of {self.context} positions; "
+                "shorten the prompt"
+            )
+        if longest + span > self.context:
+            raise ConfigError(
+                f"the image needs {span} tokens after a {longest}-token prompt, more than the context of "
+                f"{self.context} positions; request a smaller size (at most {self.context - longest} tokens)"
+            )
+
+
+def to_pil(images: Any, value_range: tuple[float, float] = (0.0, 1.0)) -> list[Any]:
+    """PIL images from Float[N, H, W] (grey) or Float[N, C, H, W] pixels in `value_range`.
+
+    Anything that is not a tensor (a decoder that already returns PIL images) passes through.
+    """
+    if not isinstance(images, torch.Tensor):
+        return list(images)
+    from PIL import Image
+
+    lo, hi = value_range
+    x = ((images.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1).mul(255).round().to(torch.uint8)
+    if x.ndim == 4:
+        x = x.permute(0, 2, 3, 1)
+        if x.shape[-1] == 1:
+            x = x[..., 0]
+    if x.ndim not in (3, 4):
+        raise ConfigError(f"an image decoder must return [N, H, W] or [N, C, H, W] pixels, got {tuple(images.shape)}")
+    return [Image.fromarray(a.numpy()) for a in x]
