@@ -78,13 +78,17 @@ class ChameleonSpec:
         if not isinstance(self.prompt_template, str) or "{prompt}" not in self.prompt_template:
             raise ConfigError(f"{SPEC_FILE}: prompt_template must contain '{{prompt}}', got {self.prompt_template!r}")
         try:
-            self.prompt_template.format(W=1, H=1, prompt="")
+            self.prompt(1, 1, "")
         except (KeyError, IndexError, ValueError) as err:
             raise ConfigError(
-                f"{SPEC_FILE}: prompt_template may use only {{W}}, {{H}} and {{prompt}}, got "
-                f"{self.prompt_template!r} ({err!r})"
+                f"{SPEC_FILE}: prompt_template may use only {{prompt}}, {{W}}/{{width}} and {{H}}/{{height}}, "
+                f"got {self.prompt_template!r} ({err!r})"
             ) from None
         SamplingConfig(top_k=self.top_k, cfg_scale=self.cfg_scale)  # validates both
+
+    def prompt(self, width: int, height: int, prompt: str) -> str:
+        """The templated text; the size may be spelled {W}x{H} or {width}x{height}."""
+        return self.prompt_template.format(W=width, H=height, width=width, height=height, prompt=prompt)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChameleonSpec:
@@ -247,7 +251,7 @@ class ChameleonBackbone(hf.HFBackbone):
         rows, cols = spec.grid(size)
         width, height = size
         image_head = [spec.start_of_image_id, *self.size_tokens(rows, cols)]
-        texts = [spec.prompt_template.format(W=width, H=height, prompt=p) for p in prompts]
+        texts = [spec.prompt(width, height, p) for p in prompts]
         cond = [[spec.bos_id, *ids, spec.separator_id, *image_head] for ids in hf.tokenize(self.tokenizer, texts)]
         uncond = [[spec.bos_id, *image_head] for _ in prompts] if sampling.uses_cfg else None
         layout = GridLayout(
