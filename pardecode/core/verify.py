@@ -27,6 +27,38 @@ def _at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0], device=x.device), index]
 
 
+def acceptance_probability(p: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
+    """Float[B, W]: min(1, p_i(x_i) / q_i(x_i)) for each draft (q one-hot when None)."""
+    p_draft = p[:, : drafts.shape[1]].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
+    if q is None:
+        return p_draft
+    q_draft = q.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
+    return (p_draft / q_draft.clamp_min(torch.finfo(q.dtype).tiny)).clamp(max=1)
+
+
+def correction_distribution(
+    p: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None, accepted: torch.Tensor
+) -> torch.Tensor:
+    """Float[B, V]: the distribution of the token after `accepted` drafts.
+
+    normalize(max(0, p - q)) at a rejected slot; p itself at the bonus slot (every draft kept).
+    """
+    width = drafts.shape[1]
+    p_next = _at(p, accepted)
+    if not width:
+        return p_next
+    slot = accepted.clamp(max=width - 1)
+    if q is None:
+        q_next = torch.nn.functional.one_hot(_at(drafts, slot), p.shape[-1]).to(p.dtype)
+    else:
+        q_next = _at(q, slot)
+    residual = (p_next - q_next).clamp_min(0)
+    mass = residual.sum(-1, keepdim=True)
+    # mass == 0 only when p == q at that slot, where rejection has probability 0 anyway
+    use_residual = (accepted < width).unsqueeze(-1) & (mass > 0)
+    return torch.where(use_residual, residual / mass.clamp_min(torch.finfo(p.dtype).tiny), p_next)
+
+
 def speculative_accept(
     p: torch.Tensor,
     drafts: torch.Tensor,
@@ -39,30 +71,9 @@ def speculative_accept(
     rejected slot is resampled from normalize(max(0, p - q)); if every draft passes, the bonus
     slot is sampled from p.
     """
-    batch, width = drafts.shape
-    p_draft = p[:, :width].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
-    if q is None:
-        ratio = p_draft
-    else:
-        q_draft = q.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
-        ratio = p_draft / q_draft.clamp_min(torch.finfo(q.dtype).tiny)
-    u = torch.rand(batch, width, generator=generator, device=p.device)
-    accepted = first_false(u < ratio)
-
-    p_next = _at(p, accepted)
-    rejected = accepted < width
-    if width:
-        slot = accepted.clamp(max=width - 1)
-        if q is None:
-            q_next = torch.nn.functional.one_hot(_at(drafts, slot), p.shape[-1]).to(p.dtype)
-        else:
-            q_next = _at(q, slot)
-        residual = (p_next - q_next).clamp_min(0)
-        mass = residual.sum(-1, keepdim=True)
-        # mass == 0 only when p == q at that slot, where rejection has probability 0 anyway
-        use_residual = rejected.unsqueeze(-1) & (mass > 0)
-        p_next = torch.where(use_residual, residual / mass.clamp_min(torch.finfo(p.dtype).tiny), p_next)
-    return accepted, sample(p_next, generator)
+    u = torch.rand(drafts.shape, generator=generator, device=p.device, dtype=p.dtype)
+    accepted = first_false(u < acceptance_probability(p, drafts, q))
+    return accepted, sample(correction_distribution(p, drafts, q, accepted), generator)
 
 
 def greedy_accept(p: torch.Tensor, drafts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

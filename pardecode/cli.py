@@ -1,0 +1,180 @@
+"""The `pardecode` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from typing import Any
+
+from .core.errors import PardecodeError
+
+
+def _value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PardecodeError(f"{flag} takes KEY=VALUE, got {pair!r}")
+        out[key.replace("-", "_")] = _value(value)
+    return out
+
+
+def _add_decode_options(p: argparse.ArgumentParser, default_backbone: str) -> None:
+    p.add_argument("--backbone", default=default_backbone, help="registered backbone name (see `pardecode list`)")
+    p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="backbone option, e.g. path=/ckpt")
+    p.add_argument("--strategy", default="sjd", help="registered strategy name (see `pardecode list`)")
+    p.add_argument("-S", "--strategy-option", action="append", metavar="KEY=VALUE", help="strategy option, e.g. init=repeat")
+    p.add_argument("--window", type=int, help="draft window of parallel strategies")
+    p.add_argument("--cfg", type=float, dest="cfg_scale", help="classifier-free guidance scale (1 = off)")
+    p.add_argument("--top-k", type=int, help="keep the k most likely tokens (0 = off)")
+    p.add_argument("--top-p", type=float, help="nucleus sampling mass (1 = off)")
+    p.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
+    p.add_argument("--batch", type=int, default=1, help="images decoded together")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _build(args):
+    import attrs
+
+    from .api import get_backbone, get_strategy
+
+    backbone = get_backbone(args.backbone, **_options(args.backbone_option, "--backbone-option"))
+    strategy_opts = _options(args.strategy_option, "--strategy-option")
+    if args.window is not None and args.strategy != "ar":
+        strategy_opts["window"] = args.window
+    strategy = get_strategy(args.strategy, **strategy_opts)
+    overrides = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "cfg_scale") if getattr(args, k) is not None}
+    sampling = attrs.evolve(backbone.default_sampling, **overrides)
+    if args.batch < 1:
+        raise PardecodeError(f"--batch must be >= 1, got {args.batch}")
+    return backbone, strategy, sampling
+
+
+def cmd_list(args) -> int:
+    from .api import list_plugins
+
+    listing = list_plugins()
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    for kind, entries in listing.items():
+        print(f"{kind}:")
+        width = max((len(e["name"]) for e in entries), default=0)
+        for e in entries:
+            print(f"  {e['name']:<{width}}  {e['description']}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from .core.loop import decode
+    from .imaging import save_grid
+
+    backbone, strategy, sampling = _build(args)
+    start = _options(args.start_option, "--start-option")
+    result = decode(backbone, strategy, [args.prompt] * args.batch, sampling=sampling, seed=args.seed, **start)
+    length = result.tokens.shape[1]
+    report = {
+        "backbone": args.backbone,
+        "strategy": strategy.name,
+        "batch": args.batch,
+        "forward_passes": result.forward_passes,
+        "image_tokens": length,
+        "seconds": round(result.seconds, 4),
+        "step_compression": round(length / result.forward_passes, 4),
+        "tokens_per_pass": round(result.trace.tokens_per_pass, 4),
+    }
+    images = backbone.images(result.tokens, result.session)
+    if args.out:
+        if images is None:
+            report["out"] = None
+            report["note"] = f"backbone {args.backbone!r} has no image decoder; no PNG written"
+        else:
+            report["out"] = str(save_grid(images, args.out, scale=args.scale))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['strategy']} on {report['backbone']}: {report['forward_passes']} forward passes for "
+            f"{length} tokens per image (AR needs {length}: step compression {report['step_compression']:.2f}x), "
+            f"{report['seconds']:.2f} s for {args.batch} image(s)"
+        )
+        if args.out:
+            print(report.get("note") or f"wrote {report['out']}")
+    return 0
+
+
+def cmd_overhead(args) -> int:
+    """Framework time per pass outside the backbone's forward, and its ratio to the forward time."""
+    from .core.loop import decode
+
+    backbone, strategy, sampling = _build(args)
+    runs = []
+    for r in range(args.repeats + 1):
+        res = decode(backbone, strategy, ["overhead"] * args.batch, sampling=sampling, seed=args.seed + r)
+        if r:  # the first run warms up
+            runs.append(res.trace)
+    forward = statistics.median(s for t in runs for s in t.forward_seconds)
+    overhead = statistics.median(s - f for t in runs for s, f in zip(t.step_seconds, t.forward_seconds))
+    report = {
+        "backbone": args.backbone, "strategy": strategy.name, "window": getattr(strategy, "window", 0),
+        "batch": args.batch, "passes": sum(t.forward_passes for t in runs),
+        "forward_ms_median": round(forward * 1e3, 4), "overhead_ms_median": round(overhead * 1e3, 4),
+        "overhead_to_forward": round(overhead / forward, 4),
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(
+            f"{report['strategy']} (window {report['window']}, batch {args.batch}) on {args.backbone}, "
+            f"{report['passes']} passes: forward {report['forward_ms_median']:.3f} ms, framework "
+            f"{report['overhead_ms_median']:.3f} ms per pass (median), ratio {report['overhead_to_forward']:.3f}"
+        )
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="pardecode", description="Parallel decoding for AR image generators")
+    sub = root.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="registered strategies and backbones")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("generate", help="decode images for a prompt and write a PNG grid")
+    p.add_argument("--prompt", required=True)
+    _add_decode_options(p, default_backbone="fashion")
+    p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
+    p.add_argument("--out", help="PNG grid to write")
+    p.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG grid")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("overhead", help="framework time per pass outside the forward (toy backbone by default)")
+    _add_decode_options(p, default_backbone="toy")
+    p.set_defaults(batch=8, window=32)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_overhead)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PardecodeError as err:
+        print(f"pardecode: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

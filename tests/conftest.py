@@ -1,0 +1,17 @@
+import os
+
+import pytest
+import torch
+
+# two cores: keep torch from oversubscribing them when tests run beside other work
+torch.set_num_threads(int(os.environ.get("PARDECODE_TEST_THREADS", "1")))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins():
+    """Each test sees the plugin registry as built from the current sys.path."""
+    from pardecode.core.plugins import reset_plugins
+
+    reset_plugins()
+    yield
+    reset_plugins()
