@@ -1,7 +1,8 @@
 """Built-in backbones, registered through the same hook third-party plugins implement.
 
 Factories import their family module (and transformers' model code) only when called, so building
-the plugin registry stays cheap.
+the plugin registry stays cheap. (They are named load_* because the family submodules `chameleon`
+and `emu3` become attributes of this package once imported.)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def _source(family: str, path: Any, config: Any) -> None:
         )
 
 
-def chameleon(
+def load_chameleon(
     path: str | Path | None = None,
     *,
     config: Any = None,
@@ -46,7 +47,7 @@ def chameleon(
     )
 
 
-def emu3(
+def load_emu3(
     path: str | Path | None = None,
     *,
     config: Any = None,
@@ -72,7 +73,7 @@ def emu3(
     return Emu3Backbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
 
 
-def fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
+def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
     """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call."""
     from .chameleon import ChameleonBackbone
 
@@ -87,6 +88,6 @@ def fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | N
 
 @hookimpl
 def pardecode_register_backbones(register):
-    register("chameleon", chameleon, "Lumina-mGPT-style text-to-image on Chameleon weights (transformers)")
-    register("emu3", emu3, "Emu3 text-to-image with its VQ decoder (transformers)")
-    register("fashion", fashion, "The project's small Fashion-MNIST text-to-image model (Chameleon architecture)")
+    register("chameleon", load_chameleon, "Lumina-mGPT-style text-to-image on Chameleon weights (transformers)")
+    register("emu3", load_emu3, "Emu3 text-to-image with its VQ decoder (transformers)")
+    register("fashion", load_fashion, "The project's small Fashion-MNIST text-to-image model (Chameleon architecture)")

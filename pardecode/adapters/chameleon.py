@@ -176,7 +176,7 @@ class ChameleonBackbone(hf.HFBackbone):
         )
         spec.check_vocab(self.vocab_size)
         spec.grid(spec.default_size)
-        self.name, self.spec, self.root = name, spec, root
+        self.model, self.name, self.spec, self.root = model.eval(), name, spec, root
         self.default_sampling = SamplingConfig(temperature=1.0, top_k=spec.top_k, cfg_scale=spec.cfg_scale)
         self.image_tokens = torch.arange(*spec.image_token_range)
         self._decoder_source = image_decoder
