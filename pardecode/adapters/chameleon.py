@@ -179,6 +179,10 @@ class ChameleonBackbone(hf.HFBackbone):
         self.model, self.name, self.spec, self.root = model.eval(), name, spec, root
         self.default_sampling = SamplingConfig(temperature=1.0, top_k=spec.top_k, cfg_scale=spec.cfg_scale)
         self.image_tokens = torch.arange(*spec.image_token_range)
+        lo, hi = spec.image_token_range
+        self._reserved = set(range(lo, hi)) | {
+            spec.bos_id, spec.separator_id, spec.start_of_image_id, spec.end_of_image_id, spec.end_of_line_id
+        }
         self._decoder_source = image_decoder
         self._decoder: ImageDecoder | None = None
         self.no_images_reason: str | None = None
@@ -242,6 +246,12 @@ class ChameleonBackbone(hf.HFBackbone):
             raise ConfigError(
                 f"a {rows}x{cols}-token image needs size token {max(ids)}, outside the vocabulary of "
                 f"{self.vocab_size}; request a smaller size"
+            )
+        clash = [i for i in ids if i in self._reserved]
+        if clash:
+            raise ConfigError(
+                f"a {rows}x{cols}-token image needs size token {clash[0]}, which is not a size token (it is an "
+                f"image or layout token of this model); request a smaller size"
             )
         return ids
 
