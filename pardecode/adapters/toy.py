@@ -45,8 +45,12 @@ class ToyBackbone(Backbone):
     modulus: int = attrs.field(default=5, validator=_at_least(1))
     sharpness: float = 1.5
     seed: int = 0
+    #: > 0 makes the toy noise-aware (for SJD2): tokens get embeddings of this width, and a noisy
+    #: input is read as the token whose embedding is nearest
+    noise_dim: int = attrs.field(default=0, validator=_at_least(0))
     default_sampling: SamplingConfig = SamplingConfig()
     table: torch.Tensor = attrs.field(init=False, repr=False)
+    embeddings: torch.Tensor | None = attrs.field(init=False, repr=False, default=None)
 
     def __attrs_post_init__(self):
         if self.grid is not None and self.vocab_size < 3:
@@ -54,6 +58,28 @@ class ToyBackbone(Backbone):
         g = torch.Generator().manual_seed(self.seed)
         shape = (self.period, self.vocab_size, self.modulus, self.vocab_size)
         self.table = torch.randn(shape, generator=g) * self.sharpness
+        if self.noise_dim:
+            self.embeddings = torch.randn(self.vocab_size, self.noise_dim, generator=g)
+
+    def noise_ready(self) -> bool:
+        return self.embeddings is not None
+
+    def embed_dim(self) -> int | None:
+        return self.noise_dim or None
+
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.embeddings is None:
+            raise ConfigError("this toy backbone has no embeddings; build it with noise_dim > 0")
+        return self.embeddings[tokens]
+
+    def read_noisy(self, tokens: torch.Tensor, window: Window) -> torch.Tensor:
+        """The tokens the toy 'sees': at noisy positions, the token nearest to the noisy embedding."""
+        if window.noisy is None:
+            return tokens
+        if self.embeddings is None:
+            raise ConfigError("this toy backbone takes no noisy inputs; build it with noise_dim > 0")
+        nearest = torch.cdist(window.noisy.embeds.float(), self.embeddings.unsqueeze(0)).argmin(-1)
+        return torch.where(window.noisy.level > 0, nearest, window.tokens)
 
     # --- the closed form -------------------------------------------------------------------
     def prompt_tokens(self, prompt: str | None) -> list[int]:
@@ -117,7 +143,7 @@ class ToySession(Session):
     def forward(self, window: Window) -> Scores:
         rows = self.prompt.shape[0]
         expand = rows // self.batch  # CFG rows see the same span inputs
-        tokens = window.tokens.repeat(expand, 1)
+        tokens = self.backbone.read_noisy(window.tokens, window).repeat(expand, 1)
         key_valid = window.key_valid.repeat(expand, 1)
         if key_valid.shape[1] != self.slots.shape[1] + tokens.shape[1]:
             raise ConfigError(f"key_valid covers {key_valid.shape[1]} slots; cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")

@@ -25,6 +25,16 @@ class TokenLayout(abc.ABC):
     def allowed(self, offsets: torch.Tensor) -> torch.Tensor | None:
         """Bool[..., vocab] mask for Long[...] span offsets, or None when every token is allowed."""
 
+    def is_valid(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Bool[B]: each row of Long[B, T] has the layout's length and only allowed tokens."""
+        if tokens.shape[1] != self.length:
+            return torch.zeros(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        offsets = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
+        allowed = self.allowed(offsets)
+        if allowed is None:
+            return torch.ones(tokens.shape[0], dtype=torch.bool, device=tokens.device)
+        return allowed.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).all(-1)
+
 
 @attrs.frozen
 class FreeLayout(TokenLayout):
@@ -97,8 +107,3 @@ class GridLayout(TokenLayout):
         """Long[B, rows, cols] image cells from Long[B, length] span tokens (EOL and ends dropped)."""
         return tokens[:, : self.image_length].reshape(-1, self.rows, self.cols + 1)[..., : self.cols]
 
-    def is_valid(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Bool[B]: every token of each row is allowed at its offset."""
-        offsets = torch.arange(tokens.shape[1], device=tokens.device).expand_as(tokens)
-        ok = self.allowed(offsets).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-        return ok.all(-1) & (tokens.shape[1] == self.length)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .backbone import Backbone, Session, Window
+from .backbone import Backbone, NoisyInputs, Session, Window
 from .config import SamplingConfig
 from .errors import BackboneError, ConfigError
 from .sampling import target_probs
@@ -58,6 +58,7 @@ class Decoder:
             tokens=torch.zeros(batch, length, dtype=torch.long, device=device),
             committed=torch.zeros(batch, dtype=torch.long, device=device),
             token_embeddings=backbone.token_embeddings if backbone.noise_ready() else None,
+            backbone=backbone.name,
         )
         self.span_valid = torch.zeros(batch, 0, dtype=torch.bool, device=device)
         self.widths: list[int] = []
@@ -82,10 +83,11 @@ class Decoder:
             pending = ctx.tokens[rows, ctx.committed - 1].unsqueeze(1)
             inputs, offsets = torch.cat([pending, proposal.tokens], 1), ctx.offsets(width + 1, start=-1)
         noisy = proposal.noisy
-        if noisy is not None and not first:  # the pending token is always fed clean
-            zero = torch.zeros_like(noisy.level[:, :1])
-            embeds = torch.cat([ctx.token_embeddings(inputs[:, :1]), noisy.embeds], 1)
-            noisy = type(noisy)(embeds=embeds, level=torch.cat([zero, noisy.level], 1))
+        if noisy is not None and not first:  # the pending token is always fed clean (level 0)
+            noisy = NoisyInputs(
+                embeds=torch.cat([torch.zeros_like(noisy.embeds[:, :1]), noisy.embeds], 1),
+                level=torch.cat([torch.zeros_like(noisy.level[:, :1]), noisy.level], 1),
+            )
         key_valid = torch.cat([self.span_valid, torch.ones_like(inputs, dtype=torch.bool)], 1)
 
         # score: exactly one forward pass, counted here

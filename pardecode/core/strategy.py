@@ -54,7 +54,10 @@ class DecodeContext:
     tokens: torch.Tensor  # Long[B, length + slack]: committed tokens (valid up to `committed`)
     committed: torch.Tensor  # Long[B]: tokens committed so far per row
     step: int = 0
-    token_embeddings: Callable[[torch.Tensor], torch.Tensor] | None = None  # for denoising strategies
+    #: normalised clean embeddings of tokens, Long[...] -> Float[..., D]; None unless the backbone
+    #: is noise-conditioned (denoising strategies need it)
+    token_embeddings: Callable[[torch.Tensor], torch.Tensor] | None = None
+    backbone: str = ""  # the backbone's registry name, for error messages
 
     def offsets(self, width: int, start: int = 0) -> torch.Tensor:
         """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row."""

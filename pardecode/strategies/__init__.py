@@ -8,6 +8,7 @@ def pardecode_register_strategies(register):
     from .ar import AR
     from .jacobi import Jacobi
     from .sjd import SJD
+    from .sjd2 import SJD2
 
-    for cls in (AR, Jacobi, SJD):
+    for cls in (AR, Jacobi, SJD, SJD2):
         register(cls.name, cls, cls.__doc__)
