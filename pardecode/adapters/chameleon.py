@@ -272,7 +272,7 @@ class ChameleonBackbone(hf.HFBackbone):
             end_tokens=(spec.end_of_image_id,),
             vocab_size=self.vocab_size,
         )
-        return hf.Encoded(cond=cond, uncond=uncond, layout=layout, info={"size": (width, height)})
+        return hf.Encoded(cond=cond, uncond=uncond, layout=layout)
 
     def image_decoder(self) -> ImageDecoder | None:
         """The decoder from codebook indices to images, loaded on first use."""

@@ -151,8 +151,6 @@ class Encoded:
     cond: list[list[int]]  # one prompt row per generation row
     uncond: list[list[int]] | None  # the CFG branch, one row per generation row (None: no guidance)
     layout: GridLayout
-    #: family-specific facts `images` needs later (pixel size, ...)
-    info: dict[str, Any] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self):
         if self.uncond is not None and len(self.uncond) != len(self.cond):
@@ -181,11 +179,6 @@ class HFSession(Session):
         self._dtype = next(body.parameters()).dtype
         self._cache: DynamicCache | None = None
         self.span_slots = 0  # generated-span slots in the cache
-
-    @property
-    def cached(self) -> int:
-        """Cache length in slots (prompt width + span slots), the same for every row."""
-        return 0 if self._cache is None else self._prompt_ids.shape[1] + self.span_slots
 
     def _rows(self, t: torch.Tensor) -> torch.Tensor:
         """A per-generation-row tensor repeated for every CFG branch."""
