@@ -12,7 +12,7 @@ import torch
 
 import tiny_models
 from pardecode.adapters.hf import Encoded, HFSession
-from pardecode.core.backbone import Window
+from pardecode.core.backbone import NoisyInputs, Window
 from pardecode.core.config import SamplingConfig
 
 FAMILIES = ["chameleon", "emu3"]
@@ -110,3 +110,27 @@ def test_unpadded_rows_skip_the_mask_and_still_match(family):
     d = torch.randint(0, bb.vocab_size, (2, 4), generator=torch.Generator().manual_seed(2))
     scores = session.forward(window(d, [list(range(4))] * 2, torch.ones(2, 4), first=True))
     check_rows(bb, session, scores, [d[0].tolist(), d[1].tolist()], 5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_noisy_window_at_level_zero_is_the_clean_window(family):
+    """Denoising strategies feed embeddings; at noise level 0 a position reads its clean token."""
+    bb = tiny_models.noisy_backbone(family)
+    size = tiny_models.SMALL_SIZE[family]
+    sampling = SamplingConfig(cfg_scale=3.0)
+    d = torch.randint(0, bb.vocab_size, (2, 4), generator=torch.Generator().manual_seed(4))
+    plain = bb.start(PROMPTS, sampling, size=size).forward(window(d, [list(range(4))] * 2, torch.ones(2, 4), first=True))
+    zero = NoisyInputs(embeds=torch.randn(2, 4, bb.embed_dim()), level=torch.zeros(2, 4))
+    w = Window(d, torch.arange(4).expand(2, 4), torch.ones(2, 4, dtype=torch.bool), True, zero)
+    clean = bb.start(PROMPTS, sampling, size=size).forward(w)
+    torch.testing.assert_close(clean.cond, plain.cond)
+    torch.testing.assert_close(clean.uncond, plain.uncond)
+    # noise at the last two positions changes their own and later predictions, not earlier ones
+    level = torch.tensor([[0.0, 0.0, 2.0, 2.0]] * 2)
+    w = Window(d, torch.arange(4).expand(2, 4), torch.ones(2, 4, dtype=torch.bool), True, NoisyInputs(zero.embeds, level))
+    noisy = bb.start(PROMPTS, sampling, size=size).forward(w)
+    torch.testing.assert_close(noisy.cond[:, :3], plain.cond[:, :3])
+    assert not torch.allclose(noisy.cond[:, 3:], plain.cond[:, 3:])
+    assert bb.noise_ready() and not tiny_models.backbone(family).noise_ready()
+    emb = bb.token_embeddings(bb.image_tokens)
+    torch.testing.assert_close(emb.mean(0), torch.zeros(bb.embed_dim()), atol=1e-5, rtol=0)

@@ -197,3 +197,24 @@ SMALL_SIZE = {"chameleon": (8, 8), "emu3": (16, 16)}
 
 def backbone(family: str):
     return {"chameleon": chameleon_backbone, "emu3": emu3_backbone}[family]()
+
+
+@functools.cache
+def noisy_backbone(family: str):
+    """A tiny backbone of `family` with a random noise-conditioning module attached (SJD2-ready).
+
+    The level encoder's last layer is re-initialised away from zero so noise levels change the inputs.
+    """
+    from pardecode.adapters.chameleon import ChameleonBackbone
+    from pardecode.adapters.emu3 import Emu3Backbone
+    from pardecode.core.noise import NoiseConditioning
+
+    cls, path = {"chameleon": (ChameleonBackbone, chameleon_dir), "emu3": (Emu3Backbone, emu3_dir)}[family]
+    bb = cls.from_pretrained(path())
+    table = bb.body.get_input_embeddings().weight[bb.image_tokens]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        noise = NoiseConditioning.for_embeddings(table, hidden=16)
+        torch.nn.init.normal_(noise.time[-1].weight, std=0.05)
+    bb.attach_noise(noise)
+    return bb

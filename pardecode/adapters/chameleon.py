@@ -21,6 +21,7 @@ import torch
 from ..core.config import SamplingConfig
 from ..core.errors import CheckpointError, ConfigError
 from ..core.layout import GridLayout
+from ..core.noise import NoiseConditioning
 from . import hf
 
 LUMINA_TEMPLATE = "Generate an image of {W}x{H} according to the following prompt:\n{prompt}"
@@ -211,7 +212,9 @@ class ChameleonBackbone(hf.HFBackbone):
         tokenizer = hf.load_tokenizer(root, "chameleon")
         model = ChameleonForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
         spec = read_spec(root, tokenizer, model.config.vocabulary_map)
-        return cls(model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name)
+        backbone = cls(model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name)
+        backbone.attach_noise(NoiseConditioning.load(root))  # present only in SJD2-fine-tuned checkpoints
+        return backbone
 
     @classmethod
     def from_config(

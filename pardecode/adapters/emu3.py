@@ -18,6 +18,7 @@ import torch
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
 from ..core.layout import GridLayout
+from ..core.noise import NoiseConditioning
 from . import hf
 
 #: the reference generator's prompt suffix and negative prompt (Emu3's public image-generation example)
@@ -111,7 +112,9 @@ class Emu3Backbone(hf.HFBackbone):
         dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
         tokenizer = hf.load_tokenizer(root, "emu3")
         model = Emu3ForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
-        return cls(model, tokenizer, style, name=name)
+        backbone = cls(model, tokenizer, style, name=name)
+        backbone.attach_noise(NoiseConditioning.load(root))  # present only in SJD2-fine-tuned checkpoints
+        return backbone
 
     @classmethod
     def from_config(

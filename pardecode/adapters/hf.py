@@ -20,10 +20,11 @@ import torch
 from torch import nn
 from transformers import DynamicCache
 
-from ..core.backbone import Backbone, Scores, Session, Window
+from ..core.backbone import Backbone, NoisyInputs, Scores, Session, Window
 from ..core.config import SamplingConfig
 from ..core.errors import CheckpointError, ConfigError
 from ..core.layout import GridLayout
+from ..core.noise import NoiseConditioning
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -164,8 +165,16 @@ class HFSession(Session):
     branch); both are fed the same window, so one forward pass scores both branches.
     """
 
-    def __init__(self, body: nn.Module, head: nn.Module, encoded: Encoded, pad_id: int, device: torch.device):
-        self.body, self.head, self.encoded = body, head, encoded
+    def __init__(
+        self,
+        body: nn.Module,
+        head: nn.Module,
+        encoded: Encoded,
+        pad_id: int,
+        device: torch.device,
+        noise: NoiseConditioning | None = None,
+    ):
+        self.body, self.head, self.encoded, self.noise = body, head, encoded, noise
         self.layout = encoded.layout
         self.batch = len(encoded.cond)
         self.branches = 1 if encoded.uncond is None else 2
@@ -200,24 +209,33 @@ class HFSession(Session):
             state = "before any pass" if self._cache is None else "after the first pass"
             raise ConfigError(f"window.first={window.first} {state}: the first pass feeds the prompt once")
 
+    def _inputs(self, window: Window) -> dict[str, torch.Tensor]:
+        """input_ids, or inputs_embeds when the window carries noisy drafts; prompt first at pass one."""
+        ids = self._rows(window.tokens.to(self.device))
+        if window.noisy is None:
+            return {"input_ids": torch.cat([self._prompt_ids, ids], 1) if window.first else ids}
+        if self.noise is None:
+            raise ConfigError("this backbone takes no noisy inputs: its checkpoint has no noise conditioning")
+        embed = self.body.get_input_embeddings()
+        noisy = NoisyInputs(embeds=self._rows(window.noisy.embeds), level=self._rows(window.noisy.level))
+        embeds = self.noise.inputs_embeds(embed(ids), noisy)
+        return {"inputs_embeds": torch.cat([embed(self._prompt_ids), embeds], 1) if window.first else embeds}
+
     @torch.inference_mode()
     def forward(self, window: Window) -> Scores:
         self._check(window)
-        if window.noisy is not None:
-            raise ConfigError("this backbone takes no noisy inputs (it is not noise-conditioned)")
         q = window.tokens.shape[1]
-        ids = self._rows(window.tokens.to(self.device))
+        inputs = self._inputs(window)
         positions = self._prompt_len + self._rows(window.offsets.to(self.device))
         keys = torch.cat([self._prompt_valid, self._rows(window.key_valid.to(self.device))], 1)
         if window.first:
             self._cache = DynamicCache(config=self.body.config)
             positions = torch.cat([self._prompt_pos, positions], 1)
-            ids = torch.cat([self._prompt_ids, ids], 1)
         fed = positions.shape[1]
         # slots and positions coincide without padding and holes: plain causal attention suffices
         mask = additive_mask(keys, fed, self._dtype) if self._padded or window.has_holes else None
         hidden = self.body(
-            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self._cache, use_cache=True
+            **inputs, attention_mask=mask, position_ids=positions, past_key_values=self._cache, use_cache=True
         ).last_hidden_state
         logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float()
         self.span_slots += q
@@ -236,10 +254,16 @@ class HFBackbone(Backbone):
     """A transformers decoder `body` (returns last_hidden_state) + `head` (lm_head) image generator.
 
     Subclasses implement `encode` (the family's prompt template, CFG rows and layout) and may
-    override `images`; they list the `start` options they accept in `start_options`.
+    override `images`; they list the `start` options they accept in `start_options` and set
+    `image_tokens` (Long[K], the ids an image cell may hold).
+
+    A checkpoint fine-tuned for denoising strategies ships a `NoiseConditioning` module
+    (`noise_conditioning.safetensors`); with it the backbone is `noise_ready` and reads noisy windows.
     """
 
     start_options: tuple[str, ...] = ()
+    image_tokens: torch.Tensor
+    noise: NoiseConditioning | None = None
 
     def __init__(self, *, body: nn.Module, head: nn.Module, tokenizer: Any, context: int, pad_id: int):
         self.body, self.head, self.tokenizer = body.eval(), head.eval(), tokenizer
@@ -247,6 +271,7 @@ class HFBackbone(Backbone):
         self.pad_id = pad_id
         self.device = next(body.parameters()).device
         self.vocab_size = head.out_features
+        self._normaliser: NoiseConditioning | None = None
 
     @abc.abstractmethod
     def encode(self, prompts: list[str], sampling: SamplingConfig, **options: Any) -> Encoded:
@@ -263,7 +288,39 @@ class HFBackbone(Backbone):
         if not sampling.uses_cfg:
             encoded = attrs.evolve(encoded, uncond=None)
         self.check_context(encoded)
-        return HFSession(self.body, self.head, encoded, self.pad_id, self.device)
+        return HFSession(self.body, self.head, encoded, self.pad_id, self.device, self.noise)
+
+    # --- noise conditioning (denoising strategies) ------------------------------------------
+    def attach_noise(self, noise: NoiseConditioning | None) -> None:
+        """Use `noise` to read noisy inputs (None detaches); its width must match the embeddings."""
+        if noise is not None:
+            if noise.dim != self.embed_dim():
+                raise CheckpointError(f"noise conditioning of width {noise.dim} for embeddings of width {self.embed_dim()}")
+            noise = noise.to(self.device).eval()
+        self.noise = noise
+        self._normaliser = noise
+
+    def embed_dim(self) -> int:
+        return self.body.get_input_embeddings().embedding_dim
+
+    def noise_ready(self) -> bool:
+        return self.noise is not None
+
+    def normaliser(self) -> NoiseConditioning:
+        """The module whose mean/std define the normalised embedding space.
+
+        Without fine-tuned conditioning, the statistics of the image-token embedding rows (what a
+        fine-tune starts from).
+        """
+        if self._normaliser is None:
+            table = self.body.get_input_embeddings().weight[self.image_tokens.to(self.device)]
+            self._normaliser = NoiseConditioning.for_embeddings(table).to(self.device).eval()
+        return self._normaliser
+
+    @torch.no_grad()
+    def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
+        clean = self.body.get_input_embeddings()(tokens.to(self.device))
+        return self.normaliser().normalize(clean)
 
     def check_context(self, encoded: Encoded) -> None:
         """A ConfigError unless every prompt row plus the generated span fits the model's context."""
