@@ -153,3 +153,14 @@ def test_noise_conditioning_ships_with_the_checkpoint(family, tmp_path):
     a = decode(noisy, "sjd2", PROMPTS, seed=2, size=size)
     b = decode(loaded, "sjd2", PROMPTS, seed=2, size=size)
     assert torch.equal(a.tokens, b.tokens)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bfloat16_checkpoint_loads_and_decodes(family):
+    path = tiny_models.chameleon_dir() if family == "chameleon" else tiny_models.emu3_dir()
+    bb = plugins().backbones.get(family).factory(str(path), dtype="bfloat16", device="cpu")
+    assert bb.body.get_input_embeddings().weight.dtype == torch.bfloat16
+    result = decode(bb, "sjd", PROMPTS, size=tiny_models.SMALL_SIZE[family])
+    assert bool(result.session.layout.is_valid(result.tokens).all())
+    if family == "emu3":
+        assert len(bb.images(result.tokens, result.session)) == 2

@@ -23,10 +23,6 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-# Tiny models are bound by per-op overhead: on a shared CPU extra intra-op threads only spin
-# (measured: a 21-pass decode takes 0.04 s on one thread and seconds on two under load).
-torch.set_num_threads(1)
-
 VOCAB = 128
 TEXT_CHARS = string.ascii_letters + string.digits + " .,:;*!?'-\n"
 
