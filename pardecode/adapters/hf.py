@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from transformers import DynamicCache
 from ..core.backbone import Backbone, NoisyInputs, Scores, Session, Window
 from ..core.config import SamplingConfig
 from ..core.errors import CheckpointError, ConfigError
-from ..core.layout import GridLayout
+from ..core.layout import TokenLayout
 from ..core.noise import NoiseConditioning
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -151,7 +151,7 @@ class Encoded:
 
     cond: list[list[int]]  # one prompt row per generation row
     uncond: list[list[int]] | None  # the CFG branch, one row per generation row (None: no guidance)
-    layout: GridLayout
+    layout: TokenLayout
 
     def __attrs_post_init__(self):
         if self.uncond is not None and len(self.uncond) != len(self.cond):
@@ -173,8 +173,10 @@ class HFSession(Session):
         pad_id: int,
         device: torch.device,
         noise: NoiseConditioning | None = None,
+        span_embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         self.body, self.head, self.encoded, self.noise = body, head, encoded, noise
+        self.span_embed = span_embed  # None: span tokens share the prompt's embedding table
         self.layout = encoded.layout
         self.batch = len(encoded.cond)
         self.branches = 1 if encoded.uncond is None else 2
@@ -210,15 +212,17 @@ class HFSession(Session):
             raise ConfigError(f"window.first={window.first} {state}: the first pass feeds the prompt once")
 
     def _inputs(self, window: Window) -> dict[str, torch.Tensor]:
-        """input_ids, or inputs_embeds when the window carries noisy drafts; prompt first at pass one."""
+        """input_ids, or inputs_embeds for noisy drafts or a separate span embedding; prompt first at pass one."""
         ids = self._rows(window.tokens.to(self.device))
-        if window.noisy is None:
+        if window.noisy is None and self.span_embed is None:
             return {"input_ids": torch.cat([self._prompt_ids, ids], 1) if window.first else ids}
-        if self.noise is None:
-            raise ConfigError("this backbone takes no noisy inputs: its checkpoint has no noise conditioning")
         embed = self.body.get_input_embeddings()
-        noisy = NoisyInputs(embeds=self._rows(window.noisy.embeds), level=self._rows(window.noisy.level))
-        embeds = self.noise.inputs_embeds(embed(ids), noisy)
+        embeds = (self.span_embed or embed)(ids)
+        if window.noisy is not None:
+            if self.noise is None:
+                raise ConfigError("this backbone takes no noisy inputs: its checkpoint has no noise conditioning")
+            noisy = NoisyInputs(embeds=self._rows(window.noisy.embeds), level=self._rows(window.noisy.level))
+            embeds = self.noise.inputs_embeds(embeds, noisy)
         return {"inputs_embeds": torch.cat([embed(self._prompt_ids), embeds], 1) if window.first else embeds}
 
     @torch.inference_mode()
@@ -265,12 +269,25 @@ class HFBackbone(Backbone):
     image_tokens: torch.Tensor
     noise: NoiseConditioning | None = None
 
-    def __init__(self, *, body: nn.Module, head: nn.Module, tokenizer: Any, context: int, pad_id: int):
+    def __init__(
+        self,
+        *,
+        body: nn.Module,
+        head: nn.Module,
+        tokenizer: Any,
+        context: int,
+        pad_id: int,
+        vocab_size: int | None = None,
+        span_embed: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ):
+        """`head` maps hidden states to `vocab_size` logits (default: its out_features); `span_embed`
+        embeds generated tokens when they live in a vocabulary of their own (Janus)."""
         self.body, self.head, self.tokenizer = body.eval(), head.eval(), tokenizer
         self.context = context
         self.pad_id = pad_id
         self.device = next(body.parameters()).device
-        self.vocab_size = head.out_features
+        self.vocab_size = vocab_size if vocab_size is not None else head.out_features
+        self.span_embed = span_embed
         self._normaliser: NoiseConditioning | None = None
 
     @abc.abstractmethod
@@ -288,7 +305,7 @@ class HFBackbone(Backbone):
         if not sampling.uses_cfg:
             encoded = attrs.evolve(encoded, uncond=None)
         self.check_context(encoded)
-        return HFSession(self.body, self.head, encoded, self.pad_id, self.device, self.noise)
+        return HFSession(self.body, self.head, encoded, self.pad_id, self.device, self.noise, self.span_embed)
 
     # --- noise conditioning (denoising strategies) ------------------------------------------
     def attach_noise(self, noise: NoiseConditioning | None) -> None:
@@ -299,6 +316,10 @@ class HFBackbone(Backbone):
             noise = noise.to(self.device).eval()
         self.noise = noise
         self._normaliser = noise
+
+    def span_embedding(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Float[..., D] input embeddings of generated-span tokens."""
+        return (self.span_embed or self.body.get_input_embeddings())(tokens.to(self.device))
 
     def embed_dim(self) -> int:
         return self.body.get_input_embeddings().embedding_dim
@@ -313,14 +334,14 @@ class HFBackbone(Backbone):
         fine-tune starts from).
         """
         if self._normaliser is None:
-            table = self.body.get_input_embeddings().weight[self.image_tokens.to(self.device)]
+            with torch.no_grad():
+                table = self.span_embedding(self.image_tokens)
             self._normaliser = NoiseConditioning.for_embeddings(table).to(self.device).eval()
         return self._normaliser
 
     @torch.no_grad()
     def token_embeddings(self, tokens: torch.Tensor) -> torch.Tensor:
-        clean = self.body.get_input_embeddings()(tokens.to(self.device))
-        return self.normaliser().normalize(clean)
+        return self.normaliser().normalize(self.span_embedding(tokens))
 
     def check_context(self, encoded: Encoded) -> None:
         """A ConfigError unless every prompt row plus the generated span fits the model's context."""
