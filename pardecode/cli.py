@@ -164,6 +164,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_overhead)
+    from .benchmarks.cli import register as register_bench
+    register_bench(sub)
     return root
 
 

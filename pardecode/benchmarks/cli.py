@@ -1,0 +1,89 @@
+"""`pardecode bench`: run a suite, merge shards into a report, or compare two results directories."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..core.errors import ConfigError
+
+EPILOG = """examples:
+  pardecode bench quick --out runs/quick              run the built-in `quick` suite (resumes if interrupted)
+  pardecode bench my_suite.toml --out runs/x --shard 0/2   first of two processes (default: $RANK/$WORLD_SIZE)
+  pardecode bench --merge runs/x                      one report from every shard's results
+  pardecode bench --compare runs/old runs/new         what changed between two results directories
+"""
+
+
+def cmd_bench(args) -> int:
+    from .report import build_report, compare_dirs
+
+    modes = sum(bool(m) for m in (args.suite, args.merge, args.compare, args.list_suites))
+    if modes != 1:
+        raise ConfigError("give exactly one of: a SUITE (with --out), --merge DIR, --compare OLD NEW, --list-suites")
+    if args.list_suites:
+        return _list_suites()
+    if args.compare:
+        print(compare_dirs(*args.compare))
+        return 0
+    if args.merge:
+        print(f"wrote {build_report(args.merge)}")
+        return 0
+    return _run(args)
+
+
+def _list_suites() -> int:
+    from .suite import builtin_suites, load_suite
+
+    for name in builtin_suites():
+        suite = load_suite(name)
+        summary = suite.description.strip().splitlines()[0] if suite.description.strip() else ""
+        print(f"{name:<10} {len(suite.runs()):>4} runs  {summary}")
+    return 0
+
+
+def _run(args) -> int:
+    from ..cli import _options
+    from .report import build_report
+    from .results import Shard
+    from .runner import run_suite
+    from .suite import load_suite
+
+    if not args.out:
+        raise ConfigError("running a suite needs --out DIR")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    suite = load_suite(args.suite)
+    if args.backbone:
+        suite = suite.with_backbone(args.backbone, _options(args.backbone_option, "--backbone-option"))
+    elif args.backbone_option:
+        raise ConfigError("--backbone-option needs --backbone")
+    shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
+    outcome = run_suite(suite, args.out, shard=shard, threads=args.threads, progress=not args.no_progress)
+    print(
+        f"{suite.name} shard {shard}: {outcome.ran} run(s) in {outcome.seconds:.1f} s, "
+        f"{outcome.skipped} already recorded, {outcome.assigned} assigned"
+    )
+    if not args.no_report:
+        print(f"wrote {build_report(args.out)}")
+    return 0
+
+
+def register(subparsers) -> None:
+    """Add the `bench` command to the `pardecode` command line."""
+    p = subparsers.add_parser(
+        "bench", help="benchmark suites: forward passes, latency and quality per strategy",
+        description="Run a benchmark suite (a TOML file or a built-in name), merge shards, or compare results.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("suite", nargs="?", help="suite TOML file or built-in suite name (see --list-suites)")
+    p.add_argument("--out", help="results directory (results.jsonl, report.md, plots)")
+    p.add_argument("--shard", metavar="I/N", help="run share I of N (default: $RANK/$WORLD_SIZE, else 0/1)")
+    p.add_argument("--threads", type=int, help="torch threads (default: CPU cores / shards)")
+    p.add_argument("--backbone", help="run the suite on this backbone instead of its own (e.g. toy for a smoke test)")
+    p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="option of --backbone")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-report", action="store_true", help="only record runs (e.g. shards; merge later)")
+    p.add_argument("--merge", metavar="DIR", help="build DIR/report.md from every shard's results")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two results directories")
+    p.add_argument("--list-suites", action="store_true", help="list the built-in suites")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,204 @@
+"""From run records to one summary per strategy setting: passes, speed, quality, acceptance.
+
+Every ratio is taken against AR in the same results, over the prompts, seeds and repeats both have:
+- step compression = AR forward passes / the setting's forward passes (summed over matching runs);
+- latency ratio = AR's median wall-clock / the setting's (each run's time is first the median over
+  its repeats);
+- the AR baseline of a setting is the `ar` setting with the same effective sampling (e.g. greedy
+  AR for greedy Jacobi), else the first `ar` setting for speed ratios only.
+Quality is judged on repeat 0 (repeats reuse the seed, so they decode the same images). A lossless
+strategy must match its AR baseline within AR's spread across seeds: for each metric, the
+difference of per-seed means must stay within 2 * s_AR * sqrt(1/k_AR + 1/k), s_AR being the
+standard deviation of AR's per-seed values and k the number of seeds (two standard errors of a
+difference of means).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import torch
+
+from ..core.trace import Trace
+from .quality import Judge, Quality, Spread, judge_for, unpack_images
+from .suite import Suite
+
+AR = "ar"
+METRICS = (("prompt_agreement", "agreement"), ("frechet_distance", "FD"))
+
+
+@attrs.frozen
+class SettingSummary:
+    """One row of a report table."""
+
+    setting: str
+    strategy: str
+    lossless: bool
+    sampling: dict[str, Any]  # effective sampling
+    runs: int
+    expected_runs: int
+    length: int  # tokens per image
+    passes: float  # mean forward passes per run
+    tokens_per_pass: float  # mean tokens committed per pass per image
+    seconds: float  # median wall-clock per run
+    forward_share: float  # fraction of the loop's time spent in the backbone's forward passes
+    baseline: str | None  # the AR setting ratios are taken against
+    compression: float | None
+    latency_ratio: float | None
+    quality: Quality | None
+    seed_quality: dict[int, Quality]
+    check: str  # the lossless check's verdict
+    acceptance: list[float]  # mean tokens committed by the pass that produced each span offset
+
+
+@attrs.frozen
+class BackboneSummary:
+    label: str
+    name: str
+    batch: int
+    settings: list[SettingSummary]
+    real: tuple[Spread, Spread] | None  # real images' (agreement, FD) at the pooled sample size
+    real_n: int | None
+
+
+def merged_trace(records: Sequence[dict[str, Any]]) -> Trace:
+    """One trace whose rows are every image of `records` (passes zero-padded: rows that are done
+    commit 0), so the loop's own statistics (tokens per pass, acceptance by offset) pool them."""
+    rows = [row for r in records for row in r["committed"]]
+    longest = max(map(len, rows))
+    committed = torch.tensor([row + [0] * (longest - len(row)) for row in rows], dtype=torch.long).T
+    return Trace(widths=[], committed=committed, forward_seconds=[], step_seconds=[])
+
+
+def _key(record: dict[str, Any], *fields: str) -> tuple:
+    return tuple(record["key"][f] for f in fields)
+
+
+def _per_run_seconds(records: Sequence[dict[str, Any]]) -> dict[tuple, float]:
+    """(prompt, seed) -> median wall-clock over that run's repeats."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
+    for r in records:
+        groups[_key(r, "prompt", "seed")].append(r["seconds"])
+    return {k: statistics.median(v) for k, v in groups.items()}
+
+
+def compression(records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]]) -> float | None:
+    ar = {_key(r, "prompt", "seed", "repeat"): r["forward_passes"] for r in baseline}
+    mine = {_key(r, "prompt", "seed", "repeat"): r["forward_passes"] for r in records}
+    common = mine.keys() & ar.keys()
+    return sum(ar[k] for k in common) / sum(mine[k] for k in common) if common else None
+
+
+def latency_ratio(records: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]]) -> float | None:
+    ar, mine = _per_run_seconds(baseline), _per_run_seconds(records)
+    common = sorted(mine.keys() & ar.keys())
+    if not common:
+        return None
+    return statistics.median(ar[k] for k in common) / statistics.median(mine[k] for k in common)
+
+
+def judge_images(records: Sequence[dict[str, Any]], judge: Judge) -> tuple[Quality | None, dict[int, Quality]]:
+    """Pooled quality over repeat-0 images and quality per seed (each needs at least 2 images)."""
+    by_seed: dict[int, tuple[list[np.ndarray], list[str]]] = defaultdict(lambda: ([], []))
+    for r in records:
+        if r["key"]["repeat"] != 0 or r.get("images") is None or not judge.accepts(r["key"]["prompt"]):
+            continue
+        images = unpack_images(r["images"])
+        by_seed[r["key"]["seed"]][0].append(images)
+        by_seed[r["key"]["seed"]][1].extend([r["key"]["prompt"]] * len(images))
+
+    def score(images: list[np.ndarray], prompts: list[str]) -> Quality | None:
+        return judge.evaluate(np.concatenate(images), prompts) if len(prompts) >= 2 else None
+
+    per_seed = {seed: q for seed, (ims, ps) in sorted(by_seed.items()) if (q := score(ims, ps)) is not None}
+    pooled = score([i for ims, _ in by_seed.values() for i in ims], [p for _, ps in by_seed.values() for p in ps])
+    return pooled, per_seed
+
+
+def lossless_check(lossless: bool, is_baseline: bool, mine: dict[int, Quality], ar: dict[int, Quality] | None) -> str:
+    """Whether a lossless setting's quality matches its AR baseline within AR's seed spread."""
+    if is_baseline:
+        return "reference"
+    if not lossless:
+        return "lossy: not checked"
+    if ar is None:
+        return "n/a: no AR at the same sampling"
+    if not mine or not ar:
+        return "n/a: no quality"
+    if len(ar) < 2:
+        return "n/a: needs >= 2 seeds"
+    outside = []
+    for field, name in METRICS:
+        base = Spread.of([getattr(q, field) for q in ar.values()])
+        values = [getattr(q, field) for q in mine.values()]
+        tolerance = 2 * base.std * math.sqrt(1 / base.count + 1 / len(values))
+        diff = float(np.mean(values)) - base.mean
+        if abs(diff) > tolerance + 1e-9:
+            outside.append(f"{name} {diff:+.3g} outside ±{tolerance:.2g}")
+    return "matches AR" if not outside else "DIFFERS: " + "; ".join(outside)
+
+
+def _baseline(label: str, sampling: dict[str, Any], settings: dict[str, list[dict[str, Any]]]) -> tuple[str | None, bool]:
+    """(the AR setting to compare with, whether its sampling is the same)."""
+    ars = [s for s, recs in settings.items() if recs[0]["key"]["strategy"] == AR]
+    same = [s for s in ars if settings[s][0]["effective_sampling"] == sampling]
+    if same:
+        return same[0], True
+    return (ars[0], False) if ars else (None, False)
+
+
+def summarize(suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[[str], Judge | None] = judge_for) -> list[BackboneSummary]:
+    """One summary per backbone of the suite, settings in suite order (settings without runs left out)."""
+    expected: dict[tuple[str, str], int] = defaultdict(int)
+    for run in suite.runs():
+        expected[run.backbone, run.setting.label] += 1
+    out = []
+    for spec in suite.backbones:
+        mine = [r for r in records if r["key"]["backbone"] == spec.label]
+        by_setting: dict[str, list[dict[str, Any]]] = {}
+        for s in suite.settings:
+            recs = [r for r in mine if r["key"]["setting"] == s.label]
+            if recs:
+                by_setting[s.label] = recs
+        judge = judges(spec.name)
+        judged = {s: judge_images(recs, judge) for s, recs in by_setting.items()} if judge else {}
+        rows = []
+        for label, recs in by_setting.items():
+            first = recs[0]
+            base, same_sampling = _baseline(label, first["effective_sampling"], by_setting)
+            pooled, per_seed = judged.get(label, (None, {}))
+            repeat0 = [r for r in recs if r["key"]["repeat"] == 0] or recs
+            loop = sum(r["loop_seconds"] for r in recs)
+            rows.append(SettingSummary(
+                setting=label,
+                strategy=first["key"]["strategy"],
+                lossless=first["lossless"],
+                sampling=first["effective_sampling"],
+                runs=len(recs),
+                expected_runs=expected[spec.label, label],
+                length=first["length"],
+                passes=float(np.mean([r["forward_passes"] for r in recs])),
+                tokens_per_pass=merged_trace(repeat0).tokens_per_pass,
+                seconds=statistics.median(_per_run_seconds(recs).values()),
+                forward_share=sum(r["forward_seconds"] for r in recs) / loop if loop else math.nan,
+                baseline=base,
+                compression=compression(recs, by_setting[base]) if base else None,
+                latency_ratio=latency_ratio(recs, by_setting[base]) if base else None,
+                quality=pooled,
+                seed_quality=per_seed,
+                check=lossless_check(
+                    first["lossless"], label == base, per_seed,
+                    judged.get(base, (None, {}))[1] if base and same_sampling else None,
+                ) if judge else "n/a: no evaluator",
+                acceptance=merged_trace(repeat0).accepted_by_offset(first["length"]).tolist(),
+            ))
+        pooled_n = max((r.quality.n for r in rows if r.quality), default=None)
+        real = judge.real_spread(pooled_n) if judge and pooled_n else None
+        out.append(BackboneSummary(spec.label, spec.name, suite.batch, rows, real, pooled_n if real else None))
+    return out

@@ -1,0 +1,82 @@
+"""PNG plots of a backbone's summary (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .metrics import BackboneSummary
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _colours(strategies: list[str]) -> dict[str, str]:
+    cycle = [f"C{i}" for i in range(10)]
+    return {s: cycle[i % len(cycle)] for i, s in enumerate(dict.fromkeys(strategies))}
+
+
+def _save(fig, path: Path) -> str:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
+    tmp.replace(path)
+    return path.name
+
+
+def compression_vs_quality(summary: BackboneSummary, path: Path) -> str | None:
+    """Step compression against each quality metric, one marker per setting, coloured by strategy."""
+    rows = [r for r in summary.settings if r.quality is not None and r.compression is not None]
+    if not rows:
+        return None
+    plt = _pyplot()
+    colours = _colours([r.strategy for r in rows])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, field, name in ((axes[0], "prompt_agreement", "prompt agreement (higher is better)"),
+                            (axes[1], "frechet_distance", "Fréchet distance (lower is better)")):
+        for r in rows:
+            ax.scatter(r.compression, getattr(r.quality, field), color=colours[r.strategy], s=40)
+            ax.annotate(r.setting, (r.compression, getattr(r.quality, field)), fontsize=7,
+                        xytext=(4, 3), textcoords="offset points")
+        ax.set_xlabel("step compression vs AR (x)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+    for strategy, colour in colours.items():
+        axes[0].scatter([], [], color=colour, label=strategy)
+    axes[0].legend(title="strategy", fontsize=8)
+    fig.suptitle(f"{summary.label}: step compression vs quality")
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def acceptance_by_position(summary: BackboneSummary, path: Path) -> str | None:
+    """Mean tokens committed by the pass that produced each position of the image span."""
+    rows = [r for r in summary.settings if r.acceptance]
+    if not rows:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11, 4.2))
+    for r in rows:
+        ax.plot(range(len(r.acceptance)), r.acceptance, label=r.setting, linewidth=1.2)
+    ax.set_xlabel("position in the generated span (token offset)")
+    ax.set_ylabel("mean tokens committed per pass")
+    ax.set_title(f"{summary.label}: accepted tokens by position")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    out = _save(fig, path)
+    plt.close(fig)
+    return out
+
+
+def write_plots(summary: BackboneSummary, directory: Path) -> dict[str, str]:
+    """Caption -> file name of every plot written for this backbone."""
+    plots = {
+        "step compression vs quality": compression_vs_quality(summary, directory / f"{summary.label}-compression-quality.png"),
+        "accepted tokens by position": acceptance_by_position(summary, directory / f"{summary.label}-acceptance.png"),
+    }
+    return {caption: file for caption, file in plots.items() if file}

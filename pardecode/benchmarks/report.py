@@ -1,0 +1,220 @@
+"""Markdown from summaries: the report of one results directory, and what changed between two."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .metrics import BackboneSummary, SettingSummary, summarize
+from .quality import Judge, Quality, Spread, judge_for
+from .results import ResultsDir
+from .suite import Suite
+
+NA = "n/a"
+
+
+def _num(value: float | None, fmt: str, suffix: str = "") -> str:
+    return NA if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:{fmt}}{suffix}"
+
+
+def _with_n(quality: Quality | None, field: str, fmt: str) -> str:
+    return NA if quality is None else f"{getattr(quality, field):{fmt}} (n={quality.n})"
+
+
+def _spread(spread: Spread, fmt: str) -> str:
+    if spread.count < 2:
+        return f"{spread.mean:{fmt}} (1 set)"
+    return f"{spread.mean:{fmt}} ± {spread.std:{fmt}} ({spread.count} sets)"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _sampling(s: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in s.items())
+
+
+def setting_row(row: SettingSummary) -> list[str]:
+    runs = f"{row.runs}" if row.runs == row.expected_runs else f"{row.runs}/{row.expected_runs}"
+    return [
+        f"`{row.setting}`", runs, _num(row.passes, ".1f"), _num(row.tokens_per_pass, ".2f"),
+        _num(row.compression, ".2f", "x"), _num(row.seconds, ".3f"), _num(row.latency_ratio, ".2f", "x"),
+        _with_n(row.quality, "prompt_agreement", ".3f"), _with_n(row.quality, "frechet_distance", ".2f"), row.check,
+    ]
+
+
+SETTING_HEADER = (
+    "setting", "runs", "forward passes", "tokens / pass", "step compression", "median s / run",
+    "latency ratio", "prompt agreement", "Fréchet distance", "quality vs AR",
+)
+
+
+def backbone_section(summary: BackboneSummary, plots: dict[str, str]) -> list[str]:
+    rows = summary.settings
+    if not rows:
+        return [f"## Backbone `{summary.label}`", "", "No finished runs yet.", ""]
+    lines = [
+        f"## Backbone `{summary.label}`",
+        "",
+        f"{rows[0].length} tokens per image, {summary.batch} images per run (one prompt repeated). "
+        "Forward passes and median seconds are per run; step compression and latency ratio are against "
+        "the AR baseline in the second table (higher is better).",
+        "",
+        *_table(SETTING_HEADER, [setting_row(r) for r in rows]),
+        "",
+        *_table(
+            ("setting", "AR baseline", "sampling", "lossless", "forward share of loop time"),
+            [[f"`{r.setting}`", f"`{r.baseline}`" if r.baseline else NA, _sampling(r.sampling),
+              "yes" if r.lossless else "no", _num(r.forward_share, ".0%")] for r in rows],
+        ),
+        "",
+    ]
+    seeded = [r for r in rows if r.seed_quality]
+    if seeded:
+        lines += ["Quality across seeds (mean ± standard deviation of the per-seed values; what *quality vs AR* tests):", ""]
+        lines += _table(
+            ("setting", "seeds", "images / seed", "prompt agreement", "Fréchet distance"),
+            [
+                [f"`{r.setting}`", str(len(r.seed_quality)), str(min(q.n for q in r.seed_quality.values())),
+                 _spread(Spread.of([q.prompt_agreement for q in r.seed_quality.values()]), ".3f"),
+                 _spread(Spread.of([q.frechet_distance for q in r.seed_quality.values()]), ".2f")]
+                for r in seeded
+            ],
+        )
+        lines.append("")
+    if summary.real is not None:
+        agreement, frechet = summary.real
+        lines += [
+            f"Real Fashion-MNIST test images in disjoint sets of n={summary.real_n} score prompt agreement "
+            f"{_spread(agreement, '.3f')} and Fréchet distance {_spread(frechet, '.2f')}: the floor a generator "
+            "can reach at this sample size (Fréchet distance shrinks as n grows, so compare at equal n only).",
+            "",
+        ]
+    elif not any(r.quality for r in rows):
+        lines += ["Quality: n/a (this backbone has no image decoder or no evaluator).", ""]
+    for caption, file in plots.items():
+        lines += [f"![{caption}]({file})", ""]
+    return lines
+
+
+def environment_section(sessions: Sequence[dict[str, Any]]) -> list[str]:
+    if not sessions:
+        return ["## Environment", "", "No session recorded.", ""]
+    fields = ("shard", "date", "python", "torch", "transformers", "pardecode", "commit", "cpu", "cpu_count", "torch_threads")
+    return [
+        "## Environment",
+        "",
+        "One row per process that ran timed runs (a resumed or sharded suite has several).",
+        "",
+        *_table(fields, [[str(s.get(f, NA)) for f in fields] for s in sessions]),
+        "",
+    ]
+
+
+def measurement_section(suite: Suite) -> list[str]:
+    return [
+        "## How it was measured",
+        "",
+        f"- Latency: wall-clock of one `decode` call for a batch of {suite.batch} (prompt encoding and prefill "
+        "included, image decoding excluded); each run's time is the median over its "
+        f"{suite.repeats} repeat(s), a setting's the median over its runs.",
+        f"- {suite.warmup} untimed warm-up decode(s) per setting and process; runs interleaved (repeat, then "
+        "seed, then prompt; strategy settings innermost); torch threads pinned (see Environment).",
+        "- Forward passes, tokens per pass and acceptance come from the decoding loop's trace, never from a strategy.",
+        "- Quality is judged on repeat 0 (repeats share seeds, hence images). *quality vs AR*: a lossless "
+        "setting's per-seed mean must lie within 2·s·√(1/k_AR + 1/k) of AR's (s: AR's standard deviation across "
+        "its k_AR seeds), for prompt agreement and Fréchet distance alike; otherwise the row says DIFFERS.",
+        "",
+    ]
+
+
+def render(suite: Suite, summaries: Sequence[BackboneSummary], sessions: Sequence[dict[str, Any]],
+           plots: dict[str, dict[str, str]], results_files: Sequence[str]) -> str:
+    done = sum(r.runs for s in summaries for r in s.settings)
+    total = len(suite.runs())
+    status = "complete" if done == total else f"INCOMPLETE: {total - done} run(s) missing (resume or merge the other shards)"
+    lines = [
+        f"# Benchmark `{suite.name}`",
+        "",
+        *([suite.description.strip(), ""] if suite.description.strip() else []),
+        f"Suite fingerprint `{suite.fingerprint}`; {done} of {total} runs ({status}), read from "
+        + ", ".join(f"`{f}`" for f in results_files) + f"; report written "
+        + datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + ".",
+        "",
+    ]
+    for summary in summaries:
+        lines += backbone_section(summary, plots.get(summary.label, {}))
+    lines += measurement_section(suite) + environment_section(sessions)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def build_report(out: str | Path, judges: Callable[[str], Judge | None] = judge_for, with_plots: bool = True) -> Path:
+    """Summarise every results file in `out` (all shards) into report.md and PNG plots."""
+    results = ResultsDir(out)
+    suite = results.suite()
+    summaries = summarize(suite, results.records(), judges)
+    plots: dict[str, dict[str, str]] = {}
+    if with_plots:
+        from .plots import write_plots
+
+        plots = {s.label: write_plots(s, results.path) for s in summaries}
+    text = render(suite, summaries, results.sessions(), plots, [f.name for f in results.results_files()])
+    return results.write_text("report.md", text)
+
+
+# ------------------------------------------------------------------------------------ compare
+
+
+def _change(old: float | None, new: float | None, fmt: str, suffix: str = "") -> str:
+    if old is None and new is None:
+        return NA
+    text = f"{_num(old, fmt, suffix)} → {_num(new, fmt, suffix)}"
+    if old is not None and new is not None and old and not math.isnan(old) and not math.isnan(new):
+        text += f" ({(new - old) / abs(old):+.1%})"
+    return text
+
+
+#: (figure, format, suffix) of each compared column
+COMPARED = (
+    ("passes", ".1f", ""), ("compression", ".2f", "x"), ("seconds", ".3f", ""), ("latency_ratio", ".2f", "x"),
+    ("prompt_agreement", ".3f", ""), ("frechet_distance", ".2f", ""),
+)
+
+
+def _figure(row: SettingSummary | None, name: str) -> float | None:
+    if row is None:
+        return None
+    if name in ("prompt_agreement", "frechet_distance"):
+        return getattr(row.quality, name) if row.quality is not None else None
+    return getattr(row, name)
+
+
+def compare(old: Sequence[BackboneSummary], new: Sequence[BackboneSummary]) -> str:
+    """Per setting present in either: old → new (relative change) of the headline figures."""
+    lines = ["# Benchmark comparison", ""]
+    olds = {(b.label, r.setting): r for b in old for r in b.settings}
+    news = {(b.label, r.setting): r for b in new for r in b.settings}
+    keys = list(dict.fromkeys([*news, *olds]))
+    for backbone in dict.fromkeys(k[0] for k in keys):
+        rows = []
+        for key in (k for k in keys if k[0] == backbone):
+            a, b = olds.get(key), news.get(key)
+            rows.append([
+                f"`{key[1]}`" + ("" if a and b else " (new)" if b else " (removed)"),
+                *(_change(_figure(a, name), _figure(b, name), fmt, suffix) for name, fmt, suffix in COMPARED),
+            ])
+        lines += [f"## Backbone `{backbone}`", ""]
+        lines += _table(("setting", "forward passes", "step compression", "median s / run", "latency ratio",
+                         "prompt agreement", "Fréchet distance"), rows)
+        lines.append("")
+    return "\n".join(lines)
+
+
+def compare_dirs(old: str | Path, new: str | Path, judges: Callable[[str], Judge | None] = judge_for) -> str:
+    summaries = [summarize(ResultsDir(d).suite(), ResultsDir(d).records(), judges) for d in (old, new)]
+    return compare(*summaries)
