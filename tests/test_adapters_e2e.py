@@ -15,7 +15,7 @@ from pardecode.core.errors import ConfigError
 from pardecode.core.loop import decode
 from pardecode.core.plugins import plugins
 
-FAMILIES = ["chameleon", "emu3"]
+FAMILIES = ["chameleon", "emu3", "janus"]
 PROMPTS = ["a red dress", "an ankle boot with laces"]
 
 
@@ -44,7 +44,8 @@ def test_every_strategy_yields_a_valid_image_layout(family, strategy, greedy):
     assert result.tokens.shape == (2, layout.length)
     assert bool(layout.is_valid(result.tokens).all())
     assert 1 <= result.trace.forward_passes <= layout.length
-    assert layout.grid(result.tokens).shape == (2, 4, 4)
+    grid = bb.grid(result.tokens) if family == "janus" else layout.grid(result.tokens)
+    assert grid.shape == (2, 4, 4) and bool(torch.isin(grid, bb.image_tokens).all())
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -144,8 +145,7 @@ def test_fashion_checkpoint_layout_matches_its_training_sequences(tmp_path):
 def test_noise_conditioning_ships_with_the_checkpoint(family, tmp_path):
     """A checkpoint holding noise_conditioning.safetensors loads noise-ready and decodes like the original."""
     noisy = tiny_models.noisy_backbone(family)
-    src = tiny_models.chameleon_dir() if family == "chameleon" else tiny_models.emu3_dir()
-    shutil.copytree(src, tmp_path / "ckpt")
+    shutil.copytree(tiny_models.DIRS[family](), tmp_path / "ckpt")
     noisy.noise.save(tmp_path / "ckpt")
     loaded = plugins().backbones.get(family).factory(str(tmp_path / "ckpt"))
     assert loaded.noise_ready()
@@ -157,10 +157,23 @@ def test_noise_conditioning_ships_with_the_checkpoint(family, tmp_path):
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_bfloat16_checkpoint_loads_and_decodes(family):
-    path = tiny_models.chameleon_dir() if family == "chameleon" else tiny_models.emu3_dir()
-    bb = plugins().backbones.get(family).factory(str(path), dtype="bfloat16", device="cpu")
+    bb = plugins().backbones.get(family).factory(str(tiny_models.DIRS[family]()), dtype="bfloat16", device="cpu")
     assert bb.body.get_input_embeddings().weight.dtype == torch.bfloat16
     result = decode(bb, "sjd", PROMPTS, size=tiny_models.SMALL_SIZE[family])
     assert bool(result.session.layout.is_valid(result.tokens).all())
-    if family == "emu3":
+    if family != "chameleon":
         assert len(bb.images(result.tokens, result.session)) == 2
+
+
+def test_janus_save_pretrained_then_load_through_the_adapter(tmp_path):
+    factory = plugins().backbones.get("janus").factory
+    built = factory(config=tiny_models.janus_config(), tokenizer=tiny_models.janus_dir(), cfg_scale=4.0)
+    built.model.save_pretrained(tmp_path)
+    built.tokenizer.save_pretrained(tmp_path)
+    loaded = factory(str(tmp_path), cfg_scale=4.0)
+    assert loaded.default_sampling == SamplingConfig(temperature=1.0, top_k=0, cfg_scale=4.0)
+    a = decode(built, "sjd", PROMPTS, seed=1)
+    b = decode(loaded, "sjd", PROMPTS, seed=1)
+    assert torch.equal(a.tokens, b.tokens)
+    images = loaded.images(b.tokens, b.session)
+    assert len(images) == 2 and images[0].size == (8, 8) and images[0].mode == "RGB"

@@ -138,3 +138,26 @@ def test_emu3_greedy_ar_equals_generate(cfg):
     assert expected.shape[1] == layout.length  # generation ran to the EOS the layout ends with
     assert torch.equal(ours.tokens, expected)
     assert bool(layout.is_valid(ours.tokens).all())
+
+
+@pytest.mark.parametrize("cfg", [3.0, 5.0])
+def test_janus_greedy_ar_equals_generate(cfg):
+    """Janus' own image generator (batched CFG over pad-masked prompts, static cache) as the reference.
+
+    It always runs guidance (a scale of 1 would break its output shape), so only CFG > 1 is compared.
+    """
+    from transformers import GenerationConfig, JanusForConditionalGeneration
+
+    bb = tiny_models.janus_backbone()
+    ours = decode(bb, "ar", PROMPTS, sampling=SamplingConfig(temperature=0, cfg_scale=cfg))
+    enc = ours.session.encoded
+    ref = JanusForConditionalGeneration.from_pretrained(tiny_models.janus_dir()).eval()
+    ids, mask = left_padded(enc.cond, pad=bb.pad_id)
+    config = GenerationConfig(
+        do_sample=False, guidance_scale=cfg, pad_token_id=bb.pad_id, bos_token_id=bb.tokenizer.bos_token_id,
+        generation_kwargs={"boi_token_id": bb.boi_id},
+    )
+    expected = ref.generate(input_ids=ids, attention_mask=mask, generation_mode="image", generation_config=config)
+    assert torch.equal(ours.tokens, expected)
+    # and our unconditional rows are exactly what it builds: bos, pads, begin-of-image
+    assert enc.uncond == [[r[0]] + [bb.pad_id] * (len(r) - 2) + [r[-1]] for r in enc.cond]

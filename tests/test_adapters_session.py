@@ -15,15 +15,22 @@ from pardecode.adapters.hf import Encoded, HFSession
 from pardecode.core.backbone import NoisyInputs, Window
 from pardecode.core.config import SamplingConfig
 
-FAMILIES = ["chameleon", "emu3"]
+FAMILIES = ["chameleon", "emu3", "janus"]
 PROMPTS = ["a red dress with long sleeves", "boot"]  # different prompt lengths: left padding
 
 
 def reference_logits(backbone, prompt: list[int], span: list[int], last: int) -> torch.Tensor:
-    """Float[last, V]: logits of the final `last` positions of prompt + span, recomputed from scratch."""
-    ids = torch.tensor([prompt + span])
+    """Float[last, V]: logits of the final `last` positions of prompt + span, recomputed from scratch.
+
+    Prompt tokens go through the text embedding, span tokens through the span embedding (the same
+    table except for Janus, whose image tokens have their own).
+    """
     with torch.no_grad():
-        hidden = backbone.body(input_ids=ids, use_cache=False).last_hidden_state
+        embeds = torch.cat([
+            backbone.body.get_input_embeddings()(torch.tensor([prompt])),
+            backbone.span_embedding(torch.tensor([span], dtype=torch.long)),
+        ], 1)
+        hidden = backbone.body(inputs_embeds=embeds, use_cache=False).last_hidden_state
         return backbone.head(hidden[0, -last:]).float()
 
 
@@ -97,7 +104,7 @@ def test_cfg_in_one_pass_equals_branches_scored_separately(family):
     assert cond.uncond is None
     # the unconditional branch on its own: a session whose prompts are the negative rows
     negative = Encoded(cond=joint.encoded.uncond, uncond=None, layout=joint.layout)
-    uncond = HFSession(bb.body, bb.head, negative, bb.pad_id, bb.device)
+    uncond = HFSession(bb.body, bb.head, negative, bb.pad_id, bb.device, span_embed=bb.span_embed)
     torch.testing.assert_close(both.uncond, uncond.forward(w).cond, atol=2e-5, rtol=1e-4)
 
 

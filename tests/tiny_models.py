@@ -60,6 +60,14 @@ EMU3_NAMED = {
 }
 
 
+# Janus: DeepSeek's special token names, tiny ids; image tokens are a separate 32-entry codebook
+JANUS_SPECIALS = [
+    "<｜▁pad▁｜>", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<unk>", "<image_placeholder>",
+    "<begin_of_image>", "<end_of_image>", "<|User|>", "<|Assistant|>",
+]
+JANUS_CODEBOOK = 32
+
+
 def _imgimg_name(i: int) -> str:
     """Chameleon's image-token spelling: digits as letters A-J, framed by IMGIMG ... Z."""
     return "IMGIMG" + "".join(chr(ord("A") + int(d)) for d in str(i)) + "Z"
@@ -145,6 +153,46 @@ def save_tiny_emu3(path: str | Path, seed: int = 0, **text_config) -> Path:
     return path
 
 
+def janus_config(**text_overrides):
+    """Janus with a 4 x 4 token grid (16 px images -> 4 patches of 4 px; VQ decodes to 8 x 8 px)."""
+    from transformers import JanusConfig
+
+    text = dict(
+        model_type="llama", vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=2, intermediate_size=37, max_position_embeddings=512, pad_token_id=0, bos_token_id=1,
+        eos_token_id=2,
+    )
+    text.update(text_overrides)
+    return JanusConfig(
+        text_config=text,
+        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
+                           image_size=16, patch_size=4, num_image_tokens=16, projection_dim=32, depth=1),
+        vq_config=dict(embed_dim=4, num_embeddings=JANUS_CODEBOOK, latent_channels=4, base_channels=32,
+                       channel_multiplier=[1, 2], num_res_blocks=1, projection_dim=32, image_token_embed_dim=32,
+                       num_hidden_layers=1),
+        image_token_id=4,
+    )
+
+
+def save_tiny_janus(path: str | Path, seed: int = 0, **text_config) -> Path:
+    """Write a tiny random Janus checkpoint (Llama body, generation head, VQ decoder, tokenizer)."""
+    from transformers import JanusForConditionalGeneration
+
+    path = Path(path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = JanusForConditionalGeneration(janus_config(**text_config)).eval()
+    model.save_pretrained(path)
+    vocab = _vocabulary(JANUS_SPECIALS)
+    _save_tokenizer(
+        path, vocab, list(JANUS_SPECIALS), bos_token=JANUS_SPECIALS[1], eos_token=JANUS_SPECIALS[2],
+        pad_token=JANUS_SPECIALS[0],
+        extra_special_tokens={"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>",
+                              "eoi_token": "<end_of_image>"},
+    )
+    return path
+
+
 _ROOT: Path | None = None
 
 
@@ -187,12 +235,26 @@ def emu3_backbone():
     return Emu3Backbone.from_pretrained(emu3_dir())
 
 
+@functools.cache
+def janus_dir() -> Path:
+    """A tiny Janus checkpoint directory, written once per test process."""
+    return save_tiny_janus(_scratch() / "janus")
+
+
+@functools.cache
+def janus_backbone():
+    from pardecode.adapters.janus import JanusBackbone
+
+    return JanusBackbone.from_pretrained(janus_dir())
+
+
 #: an image size each tiny family can produce (4 x 4 tokens) and fits its context with room to spare
-SMALL_SIZE = {"chameleon": (8, 8), "emu3": (16, 16)}
+SMALL_SIZE = {"chameleon": (8, 8), "emu3": (16, 16), "janus": (8, 8)}
+DIRS = {"chameleon": chameleon_dir, "emu3": emu3_dir, "janus": janus_dir}
 
 
 def backbone(family: str):
-    return {"chameleon": chameleon_backbone, "emu3": emu3_backbone}[family]()
+    return {"chameleon": chameleon_backbone, "emu3": emu3_backbone, "janus": janus_backbone}[family]()
 
 
 @functools.cache
@@ -205,9 +267,12 @@ def noisy_backbone(family: str):
     from pardecode.adapters.emu3 import Emu3Backbone
     from pardecode.core.noise import NoiseConditioning
 
-    cls, path = {"chameleon": (ChameleonBackbone, chameleon_dir), "emu3": (Emu3Backbone, emu3_dir)}[family]
-    bb = cls.from_pretrained(path())
-    table = bb.body.get_input_embeddings().weight[bb.image_tokens]
+    from pardecode.adapters.janus import JanusBackbone
+
+    cls = {"chameleon": ChameleonBackbone, "emu3": Emu3Backbone, "janus": JanusBackbone}[family]
+    bb = cls.from_pretrained(DIRS[family]())
+    with torch.no_grad():
+        table = bb.span_embedding(bb.image_tokens)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(5)
         noise = NoiseConditioning.for_embeddings(table, hidden=16)

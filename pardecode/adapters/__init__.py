@@ -1,8 +1,8 @@
 """Built-in backbones, registered through the same hook third-party plugins implement.
 
 Factories import their family module (and transformers' model code) only when called, so building
-the plugin registry stays cheap. (They are named load_* because the family submodules `chameleon`
-and `emu3` become attributes of this package once imported.)
+the plugin registry stays cheap. (They are named load_* because the family submodules `chameleon`,
+`emu3` and `janus` become attributes of this package once imported.)
 """
 
 from __future__ import annotations
@@ -73,6 +73,31 @@ def load_emu3(
     return Emu3Backbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
 
 
+def load_janus(
+    path: str | Path | None = None,
+    *,
+    config: Any = None,
+    tokenizer: Any = None,
+    dtype: str = "float32",
+    device: str = "cpu",
+    **style: Any,
+):
+    """Janus / Janus-Pro backbone from a checkpoint directory, or a random model from a JanusConfig.
+
+    `style` overrides the reference prompt_template, cfg_scale and top_k.
+    """
+    from .janus import JanusBackbone, JanusStyle
+
+    _source("janus", path, config)
+    try:
+        settings = JanusStyle(**style)
+    except TypeError as err:
+        raise ConfigError(f"janus: {err}") from None
+    if path is not None:
+        return JanusBackbone.from_pretrained(path, dtype=dtype, device=device, style=settings)
+    return JanusBackbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
+
+
 def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
     """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call."""
     from .chameleon import ChameleonBackbone
@@ -90,4 +115,5 @@ def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Pat
 def pardecode_register_backbones(register):
     register("chameleon", load_chameleon, "Lumina-mGPT-style text-to-image on Chameleon weights (transformers)")
     register("emu3", load_emu3, "Emu3 text-to-image with its VQ decoder (transformers)")
+    register("janus", load_janus, "Janus / Janus-Pro text-to-image with its VQ decoder (transformers)")
     register("fashion", load_fashion, "The project's small Fashion-MNIST text-to-image model (Chameleon architecture)")

@@ -1,6 +1,6 @@
 """Shared machinery of backbones built on transformers causal language models.
 
-A family adapter (Chameleon, Emu3, ...) only turns prompts into token rows and a `GridLayout`
+A family adapter (Chameleon, Emu3, ...) only turns prompts into token rows and a `TokenLayout`
 (`HFBackbone.encode`); everything that touches the model at decode time lives here: left-padded
 prompt rows, the classifier-free-guidance rows stacked under the conditional ones so both branches
 share one forward pass, position ids derived from span offsets (so holes in the cache never shift

@@ -1,0 +1,140 @@
+"""Janus / Janus-Pro text-to-image (transformers' `JanusForConditionalGeneration`).
+
+Quirks owned here: image tokens live in a vocabulary of their own (the VQ codebook), embedded by
+`generation_embeddings` + `generation_aligner` and scored by `generation_head` rather than the text
+`lm_head`; the span is a bare rows x cols grid (no end-of-line or end tokens, so every codebook entry
+is allowed everywhere and the layout is a `FreeLayout`); the prompt is the DeepSeek chat format
+closed by <begin_of_image>; the unconditional row is the prompt with every token but bos and
+<begin_of_image> replaced by the pad token (same length, all attended), as Janus' own generator does.
+The image size is fixed by the checkpoint (384 px, 24 x 24 tokens for Janus-Pro).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from ..core.config import SamplingConfig
+from ..core.errors import ConfigError
+from ..core.layout import FreeLayout
+from ..core.noise import NoiseConditioning
+from . import hf
+
+#: the reference generator's prompt: DeepSeek's SFT format with an empty system prompt
+REFERENCE_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
+
+
+@attrs.frozen
+class JanusStyle:
+    """The reference generator's prompt format and sampling settings, each overridable."""
+
+    prompt_template: str = REFERENCE_TEMPLATE
+    cfg_scale: float = 5.0
+    top_k: int = 0
+
+    def __attrs_post_init__(self):
+        if not isinstance(self.prompt_template, str) or "{prompt}" not in self.prompt_template:
+            raise ConfigError(f"prompt_template must contain '{{prompt}}', got {self.prompt_template!r}")
+        SamplingConfig(top_k=self.top_k, cfg_scale=self.cfg_scale)
+
+
+class JanusBackbone(hf.HFBackbone):
+    """A Janus generator: Llama body, image-generation embeddings and head, VQ decoder."""
+
+    start_options = ("size",)
+
+    def __init__(self, model: Any, tokenizer: Any, style: JanusStyle | None = None, *, name: str = "janus"):
+        text_config = model.config.text_config
+        vq = model.model.vqmodel
+        super().__init__(
+            body=model.model.language_model,
+            head=model.model.generation_head,
+            tokenizer=tokenizer,
+            context=text_config.max_position_embeddings,
+            pad_id=self._pad(tokenizer, text_config),
+            vocab_size=vq.config.num_embeddings,
+            span_embed=model.prepare_embeddings_for_image_generation,
+        )
+        self.model, self.name, self.style = model.eval(), name, style or JanusStyle()
+        self.default_sampling = SamplingConfig(temperature=1.0, top_k=self.style.top_k, cfg_scale=self.style.cfg_scale)
+        self.image_tokens = torch.arange(self.vocab_size)
+        self.rows, self.cols = (int(d) for d in vq.quantize.quant_state_dims)
+        self.pixels_per_token = 2 ** (len(vq.config.channel_multiplier) - 1)
+        self.size = (self.cols * self.pixels_per_token, self.rows * self.pixels_per_token)
+        if tokenizer.bos_token_id is None:
+            raise ConfigError("the Janus tokenizer defines no bos_token_id")
+        boi = getattr(tokenizer, "boi_token", None)
+        self.boi_id = hf.token_id(tokenizer, boi if isinstance(boi, str) else "<begin_of_image>")
+        self.no_images_reason = None
+
+    @staticmethod
+    def _pad(tokenizer: Any, text_config: Any) -> int:
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else text_config.pad_token_id
+        if pad is None:
+            raise ConfigError("the Janus tokenizer defines no pad token (the unconditional rows are made of it)")
+        return int(pad)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        style: JanusStyle | None = None,
+        name: str = "janus",
+    ) -> JanusBackbone:
+        from transformers import JanusForConditionalGeneration
+
+        root = hf.checkpoint_dir(path, ("janus",), "janus")
+        dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
+        tokenizer = hf.load_tokenizer(root, "janus")
+        model = JanusForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
+        backbone = cls(model, tokenizer, style, name=name)
+        backbone.attach_noise(NoiseConditioning.load(root))  # present only in SJD2-fine-tuned checkpoints
+        return backbone
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Any,
+        *,
+        tokenizer: Any,
+        style: JanusStyle | None = None,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        name: str = "janus",
+    ) -> JanusBackbone:
+        """A randomly initialised model of `config` (tiny models for tests, experiments)."""
+        from transformers import JanusConfig, JanusForConditionalGeneration
+
+        if not isinstance(config, JanusConfig):
+            raise ConfigError(f"config must be a transformers JanusConfig, got {type(config).__name__}")
+        dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
+        tokenizer = hf.load_tokenizer(tokenizer, "janus")
+        model = JanusForConditionalGeneration(config).to(device=device, dtype=dtype)
+        return cls(model, tokenizer, style, name=name)
+
+    def encode(self, prompts: list[str], sampling: SamplingConfig, size: Any = None) -> hf.Encoded:
+        if size is not None and (not isinstance(size, (tuple, list)) or tuple(size) != self.size):
+            raise ConfigError(
+                f"size {size!r} is not producible: this Janus checkpoint generates {self.size[0]}x{self.size[1]} "
+                "images only"
+            )
+        texts = [self.style.prompt_template.format(prompt=p) for p in prompts]
+        bos = self.tokenizer.bos_token_id
+        cond = [[bos, *ids, self.boi_id] for ids in hf.tokenize(self.tokenizer, texts)]
+        uncond = [[bos] + [self.pad_id] * (len(r) - 2) + [self.boi_id] for r in cond] if sampling.uses_cfg else None
+        return hf.Encoded(cond=cond, uncond=uncond, layout=FreeLayout(self.rows * self.cols))
+
+    def images(self, tokens: torch.Tensor, session: hf.HFSession) -> list[Any]:
+        with torch.inference_mode():
+            pixels = self.model.decode_image_tokens(tokens.to(self.device))  # [B, H, W, C] in [-1, 1]
+        return hf.to_pil(pixels.permute(0, 3, 1, 2), value_range=(-1.0, 1.0))
+
+    def grid(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Long[B, rows, cols] codebook ids of Long[B, rows*cols] span tokens."""
+        return tokens.reshape(-1, self.rows, self.cols)
