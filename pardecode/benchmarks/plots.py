@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .metrics import BackboneSummary
+from .quality import Spread
 
 
 def _pyplot():
@@ -35,20 +36,23 @@ def compression_vs_quality(summary: BackboneSummary, path: Path) -> str | None:
         return None
     plt = _pyplot()
     colours = _colours([r.strategy for r in rows])
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"wspace": 0.45})
     for ax, field, name in ((axes[0], "prompt_agreement", "prompt agreement (higher is better)"),
                             (axes[1], "frechet_distance", "Fréchet distance (lower is better)")):
         for r in rows:
-            ax.scatter(r.compression, getattr(r.quality, field), color=colours[r.strategy], s=40)
-            ax.annotate(r.setting, (r.compression, getattr(r.quality, field)), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points")
+            y = getattr(r.quality, field)
+            spread = Spread.of([getattr(q, field) for q in r.seed_quality.values()]) if r.seed_quality else None
+            error = spread.std if spread is not None and spread.count > 1 else None
+            ax.errorbar(r.compression, y, yerr=error, fmt="o", color=colours[r.strategy], capsize=3, markersize=6)
+            ax.annotate(r.setting, (r.compression, y), fontsize=7, xytext=(5, 3), textcoords="offset points")
         ax.set_xlabel("step compression vs AR (x)")
         ax.set_ylabel(name)
+        ax.margins(x=0.35, y=0.15)
         ax.grid(alpha=0.3)
     for strategy, colour in colours.items():
         axes[0].scatter([], [], color=colour, label=strategy)
     axes[0].legend(title="strategy", fontsize=8)
-    fig.suptitle(f"{summary.label}: step compression vs quality")
+    fig.suptitle(f"{summary.label}: step compression vs quality (pooled images; bars: standard deviation across seeds)")
     out = _save(fig, path)
     plt.close(fig)
     return out
@@ -64,7 +68,7 @@ def acceptance_by_position(summary: BackboneSummary, path: Path) -> str | None:
     for r in rows:
         ax.plot(range(len(r.acceptance)), r.acceptance, label=r.setting, linewidth=1.2)
     ax.set_xlabel("position in the generated span (token offset)")
-    ax.set_ylabel("mean tokens committed per pass")
+    ax.set_ylabel("tokens committed by the pass\nthat produced this position (mean)")
     ax.set_title(f"{summary.label}: accepted tokens by position")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)

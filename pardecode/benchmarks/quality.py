@@ -25,7 +25,10 @@ def pack_images(images: Any) -> dict[str, Any]:
     """A JSON-ready compact form of decoded images (tensor, array or PIL list) as uint8[N, H, W, C]."""
     from ..imaging import as_array
 
-    array = np.ascontiguousarray(as_array(images))
+    array = as_array(images)
+    if array.shape[-1] == 3 and (array == array[..., :1]).all():
+        array = array[..., :1]  # grey images decoded as RGB: one channel carries them
+    array = np.ascontiguousarray(array)
     return {
         "shape": list(array.shape),
         "dtype": "uint8",

@@ -157,14 +157,15 @@ def build_report(out: str | Path, judges: Callable[[str], Judge | None] = judge_
     """Summarise every results file in `out` (all shards) into report.md and PNG plots."""
     results = ResultsDir(out)
     suite = results.suite()
-    summaries = summarize(suite, results.records(), judges)
-    plots: dict[str, dict[str, str]] = {}
-    if with_plots:
-        from .plots import write_plots
+    with results.lock("report"):
+        summaries = summarize(suite, results.records(), judges)
+        plots: dict[str, dict[str, str]] = {}
+        if with_plots:
+            from .plots import write_plots
 
-        plots = {s.label: write_plots(s, results.path) for s in summaries}
-    text = render(suite, summaries, results.sessions(), plots, [f.name for f in results.results_files()])
-    return results.write_text("report.md", text)
+            plots = {s.label: write_plots(s, results.path) for s in summaries}
+        text = render(suite, summaries, results.sessions(), plots, [f.name for f in results.results_files()])
+        return results.write_text("report.md", text)
 
 
 # ------------------------------------------------------------------------------------ compare

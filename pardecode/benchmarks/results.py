@@ -12,6 +12,7 @@ report covers all shards and a resumed suite skips runs any shard finished.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator
@@ -99,14 +100,14 @@ class ResultsDir:
     def claim(self, suite: Suite) -> None:
         """Make DIR this suite's: refuse a directory holding results of a different suite."""
         stored = self.stored_suite_info()
-        if stored is not None and stored["fingerprint"] != suite.fingerprint:
+        if stored is not None and stored["fingerprint"] != suite.fingerprint and self.results_files():
             raise ConfigError(
                 f"{self.path} holds results of suite {stored['suite'].get('name')!r} (fingerprint "
                 f"{stored['fingerprint']}), not of this suite {suite.name!r} (fingerprint {suite.fingerprint}); "
                 "choose another --out directory"
             )
         self.path.mkdir(parents=True, exist_ok=True)
-        if stored is None:
+        if stored is None or stored["fingerprint"] != suite.fingerprint:
             _write_atomic(self.path / SUITE_FILE, json.dumps({"fingerprint": suite.fingerprint, "suite": suite.to_dict()}, indent=1))
 
     def stored_suite_info(self) -> dict[str, Any] | None:
@@ -146,6 +147,21 @@ class ResultsDir:
 
     def sessions(self) -> list[dict[str, Any]]:
         return [s for f in sorted(self.path.glob("sessions*.jsonl")) for s in _read_lines(f)]
+
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Serialise writers of `name` (shards finishing together): the last to take it read the most."""
+        with (self.path / f".{name}.lock").open("w") as handle:
+            try:
+                import fcntl
+            except ImportError:  # pragma: no cover - not POSIX: no locking
+                yield
+                return
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.path / name

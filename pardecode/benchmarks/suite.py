@@ -73,8 +73,9 @@ def _int_at_least(minimum: int):
 
 
 def _identifier(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-        raise ConfigError(f"suite: {attribute.name} must be a non-empty string without spaces, got {value!r}")
+    """Names end up in file names (plots) and table cells: no spaces, no slashes."""
+    if not isinstance(value, str) or not value or any(c.isspace() or c in "/\\" for c in value):
+        raise ConfigError(f"suite: {attribute.name} must be a non-empty string without spaces or slashes, got {value!r}")
 
 
 def _sampling_overrides(where: str, table: Any) -> dict[str, Any]:
@@ -106,13 +107,14 @@ class BackboneSpec:
     name: str = attrs.field(validator=_identifier)
     options: dict[str, Any] = attrs.field(factory=dict)
     start: dict[str, Any] = attrs.field(factory=dict)
-    label: str = ""  # how tables name it; defaults to `name` (set it to tell two entries apart)
+    label: str = ""  # how tables and plot files name it; defaults to `name` (set it to tell two entries apart)
 
     def __attrs_post_init__(self):
         from ..core.plugins import plugins
 
         if not self.label:
             object.__setattr__(self, "label", self.name)
+        _identifier(self, attrs.fields(BackboneSpec).label, self.label)
         plugins().backbones.get(self.name)  # UnknownNameError lists the registered backbones
 
     def load(self):
