@@ -139,3 +139,14 @@ def test_fashion_assets_missing(tmp_path):
 def test_unknown_emu3_style_option():
     with pytest.raises(ConfigError, match="colour"):
         factory("emu3")(str(tiny_models.emu3_dir()), colour="red")
+
+
+def test_checkpoint_without_a_tokenizer_needs_one_given(tmp_path):
+    root = tmp_path / "ckpt"
+    shutil.copytree(tiny_models.chameleon_dir(), root)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (root / name).unlink()
+    with pytest.raises(CheckpointError, match="cannot load a tokenizer from"):
+        factory("chameleon")(str(root))
+    bb = factory("chameleon")(str(root), tokenizer=str(tiny_models.chameleon_dir()))
+    assert bb.start(["boot"], SamplingConfig(), size=(8, 8)).layout.length == 21

@@ -36,12 +36,18 @@ def load_chameleon(
     device: str = "cpu",
     image_decoder: Any = None,
 ):
-    """Lumina-mGPT-style backbone from a checkpoint directory, or a random model from a ChameleonConfig."""
+    """Lumina-mGPT-style backbone from a checkpoint directory, or a random model from a ChameleonConfig.
+
+    `tokenizer` (a directory or tokenizer object) overrides the checkpoint's own, e.g. when a checkpoint
+    ships its tokenizer in a non-transformers format.
+    """
     from .chameleon import ChameleonBackbone
 
     _source("chameleon", path, config)
     if path is not None:
-        return ChameleonBackbone.from_pretrained(path, dtype=dtype, device=device, image_decoder=image_decoder)
+        return ChameleonBackbone.from_pretrained(
+            path, tokenizer=tokenizer, dtype=dtype, device=device, image_decoder=image_decoder
+        )
     return ChameleonBackbone.from_config(
         config, tokenizer=tokenizer, spec=spec, dtype=dtype, device=device, image_decoder=image_decoder
     )
@@ -69,7 +75,7 @@ def load_emu3(
     except TypeError as err:
         raise ConfigError(f"emu3: {err}") from None
     if path is not None:
-        return Emu3Backbone.from_pretrained(path, dtype=dtype, device=device, style=settings)
+        return Emu3Backbone.from_pretrained(path, tokenizer=tokenizer, dtype=dtype, device=device, style=settings)
     return Emu3Backbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
 
 
@@ -94,7 +100,7 @@ def load_janus(
     except TypeError as err:
         raise ConfigError(f"janus: {err}") from None
     if path is not None:
-        return JanusBackbone.from_pretrained(path, dtype=dtype, device=device, style=settings)
+        return JanusBackbone.from_pretrained(path, tokenizer=tokenizer, dtype=dtype, device=device, style=settings)
     return JanusBackbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
 
 

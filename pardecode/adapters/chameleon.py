@@ -93,6 +93,7 @@ class ChameleonSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ChameleonSpec:
+        """The spec from pardecode.json's keys; other keys (metadata) are ignored."""
         known = {a.name for a in attrs.fields(cls)}
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
@@ -200,6 +201,7 @@ class ChameleonBackbone(hf.HFBackbone):
         cls,
         path: str | Path,
         *,
+        tokenizer: Any = None,
         dtype: str | torch.dtype = "float32",
         device: str | torch.device = "cpu",
         image_decoder: ImageDecoder | str | Path | None = None,
@@ -209,7 +211,7 @@ class ChameleonBackbone(hf.HFBackbone):
 
         root = hf.checkpoint_dir(path, ("chameleon",), "chameleon")
         dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(root, "chameleon")
+        tokenizer = hf.load_tokenizer(root if tokenizer is None else tokenizer, "chameleon")
         model = ChameleonForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
         spec = read_spec(root, tokenizer, model.config.vocabulary_map)
         backbone = cls(model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name)

@@ -101,6 +101,7 @@ class Emu3Backbone(hf.HFBackbone):
         cls,
         path: str | Path,
         *,
+        tokenizer: Any = None,
         dtype: str | torch.dtype = "float32",
         device: str | torch.device = "cpu",
         style: Emu3Style | None = None,
@@ -110,7 +111,7 @@ class Emu3Backbone(hf.HFBackbone):
 
         root = hf.checkpoint_dir(path, ("emu3",), "emu3")
         dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(root, "emu3")
+        tokenizer = hf.load_tokenizer(root if tokenizer is None else tokenizer, "emu3")
         model = Emu3ForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
         backbone = cls(model, tokenizer, style, name=name)
         backbone.attach_noise(NoiseConditioning.load(root))  # present only in SJD2-fine-tuned checkpoints

@@ -82,6 +82,7 @@ class JanusBackbone(hf.HFBackbone):
         cls,
         path: str | Path,
         *,
+        tokenizer: Any = None,
         dtype: str | torch.dtype = "float32",
         device: str | torch.device = "cpu",
         style: JanusStyle | None = None,
@@ -91,7 +92,7 @@ class JanusBackbone(hf.HFBackbone):
 
         root = hf.checkpoint_dir(path, ("janus",), "janus")
         dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(root, "janus")
+        tokenizer = hf.load_tokenizer(root if tokenizer is None else tokenizer, "janus")
         model = JanusForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
         backbone = cls(model, tokenizer, style, name=name)
         backbone.attach_noise(NoiseConditioning.load(root))  # present only in SJD2-fine-tuned checkpoints
