@@ -63,6 +63,26 @@ def test_sampling_is_overridable_per_suite_and_per_strategy(tmp_path):
     assert by_label["ar temperature=0"].sampling == {"top_k": 3, "cfg_scale": 2.0, "temperature": 0}
 
 
+def test_a_strategy_may_run_on_some_backbones_only(tmp_path):
+    text = BASE + """
+[[backbones]]
+name = "toy"
+label = "toy-noisy"
+options = { noise_dim = 4 }
+
+[[strategies]]
+name = "sjd2"
+params = { window = 4 }
+backbones = ["toy-noisy"]
+"""
+    suite = load_suite(write(tmp_path, text))
+    on = {(r.backbone, r.setting.strategy) for r in suite.runs()}
+    assert ("toy-noisy", "sjd2") in on and ("toy", "sjd2") not in on and ("toy", "ar") in on
+    assert {s.strategy for s in suite.with_backbone("toy").settings if s.runs_on("toy")} == {"ar", "sjd", "sjd2"}
+    with pytest.raises(ConfigError, match=r"names backbones \['nope'\]; the suite's backbones are \['toy', 'toy-noisy'\]"):
+        load_suite(write(tmp_path, text.replace('["toy-noisy"]', '["nope"]')))
+
+
 def test_fingerprint_ignores_name_but_not_content(tmp_path):
     a = load_suite(write(tmp_path, BASE, "a.toml"))
     b = load_suite(write(tmp_path, BASE.replace('name = "t"', 'name = "other"'), "b.toml"))

@@ -134,6 +134,10 @@ class Setting:
     params: dict[str, Any]
     sampling: dict[str, Any]  # overrides of the backbone's reference sampling (suite-wide, then this strategy's)
     label: str
+    backbones: tuple[str, ...] = ()  # labels of the backbones it runs on (empty: all)
+
+    def runs_on(self, backbone: str) -> bool:
+        return not self.backbones or backbone in self.backbones
 
     def build(self):
         """A fresh strategy instance (strategies keep per-decode state)."""
@@ -150,12 +154,14 @@ class Setting:
 
 @attrs.frozen
 class StrategySpec:
-    """A strategy with fixed `params`, a `grid` of values to sweep, and sampling overrides."""
+    """A strategy with fixed `params`, a `grid` of values to sweep, sampling overrides, and the
+    backbones it runs on (all by default; e.g. sjd2 only on a noise-conditioned checkpoint)."""
 
     name: str = attrs.field(validator=_identifier)
     params: dict[str, Any] = attrs.field(factory=dict)
     grid: dict[str, list[Any]] = attrs.field(factory=dict)
     sampling: dict[str, Any] = attrs.field(factory=dict)
+    backbones: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
     def __attrs_post_init__(self):
         for key, values in self.grid.items():
@@ -173,7 +179,7 @@ class StrategySpec:
         for values in itertools.product(*(self.grid[k] for k in keys)):
             params = {**self.params, **dict(zip(keys, values))}
             label = describe(self.name, {**params, **self.sampling})
-            setting = Setting(self.name, params, {**suite_sampling, **self.sampling}, label)
+            setting = Setting(self.name, params, {**suite_sampling, **self.sampling}, label, self.backbones)
             setting.build()  # unknown options and bad values fail now, not mid-suite
             out.append(setting)
         return out
@@ -247,6 +253,10 @@ class Suite:
         labels = [b.label for b in self.backbones]
         if len(set(labels)) != len(labels):
             raise ConfigError(f"suite: backbone labels must be unique (set label= to tell them apart), got {labels}")
+        for spec in self.strategies:
+            unknown = sorted(set(spec.backbones) - set(labels))
+            if unknown:
+                raise ConfigError(f"suite: strategy {spec.name!r} names backbones {unknown}; the suite's backbones are {labels}")
         object.__setattr__(self, "settings", tuple(s for spec in self.strategies for s in spec.settings(self.sampling)))
         settings = [s.label for s in self.settings]
         duplicates = sorted({s for s in settings if settings.count(s) > 1})
@@ -262,14 +272,19 @@ class Suite:
             for seed in self.seeds
             for prompt in self.prompts
             for s in self.settings
+            if s.runs_on(b.label)
         ]
 
     def backbone(self, label: str) -> BackboneSpec:
         return next(b for b in self.backbones if b.label == label)
 
     def with_backbone(self, name: str, options: Mapping[str, Any] | None = None) -> "Suite":
-        """The same suite on one other backbone (e.g. the fast toy backbone for a smoke test)."""
-        return attrs.evolve(self, backbones=(BackboneSpec(name, dict(options or {})),))
+        """The same suite, every strategy on one other backbone (e.g. the fast toy backbone for a smoke test)."""
+        return attrs.evolve(
+            self,
+            backbones=(BackboneSpec(name, dict(options or {})),),
+            strategies=tuple(attrs.evolve(spec, backbones=()) for spec in self.strategies),
+        )
 
     # --- (de)serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -306,12 +321,13 @@ class Suite:
         strategies = []
         for i, entry in enumerate(_list_of_tables(source, table, "strategies")):
             where = f"{source}: strategies[{i}]"
-            entry = _only_keys(where, entry, ("name", "params", "grid", "sampling"), ("name",))
+            entry = _only_keys(where, entry, ("name", "params", "grid", "sampling", "backbones"), ("name",))
             strategies.append(StrategySpec(
                 entry["name"],
                 _table(f"{where}.params", entry.get("params", {})),
                 _table(f"{where}.grid", entry.get("grid", {})),
                 _sampling_overrides(f"{where}.sampling", entry.get("sampling", {})),
+                _labels(f"{where}.backbones", entry.get("backbones", [])),
             ))
         for key, kind in (("prompts", list), ("seeds", list)):
             if not isinstance(table[key], kind):
@@ -328,6 +344,12 @@ class Suite:
             sampling=_sampling_overrides(f"{source}: sampling", table.get("sampling", {})),
             description=table.get("description", ""),
         )
+
+
+def _labels(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        _fail(where, f"must be a list of backbone labels, got {value!r}")
+    return tuple(value)
 
 
 def _list_of_tables(source: str, table: Mapping[str, Any], key: str) -> list[Any]:
