@@ -153,6 +153,46 @@ def _baseline(label: str, sampling: dict[str, Any], settings: dict[str, list[dic
     return (ars[0], False) if ars else (None, False)
 
 
+def _setting_summary(
+    label: str,
+    by_setting: dict[str, list[dict[str, Any]]],
+    judged: dict[str, tuple[Quality | None, dict[int, Quality]]],
+    judge: Judge | None,
+    expected_runs: int,
+) -> SettingSummary:
+    recs = by_setting[label]
+    first = recs[0]
+    base, same_sampling = _baseline(label, first["effective_sampling"], by_setting)
+    pooled, per_seed = judged.get(label, (None, {}))
+    trace = merged_trace([r for r in recs if r["key"]["repeat"] == 0] or recs)
+    loop = sum(r["loop_seconds"] for r in recs)
+    if judge is None:
+        check = "n/a: no evaluator"
+    else:
+        ar_seeds = judged.get(base, (None, {}))[1] if base and same_sampling else None
+        check = lossless_check(first["lossless"], label == base, per_seed, ar_seeds)
+    return SettingSummary(
+        setting=label,
+        strategy=first["key"]["strategy"],
+        lossless=first["lossless"],
+        sampling=first["effective_sampling"],
+        runs=len(recs),
+        expected_runs=expected_runs,
+        length=first["length"],
+        passes=float(np.mean([r["forward_passes"] for r in recs])),
+        tokens_per_pass=trace.tokens_per_pass,
+        seconds=statistics.median(_per_run_seconds(recs).values()),
+        forward_share=sum(r["forward_seconds"] for r in recs) / loop if loop else math.nan,
+        baseline=base,
+        compression=compression(recs, by_setting[base]) if base else None,
+        latency_ratio=latency_ratio(recs, by_setting[base]) if base else None,
+        quality=pooled,
+        seed_quality=per_seed,
+        check=check,
+        acceptance=trace.accepted_by_offset(first["length"]).tolist(),
+    )
+
+
 def summarize(suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[[str], Judge | None] = judge_for) -> list[BackboneSummary]:
     """One summary per backbone of the suite, settings in suite order (settings without runs left out)."""
     expected: dict[tuple[str, str], int] = defaultdict(int)
@@ -160,44 +200,14 @@ def summarize(suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[
         expected[run.backbone, run.setting.label] += 1
     out = []
     for spec in suite.backbones:
-        mine = [r for r in records if r["key"]["backbone"] == spec.label]
-        by_setting: dict[str, list[dict[str, Any]]] = {}
-        for s in suite.settings:
-            recs = [r for r in mine if r["key"]["setting"] == s.label]
-            if recs:
-                by_setting[s.label] = recs
+        by_setting: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in records:
+            if r["key"]["backbone"] == spec.label:
+                by_setting[r["key"]["setting"]].append(r)
+        by_setting = {s.label: by_setting[s.label] for s in suite.settings if by_setting.get(s.label)}
         judge = judges(spec.name)
         judged = {s: judge_images(recs, judge) for s, recs in by_setting.items()} if judge else {}
-        rows = []
-        for label, recs in by_setting.items():
-            first = recs[0]
-            base, same_sampling = _baseline(label, first["effective_sampling"], by_setting)
-            pooled, per_seed = judged.get(label, (None, {}))
-            repeat0 = [r for r in recs if r["key"]["repeat"] == 0] or recs
-            loop = sum(r["loop_seconds"] for r in recs)
-            rows.append(SettingSummary(
-                setting=label,
-                strategy=first["key"]["strategy"],
-                lossless=first["lossless"],
-                sampling=first["effective_sampling"],
-                runs=len(recs),
-                expected_runs=expected[spec.label, label],
-                length=first["length"],
-                passes=float(np.mean([r["forward_passes"] for r in recs])),
-                tokens_per_pass=merged_trace(repeat0).tokens_per_pass,
-                seconds=statistics.median(_per_run_seconds(recs).values()),
-                forward_share=sum(r["forward_seconds"] for r in recs) / loop if loop else math.nan,
-                baseline=base,
-                compression=compression(recs, by_setting[base]) if base else None,
-                latency_ratio=latency_ratio(recs, by_setting[base]) if base else None,
-                quality=pooled,
-                seed_quality=per_seed,
-                check=lossless_check(
-                    first["lossless"], label == base, per_seed,
-                    judged.get(base, (None, {}))[1] if base and same_sampling else None,
-                ) if judge else "n/a: no evaluator",
-                acceptance=merged_trace(repeat0).accepted_by_offset(first["length"]).tolist(),
-            ))
+        rows = [_setting_summary(label, by_setting, judged, judge, expected[spec.label, label]) for label in by_setting]
         pooled_n = max((r.quality.n for r in rows if r.quality), default=None)
         real = judge.real_spread(pooled_n) if judge and pooled_n else None
         out.append(BackboneSummary(spec.label, spec.name, suite.batch, rows, real, pooled_n if real else None))

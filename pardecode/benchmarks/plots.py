@@ -71,7 +71,7 @@ def acceptance_by_position(summary: BackboneSummary, path: Path) -> str | None:
     ax.set_ylabel("tokens committed by the pass\nthat produced this position (mean)")
     ax.set_title(f"{summary.label}: accepted tokens by position")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     out = _save(fig, path)
     plt.close(fig)
     return out
