@@ -129,3 +129,20 @@ def test_greedy_accept_keeps_matching_prefix_then_argmax():
     p = torch.nn.functional.one_hot(torch.tensor([[3, 1, 2, 0]]), 4).float()
     accepted, nxt = greedy_accept(p, torch.tensor([[3, 1, 0]]))
     assert accepted.tolist() == [2] and nxt.tolist() == [2]
+
+
+def test_sample_never_draws_a_zero_probability_token():
+    g = torch.Generator().manual_seed(0)
+    probs = torch.zeros(4000, 9)
+    probs[:, [1, 4, 8]] = torch.tensor([1e-30, 0.5, 0.5])  # a tiny but positive mass on token 1
+    probs[::2, 8] = 0.0  # half the rows: token 8 impossible (the last column)
+    draws = sample(probs, g)
+    assert set(draws.unique().tolist()) <= {1, 4, 8}
+    assert (draws[::2] != 8).all()
+
+
+def test_sample_matches_its_distribution_by_chisquare():
+    g = torch.Generator().manual_seed(1)
+    p = torch.randn(50, generator=g).mul(2).softmax(-1)
+    counts = np.bincount(sample(p.expand(DRAWS, -1), g).numpy(), minlength=50)
+    assert pooled_chisquare(counts, p.double().numpy()) > ALPHA

@@ -12,9 +12,19 @@ import torch
 
 
 def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One categorical draw per leading index of Float[..., V] probabilities."""
+    """One categorical draw per leading index of Float[..., V] probabilities (need not sum to 1).
+
+    Inverse-CDF sampling: one uniform per row against a float64 running sum, many times faster
+    than torch.multinomial on wide vocabularies. A zero-probability token is never drawn: the
+    uniform is kept strictly below the total, and a flat stretch of the CDF is never the first
+    entry exceeding it.
+    """
     flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    cdf = flat.double().cumsum(-1)
+    total = cdf[:, -1:]
+    u = torch.rand(total.shape, generator=generator, device=probs.device, dtype=torch.float64)
+    x = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, x, right=True).reshape(probs.shape[:-1])
 
 
 def first_false(ok: torch.Tensor) -> torch.Tensor:
