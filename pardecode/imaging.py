@@ -1,4 +1,4 @@
-"""Turning decoded images into a PNG grid."""
+"""Turning decoded images into PNG grids."""
 
 from __future__ import annotations
 
@@ -23,21 +23,30 @@ def as_array(images: Any) -> np.ndarray:
     return (np.clip(arr, 0, 1) * 255).round().astype(np.uint8)
 
 
-def save_grid(images: Any, path: str | Path, *, scale: int = 1, pad: int = 2) -> Path:
-    """Write images as one PNG grid (about square), optionally upscaled by `scale` (nearest)."""
+def _write(arr: np.ndarray, rows: int, cols: int, path: str | Path, scale: int, pad: int) -> Path:
     from PIL import Image
 
-    arr = as_array(images)
     if scale > 1:
         arr = arr.repeat(scale, 1).repeat(scale, 2)
     n, h, w, c = arr.shape
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
     canvas = np.full((rows * (h + pad) + pad, cols * (w + pad) + pad, c), 255, np.uint8)
-    for i in range(n):
+    for i in range(n):  # once per image, not per token
         r, k = divmod(i, cols)
         canvas[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + k * (w + pad) : pad + k * (w + pad) + w] = arr[i]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(canvas.squeeze(-1) if c == 1 else canvas).save(path)
     return path
+
+
+def save_grid(images: Any, path: str | Path, *, scale: int = 1, pad: int = 2) -> Path:
+    """Write images as one about-square PNG grid, optionally upscaled by `scale` (nearest)."""
+    arr = as_array(images)
+    cols = math.ceil(math.sqrt(len(arr)))
+    return _write(arr, math.ceil(len(arr) / cols), cols, path, scale, pad)
+
+
+def save_grid_rows(images: Any, path: str | Path, *, scale: int = 1, pad: int = 2) -> Path:
+    """Write Float[R, C, H, W] images as a PNG of R rows of C images (e.g. one row per class)."""
+    rows, cols = images.shape[:2]
+    return _write(as_array(images.reshape(rows * cols, *images.shape[2:])), rows, cols, path, scale, pad)

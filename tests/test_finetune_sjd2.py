@@ -22,9 +22,9 @@ def _fresh(family):
 def test_finetune_lowers_next_clean_token_loss_and_decodes(family, tmp_path):
     backbone = _fresh(family)
     size = SMALL_SIZE[family]
-    prompts, spans = self_spans(backbone, ["a cat", "a dog"], count=16, seed=0, size=size)
+    prompts, spans = self_spans(backbone, ["a cat", "a dog"], count=8, seed=0, size=size)
     train = training_set(backbone, prompts, spans, size=size)
-    config = FinetuneConfig(steps=30, batch_size=8, lr=3e-3, warmup=5, noise=SegmentNoise(segment_min=2, segment_max=6))
+    config = FinetuneConfig(steps=12, batch_size=8, lr=3e-3, warmup=3, noise=SegmentNoise(segment_min=2, segment_max=6))
     g = torch.Generator().manual_seed(123)
     sigma = config.noise.levels(train.noisable, len(train), g)
     from pardecode.finetune.sjd2 import attach_noise
@@ -36,7 +36,7 @@ def test_finetune_lowers_next_clean_token_loss_and_decodes(family, tmp_path):
     with torch.no_grad():
         after = float(span_nll(backbone, noise, train, sigma, torch.Generator().manual_seed(5)))
     assert after < before
-    assert metrics["steps"] == 30 and json.loads((tmp_path / "metrics.json").read_text())["steps"] == 30
+    assert metrics["steps"] == 12 and json.loads((tmp_path / "metrics.json").read_text())["steps"] == 12
 
     from pardecode.api import get_backbone
 
