@@ -96,7 +96,8 @@ def cmd_generate(args) -> int:
     if args.out:
         if images is None:
             report["out"] = None
-            report["note"] = f"backbone {args.backbone!r} has no image decoder; no PNG written"
+            reason = getattr(backbone, "no_images_reason", None) or f"backbone {args.backbone!r} has no image decoder"
+            report["note"] = f"{reason}; no PNG written"
         else:
             report["out"] = str(save_grid(images, args.out, scale=args.scale))
     if args.json:
@@ -164,8 +165,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_overhead)
+
     from .benchmarks.cli import register as register_bench
-    register_bench(sub)
+    from .fashion.cli import register as register_train_demo
+    from .finetune.cli import register as register_finetune
+
+    for register in (register_train_demo, register_finetune, register_bench):
+        register(sub)
     return root
 
 
