@@ -13,7 +13,7 @@ def cmd_train_demo(args) -> int:
     overrides = {
         k: v
         for k, v in {"steps": args.steps, "time_budget_s": args.time_budget, "threads": args.threads,
-                     "limit": args.limit, "seed": args.seed}.items()
+                     "limit": args.limit, "seed": args.seed, "eval_limit": args.eval_limit}.items()
         if v is not None
     }
     config = attrs.evolve(RecipeConfig(), **overrides)
@@ -32,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, help="torch threads")
     p.add_argument("--limit", type=int, help="train on the first N training images only (smoke runs)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--eval-limit", type=int, help="test images for the held-out NLL (default: the recipe's)")
     p.add_argument("--data-dir", help="directory with the Fashion-MNIST IDX files (default: Debian's)")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -1,0 +1,58 @@
+"""The main job through the command line, on the shipped default model."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+
+def run(*args, check=True):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "pardecode.cli", *args], capture_output=True, text=True, env=env, check=check)
+
+
+def test_generate_on_the_default_model_writes_a_grid_and_figures(tmp_path):
+    out = tmp_path / "grid.png"
+    proc = run("generate", "--prompt", "a sneaker", "--strategy", "sjd", "--batch", "4", "--seed", "0", "--out", str(out), "--json")
+    report = json.loads(proc.stdout)
+    assert report["image_tokens"] == 14 * 15 + 1  # 14 rows of 14 cells + end-of-line, then end-of-image
+    assert 1 <= report["forward_passes"] <= report["image_tokens"] and report["seconds"] > 0
+    assert report["step_compression"] == pytest.approx(report["image_tokens"] / report["forward_passes"], abs=1e-3)
+    grid = Image.open(out)
+    assert grid.size[0] >= 2 * 28 and grid.size[1] >= 2 * 28
+
+
+def test_generate_human_readable_and_errors(tmp_path, capsys):
+    from pardecode.cli import main
+
+    assert main(["generate", "--prompt", "a bag", "--strategy", "ar", "--out", str(tmp_path / "bag.png")]) == 0
+    assert "forward passes for 211 tokens per image" in capsys.readouterr().out and (tmp_path / "bag.png").exists()
+    for args, message in [
+        (["--strategy", "nope"], "unknown strategy 'nope'; known strategies: ar, jacobi, sjd, sjd2"),
+        (["--top-p", "0"], "top_p must be in (0, 1]"),
+        (["--batch", "0"], "--batch must be >= 1, got 0"),
+        (["--strategy", "sjd2"], "backbone 'fashion' has no noise conditioning"),
+    ]:
+        assert main(["generate", "--prompt", "a bag", *args]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["generate", "--prompt", ""]) == 2
+    assert "prompt 0 must be a non-empty string" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_train_demo_runs_a_few_steps_and_resumes(tmp_path):
+    proc = run("train-demo", "--out", str(tmp_path), "--steps", "2", "--limit", "64", "--quiet", "--threads", "1", "--eval-limit", "16")
+    first = json.loads(proc.stdout.splitlines()[0])
+    assert first["steps"] == 2 and Path(first["model"], "model.safetensors").exists()
+    proc = run("train-demo", "--out", str(tmp_path), "--steps", "3", "--limit", "64", "--quiet", "--threads", "1", "--eval-limit", "16")
+    assert json.loads(proc.stdout.splitlines()[0])["steps"] == 3
+
+
+def test_list_json_names_every_builtin():
+    listing = json.loads(run("list", "--json").stdout)
+    assert {"ar", "jacobi", "sjd", "sjd2"} <= {e["name"] for e in listing["strategies"]}
+    assert {"toy", "chameleon", "emu3", "fashion"} <= {e["name"] for e in listing["backbones"]}
