@@ -42,10 +42,18 @@ def test_jacobi_at_temperature_zero_is_greedy_ar(vocab, length, window, seed, ba
     sjd = decode(backbone, get_strategy("sjd", window=window, init=init), prompts, sampling=GREEDY, seed=seed)
     assert torch.equal(jac.tokens, ar.tokens)
     assert torch.equal(sjd.tokens, ar.tokens)  # sjd at temperature 0 is Jacobi
+    coupled = decode(backbone, get_strategy("sjd", window=window, coupling="gumbel"), prompts, sampling=GREEDY, seed=seed)
+    assert torch.equal(coupled.tokens, ar.tokens)
     assert jac.forward_passes <= ar.forward_passes
 
 
-STRATEGIES = [("ar", {}), ("jacobi", {"window": 5}), ("sjd", {"window": 5}), ("sjd", {"window": 9, "init": "repeat"})]
+STRATEGIES = [
+    ("ar", {}),
+    ("jacobi", {"window": 5}),
+    ("sjd", {"window": 5}),
+    ("sjd", {"window": 9, "init": "repeat"}),
+    ("sjd", {"window": 6, "coupling": "gumbel"}),
+]
 
 
 @pytest.mark.parametrize("name,options", STRATEGIES)
@@ -96,6 +104,11 @@ def test_unknown_names_list_the_known_ones():
 def test_window_must_be_a_positive_integer(window):
     with pytest.raises(ConfigError, match=rf"window must be an integer >= 1, got {window!r}"):
         get_strategy("sjd", window=window)
+
+
+def test_unknown_coupling():
+    with pytest.raises(ConfigError, match=r"coupling must be one of \['independent', 'gumbel'\], got 'maximal'"):
+        get_strategy("sjd", coupling="maximal")
 
 
 def test_unknown_draft_init():

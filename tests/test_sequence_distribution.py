@@ -3,8 +3,8 @@
 The toy backbone's span distribution is enumerated exactly (V^L sequences). Each configuration
 decodes 20,000 rows in one batch (rows advance by different amounts, so holes in the cache are
 exercised) and a Pearson chi-square goodness-of-fit test (bins with expected count < 5 pooled)
-must not reject at p-value < 1e-3. With 11 configurations a correct sampler fails a run with
-probability below 1.1%, and seeds are fixed so the run is reproducible. A deliberately broken
+must not reject at p-value < 1e-3. With 13 configurations a correct sampler fails a run with
+probability below 1.3%, and seeds are fixed so the run is reproducible. A deliberately broken
 strategy (accepting every draft unverified) must be rejected, showing the test has power.
 """
 
@@ -40,6 +40,8 @@ CASES = [
     ("sjd", {"window": 6}, SamplingConfig(temperature=1.3)),
     ("sjd", {"window": 3, "init": "repeat"}, SamplingConfig(top_p=0.8)),
     ("sjd", {"window": 4}, SamplingConfig(cfg_scale=2.0, top_k=2)),
+    ("sjd", {"window": 3, "coupling": "gumbel"}, SamplingConfig()),
+    ("sjd", {"window": 5, "coupling": "gumbel", "init": "repeat"}, SamplingConfig(temperature=0.7, top_k=2)),
     ("ar", {}, SamplingConfig(cfg_scale=2.0, top_k=2)),
 ]
 

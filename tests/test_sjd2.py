@@ -1,8 +1,8 @@
 """SJD2: exact sequence distribution on a noise-aware toy, the noise module's clean path, errors.
 
 Statistical test as in test_sequence_distribution: 20,000 rows per configuration, Pearson
-chi-square with bins of expected count < 5 pooled, rejecting at p-value < 1e-3 (5 configurations:
-a correct sampler fails a run with probability below 0.5%; seeds fixed).
+chi-square with bins of expected count < 5 pooled, rejecting at p-value < 1e-3 (6 configurations:
+a correct sampler fails a run with probability below 0.6%; seeds fixed).
 """
 
 import pytest
@@ -24,6 +24,7 @@ from test_verify_properties import pooled_chisquare
         ({"window": 6, "steps": 2, "sigma_max": 3.0}, SamplingConfig(cfg_scale=2.0), None),
         ({"window": 3, "steps": 4}, SamplingConfig(top_p=0.8), None),
         ({"window": 5, "steps": 2}, SamplingConfig(), (2, 2)),
+        ({"window": 4, "steps": 2, "coupling": "independent"}, SamplingConfig(), None),
     ],
 )
 def test_sjd2_sequences_match_exact_ar(options, sampling, grid):

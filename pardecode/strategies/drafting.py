@@ -59,3 +59,39 @@ def carry_over(values: torch.Tensor, accepted: torch.Tensor, width: int) -> tupl
     if values.dim() > 2:
         index = index.view(*index.shape, *([1] * (values.dim() - 2))).expand(-1, -1, *values.shape[2:])
     return values.gather(1, index), stale
+
+
+COUPLINGS = ("independent", "gumbel")
+
+
+def check_coupling(_, attribute, value):
+    if value not in COUPLINGS:
+        raise ConfigError(f"{attribute.name} must be one of {list(COUPLINGS)}, got {value!r}")
+
+
+class CoupledDraws:
+    """Redraws that stay put when p barely changes: Gumbel-max with noise fixed per span position.
+
+    Each position in reach of the window (W drafts + the bonus slot) keeps one Gumbel vector until
+    it is committed; its draft is argmax(log p + G). Marginally that is a draw from p, and G at a
+    position is independent of every p computed for it (p there depends only on earlier inputs), so
+    speculative verification stays exact; but unlike independent redraws, a draft changes only when
+    p moves enough to change the arg-max, so drafts stabilise across passes.
+    """
+
+    def __init__(self, batch: int, width: int, vocab: int, generator: torch.Generator, device: torch.device):
+        self.generator, self.device = generator, device
+        self.noise = self._fresh((batch, width + 1, vocab))
+
+    def _fresh(self, shape) -> torch.Tensor:
+        u = torch.rand(shape, generator=self.generator, device=self.device).clamp_(min=torch.finfo(torch.float32).tiny)
+        return -torch.log(-torch.log(u))
+
+    def draw(self, p: torch.Tensor) -> torch.Tensor:
+        """Long[B, W+1]: the coupled draw of every slot of p [B, W+1, V]."""
+        return (p.log() + self.noise).argmax(-1)
+
+    def advance(self, accepted: torch.Tensor) -> None:
+        """Follow the window past accepted+1 committed positions; new positions get new noise."""
+        kept, stale = carry_over(self.noise, accepted, self.noise.shape[1])
+        self.noise = torch.where(stale.unsqueeze(-1), self._fresh(kept.shape), kept)

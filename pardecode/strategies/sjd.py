@@ -3,7 +3,9 @@
 Drafts carry the distribution q they were sampled from; each pass accepts a prefix with the
 speculative rule min(1, p/q), resamples the first rejection from max(0, p - q), and redraws the
 later slots from this pass's p (which becomes their q). Fresh drafts count as given tokens
-(q one-hot), as in the reference implementation.
+(q one-hot), as in the reference implementation. The reference redraws independently every pass
+(`coupling="independent"`, the default); `coupling="gumbel"` couples redraws across passes so
+drafts stop churning (the idea of coupled speculative decoding), still exactly.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from ..core.strategy import DecodeContext
 from ..core.verify import sample, speculative_accept
-from .drafting import carry_over
+from .drafting import CoupledDraws, carry_over, check_coupling
 from .jacobi import Jacobi
 
 
@@ -23,10 +25,15 @@ class SJD(Jacobi):
 
     name = "sjd"
 
+    coupling: str = attrs.field(default="independent", validator=check_coupling)
     _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    _coupled: CoupledDraws | None = attrs.field(default=None, init=False, repr=False)
 
     def reset(self, ctx: DecodeContext) -> None:
         self._drafts, self._q = None, None
+        self._coupled = None
+        if self.coupling == "gumbel":
+            self._coupled = CoupledDraws(ctx.batch, self.window, ctx.vocab_size, ctx.generator, ctx.device)
 
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
         q = self._q
@@ -35,12 +42,14 @@ class SJD(Jacobi):
         return speculative_accept(p, drafts, q, ctx.generator)
 
     def outputs(self, ctx: DecodeContext, p: torch.Tensor) -> torch.Tensor:
-        return sample(p, ctx.generator)
+        return sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
 
     def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
         stale = super()._redraft(ctx, outputs, p, accepted, next_token)
         q, _ = carry_over(p, accepted, self.window)
         fresh = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(p.dtype)
         self._q = torch.where(stale.unsqueeze(-1), fresh, q)
+        if self._coupled is not None:
+            self._coupled.advance(accepted)
         return stale
 

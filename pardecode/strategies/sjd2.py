@@ -11,6 +11,9 @@ drafts and the noisy slots. Then, left to right:
 - unaccepted clean drafts take the Jacobi update (redrawn from this pass's p, which becomes q);
 - noisy slots take one deterministic DDIM step toward the embedding of a token drawn from this
   pass's p for them; at level 0 that token becomes a clean draft with q = p.
+Redraws are Gumbel-coupled across passes by default (`coupling="gumbel"`, see `CoupledDraws`):
+the denoising target and the drafts then move only when p does, which the measurements in the
+README show matters; `coupling="independent"` redraws afresh every pass.
 Slots that the layout forces (end-of-line, end tokens) are always clean.
 """
 
@@ -24,7 +27,7 @@ from ..core.errors import ConfigError
 from ..core.noise import NoiseSchedule, ddim_step, vp_coefficients
 from ..core.strategy import DecodeContext, Proposal, Strategy, Verdict, positive_int
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
-from .drafting import carry_over, random_tokens
+from .drafting import CoupledDraws, carry_over, check_coupling, random_tokens
 
 
 def _schedule_value(_, attribute, value):
@@ -43,6 +46,7 @@ class SJD2(Strategy):
     sigma_min: float = attrs.field(default=0.1, validator=_schedule_value)
     sigma_max: float = attrs.field(default=10.0, validator=_schedule_value)
     rho: float = attrs.field(default=7.0, validator=_schedule_value)
+    coupling: str = attrs.field(default="gumbel", validator=check_coupling)
     # state of the W slots: tokens (drafts, or the last token drawn for a noisy slot), their
     # draft distribution q, the denoising steps each still needs (0 = clean) and the noisy inputs
     _tokens: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
@@ -50,6 +54,7 @@ class SJD2(Strategy):
     _k: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
     _z: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
     _sigmas: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    _coupled: CoupledDraws | None = attrs.field(default=None, init=False, repr=False)
 
     def __attrs_post_init__(self):
         self.schedule()  # validates the constants now, not at the first decode
@@ -66,6 +71,9 @@ class SJD2(Strategy):
             )
         self._sigmas = self.schedule().sigmas().to(ctx.device)
         self._tokens = self._q = self._k = self._z = None
+        self._coupled = None
+        if self.coupling == "gumbel":
+            self._coupled = CoupledDraws(ctx.batch, self.window, ctx.vocab_size, ctx.generator, ctx.device)
 
     # --- fresh slots --------------------------------------------------------------------------
     def _staircase(self, ctx: DecodeContext, slots: torch.Tensor) -> torch.Tensor:
@@ -115,7 +123,8 @@ class SJD2(Strategy):
     def _advance(self, ctx: DecodeContext, p: torch.Tensor, accepted: torch.Tensor) -> None:
         """Shift the window past the committed tokens; Jacobi-update clean slots, denoise noisy ones."""
         width = self.window
-        drawn, stale = carry_over(sample(p, ctx.generator), accepted, width)
+        draws = sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
+        drawn, stale = carry_over(draws, accepted, width)
         p_new, _ = carry_over(p, accepted, width)
         pad = lambda x, v: torch.cat([x, torch.full_like(x[:, :1], v)], 1)  # noqa: E731 (index W: no old slot)
         k_old, _ = carry_over(pad(self._k, 0), accepted, width)
@@ -134,3 +143,5 @@ class SJD2(Strategy):
         self._q = torch.where(s3, f_q, q)
         self._k = torch.where(stale, f_k, k_new)
         self._z = torch.where(s3, f_z, z_new)
+        if self._coupled is not None:
+            self._coupled.advance(accepted)
