@@ -132,7 +132,7 @@ def test_unknown_start_option(family):
 
 
 def test_fashion_assets_missing(tmp_path):
-    with pytest.raises(CheckpointError, match="default 'fashion' model is missing"):
+    with pytest.raises(CheckpointError, match="the 'fashion' model is missing"):
         factory("fashion")(path=tmp_path)
 
 

@@ -15,6 +15,8 @@ from ..core.plugins import hookimpl
 
 #: where the project's default model ships (written by the Fashion-MNIST training recipe)
 FASHION_DIR = Path(__file__).resolve().parent.parent / "fashion" / "assets" / "fashion-t2i"
+#: the same model fine-tuned for noisy inputs (`pardecode finetune-sjd2`)
+FASHION_SJD2_DIR = FASHION_DIR.with_name("fashion-t2i-sjd2")
 
 
 def _source(family: str, path: Any, config: Any) -> None:
@@ -104,17 +106,22 @@ def load_janus(
     return JanusBackbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
 
 
-def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
+def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, name: str = "fashion"):
     """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call."""
     from .chameleon import ChameleonBackbone
 
     root = Path(path) if path is not None else FASHION_DIR
     if not (root / "config.json").is_file():
         raise CheckpointError(
-            f"the default 'fashion' model is missing: no checkpoint at {str(root)!r}. It ships with the "
+            f"the {name!r} model is missing: no checkpoint at {str(root)!r}. It ships with the "
             "package once trained; until then use another backbone or pass path= to a trained copy."
         )
-    return ChameleonBackbone.from_pretrained(root, dtype=dtype, device=device, name="fashion")
+    return ChameleonBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
+
+
+def load_fashion_sjd2(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
+    """The default model after next-clean-token fine-tuning: reads noisy inputs, so `sjd2` runs on it."""
+    return load_fashion(dtype=dtype, device=device, path=path if path is not None else FASHION_SJD2_DIR, name="fashion-sjd2")
 
 
 @hookimpl
@@ -123,3 +130,4 @@ def pardecode_register_backbones(register):
     register("emu3", load_emu3, "Emu3 text-to-image with its VQ decoder (transformers)")
     register("janus", load_janus, "Janus / Janus-Pro text-to-image with its VQ decoder (transformers)")
     register("fashion", load_fashion, "The project's small Fashion-MNIST text-to-image model (Chameleon architecture)")
+    register("fashion-sjd2", load_fashion_sjd2, "The default model fine-tuned to read noisy inputs (for sjd2)")
