@@ -28,6 +28,29 @@ def _source(family: str, path: Any, config: Any) -> None:
         )
 
 
+def _load_styled(
+    family: str,
+    backbone_class: Any,
+    style_class: Any,
+    path: str | Path | None,
+    config: Any,
+    tokenizer: Any,
+    dtype: str,
+    device: str,
+    style: dict[str, Any],
+):
+    """A backbone of a family dressed by a style (Emu3, Janus): `backbone_class` loaded from the checkpoint
+    `path`, or a random model of `config`, with `style_class(**style)`."""
+    _source(family, path, config)
+    try:
+        settings = style_class(**style)
+    except TypeError as err:
+        raise ConfigError(f"{family}: {err}") from None
+    if path is not None:
+        return backbone_class.from_pretrained(path, tokenizer=tokenizer, dtype=dtype, device=device, style=settings)
+    return backbone_class.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
+
+
 def load_chameleon(
     path: str | Path | None = None,
     *,
@@ -71,14 +94,7 @@ def load_emu3(
     """
     from .emu3 import Emu3Backbone, Emu3Style
 
-    _source("emu3", path, config)
-    try:
-        settings = Emu3Style(**style)
-    except TypeError as err:
-        raise ConfigError(f"emu3: {err}") from None
-    if path is not None:
-        return Emu3Backbone.from_pretrained(path, tokenizer=tokenizer, dtype=dtype, device=device, style=settings)
-    return Emu3Backbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
+    return _load_styled("emu3", Emu3Backbone, Emu3Style, path, config, tokenizer, dtype, device, style)
 
 
 def load_janus(
@@ -96,14 +112,7 @@ def load_janus(
     """
     from .janus import JanusBackbone, JanusStyle
 
-    _source("janus", path, config)
-    try:
-        settings = JanusStyle(**style)
-    except TypeError as err:
-        raise ConfigError(f"janus: {err}") from None
-    if path is not None:
-        return JanusBackbone.from_pretrained(path, tokenizer=tokenizer, dtype=dtype, device=device, style=settings)
-    return JanusBackbone.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
+    return _load_styled("janus", JanusBackbone, JanusStyle, path, config, tokenizer, dtype, device, style)
 
 
 def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, name: str = "fashion"):

@@ -21,7 +21,6 @@ import torch
 from ..core.config import SamplingConfig
 from ..core.errors import CheckpointError, ConfigError
 from ..core.layout import GridLayout
-from ..core.noise import NoiseConditioning
 from . import hf
 
 LUMINA_TEMPLATE = "Generate an image of {W}x{H} according to the following prompt:\n{prompt}"
@@ -209,14 +208,13 @@ class ChameleonBackbone(hf.HFBackbone):
     ) -> ChameleonBackbone:
         from transformers import ChameleonForConditionalGeneration
 
-        root = hf.checkpoint_dir(path, ("chameleon",), "chameleon")
-        dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(root if tokenizer is None else tokenizer, "chameleon")
-        model = ChameleonForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
+        root, tokenizer, model = hf.load_pretrained(
+            path, family="chameleon", model_types=("chameleon",), model_class=ChameleonForConditionalGeneration,
+            tokenizer=tokenizer, dtype=dtype, device=device,
+        )
         spec = read_spec(root, tokenizer, model.config.vocabulary_map)
         backbone = cls(model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name)
-        backbone.attach_noise(NoiseConditioning.load(root))  # present only in SJD2-fine-tuned checkpoints
-        return backbone
+        return backbone.with_checkpoint_noise(root)
 
     @classmethod
     def from_config(
@@ -233,11 +231,10 @@ class ChameleonBackbone(hf.HFBackbone):
         """A randomly initialised model of `config` (tiny models for tests, experiments)."""
         from transformers import ChameleonConfig, ChameleonForConditionalGeneration
 
-        if not isinstance(config, ChameleonConfig):
-            raise ConfigError(f"config must be a transformers ChameleonConfig, got {type(config).__name__}")
-        dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(tokenizer, "chameleon")
-        model = ChameleonForConditionalGeneration(config).to(device=device, dtype=dtype)
+        tokenizer, model = hf.build_random(
+            config, family="chameleon", config_class=ChameleonConfig, model_class=ChameleonForConditionalGeneration,
+            tokenizer=tokenizer, dtype=dtype, device=device,
+        )
         if spec is None:
             spec = ChameleonSpec.lumina(tokenizer, config.vocabulary_map)
         elif isinstance(spec, dict):

@@ -18,7 +18,6 @@ import torch
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
 from ..core.layout import GridLayout
-from ..core.noise import NoiseConditioning
 from . import hf
 
 #: the reference generator's prompt suffix and negative prompt (Emu3's public image-generation example)
@@ -109,13 +108,11 @@ class Emu3Backbone(hf.HFBackbone):
     ) -> Emu3Backbone:
         from transformers import Emu3ForConditionalGeneration
 
-        root = hf.checkpoint_dir(path, ("emu3",), "emu3")
-        dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(root if tokenizer is None else tokenizer, "emu3")
-        model = Emu3ForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
-        backbone = cls(model, tokenizer, style, name=name)
-        backbone.attach_noise(NoiseConditioning.load(root))  # present only in SJD2-fine-tuned checkpoints
-        return backbone
+        root, tokenizer, model = hf.load_pretrained(
+            path, family="emu3", model_types=("emu3",), model_class=Emu3ForConditionalGeneration,
+            tokenizer=tokenizer, dtype=dtype, device=device,
+        )
+        return cls(model, tokenizer, style, name=name).with_checkpoint_noise(root)
 
     @classmethod
     def from_config(
@@ -131,11 +128,10 @@ class Emu3Backbone(hf.HFBackbone):
         """A randomly initialised model of `config` (tiny models for tests, experiments)."""
         from transformers import Emu3Config, Emu3ForConditionalGeneration
 
-        if not isinstance(config, Emu3Config):
-            raise ConfigError(f"config must be a transformers Emu3Config, got {type(config).__name__}")
-        dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(tokenizer, "emu3")
-        model = Emu3ForConditionalGeneration(config).to(device=device, dtype=dtype)
+        tokenizer, model = hf.build_random(
+            config, family="emu3", config_class=Emu3Config, model_class=Emu3ForConditionalGeneration,
+            tokenizer=tokenizer, dtype=dtype, device=device,
+        )
         return cls(model, tokenizer, style, name=name)
 
     def grid(self, size: Any) -> tuple[int, int]:

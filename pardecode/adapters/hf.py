@@ -13,7 +13,7 @@ import abc
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 import torch
@@ -25,6 +25,8 @@ from ..core.config import SamplingConfig
 from ..core.errors import CheckpointError, ConfigError
 from ..core.layout import TokenLayout
 from ..core.noise import NoiseConditioning
+
+_B = TypeVar("_B", bound="HFBackbone")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -90,6 +92,47 @@ def load_tokenizer(source: Any, family: str) -> Any:
     if not callable(source):
         raise ConfigError(f"tokenizer must be a directory or a tokenizer object, got {type(source).__name__}")
     return source
+
+
+def load_pretrained(
+    path: str | Path,
+    *,
+    family: str,
+    model_types: Sequence[str],
+    model_class: Any,
+    tokenizer: Any,
+    dtype: str | torch.dtype,
+    device: str | torch.device,
+) -> tuple[Path, Any, Any]:
+    """(root, tokenizer, model): the `model_class` checkpoint in directory `path`, on `device`.
+
+    The tokenizer is the checkpoint's own unless `tokenizer` (a directory or tokenizer object)
+    overrides it.
+    """
+    root = checkpoint_dir(path, model_types, family)
+    dtype, device = parse_dtype(dtype), parse_device(device)
+    tokenizer = load_tokenizer(root if tokenizer is None else tokenizer, family)
+    model = model_class.from_pretrained(str(root), dtype=dtype).to(device)
+    return root, tokenizer, model
+
+
+def build_random(
+    config: Any,
+    *,
+    family: str,
+    config_class: type,
+    model_class: Any,
+    tokenizer: Any,
+    dtype: str | torch.dtype,
+    device: str | torch.device,
+) -> tuple[Any, Any]:
+    """(tokenizer, model): a randomly initialised `model_class` of `config`, which must be a `config_class`."""
+    if not isinstance(config, config_class):
+        raise ConfigError(f"config must be a transformers {config_class.__name__}, got {type(config).__name__}")
+    dtype, device = parse_dtype(dtype), parse_device(device)
+    tokenizer = load_tokenizer(tokenizer, family)
+    model = model_class(config).to(device=device, dtype=dtype)
+    return tokenizer, model
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
@@ -308,6 +351,14 @@ class HFBackbone(Backbone):
         return HFSession(self.body, self.head, encoded, self.pad_id, self.device, self.noise, self.span_embed)
 
     # --- noise conditioning (denoising strategies) ------------------------------------------
+    def with_checkpoint_noise(self: _B, root: Path) -> _B:
+        """This backbone with the noise conditioning of checkpoint `root` attached, if it ships one.
+
+        Only SJD2-fine-tuned checkpoints do; without one the backbone reads no noisy inputs.
+        """
+        self.attach_noise(NoiseConditioning.load(root))
+        return self
+
     def attach_noise(self, noise: NoiseConditioning | None) -> None:
         """Use `noise` to read noisy inputs (None detaches); its width must match the embeddings."""
         if noise is not None:

@@ -20,7 +20,6 @@ import torch
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
 from ..core.layout import FreeLayout
-from ..core.noise import NoiseConditioning
 from . import hf
 
 #: the reference generator's prompt: DeepSeek's SFT format with an empty system prompt
@@ -90,13 +89,11 @@ class JanusBackbone(hf.HFBackbone):
     ) -> JanusBackbone:
         from transformers import JanusForConditionalGeneration
 
-        root = hf.checkpoint_dir(path, ("janus",), "janus")
-        dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(root if tokenizer is None else tokenizer, "janus")
-        model = JanusForConditionalGeneration.from_pretrained(str(root), dtype=dtype).to(device)
-        backbone = cls(model, tokenizer, style, name=name)
-        backbone.attach_noise(NoiseConditioning.load(root))  # present only in SJD2-fine-tuned checkpoints
-        return backbone
+        root, tokenizer, model = hf.load_pretrained(
+            path, family="janus", model_types=("janus",), model_class=JanusForConditionalGeneration,
+            tokenizer=tokenizer, dtype=dtype, device=device,
+        )
+        return cls(model, tokenizer, style, name=name).with_checkpoint_noise(root)
 
     @classmethod
     def from_config(
@@ -112,11 +109,10 @@ class JanusBackbone(hf.HFBackbone):
         """A randomly initialised model of `config` (tiny models for tests, experiments)."""
         from transformers import JanusConfig, JanusForConditionalGeneration
 
-        if not isinstance(config, JanusConfig):
-            raise ConfigError(f"config must be a transformers JanusConfig, got {type(config).__name__}")
-        dtype, device = hf.parse_dtype(dtype), hf.parse_device(device)
-        tokenizer = hf.load_tokenizer(tokenizer, "janus")
-        model = JanusForConditionalGeneration(config).to(device=device, dtype=dtype)
+        tokenizer, model = hf.build_random(
+            config, family="janus", config_class=JanusConfig, model_class=JanusForConditionalGeneration,
+            tokenizer=tokenizer, dtype=dtype, device=device,
+        )
         return cls(model, tokenizer, style, name=name)
 
     def encode(self, prompts: list[str], sampling: SamplingConfig, size: Any = None) -> hf.Encoded:
