@@ -119,7 +119,8 @@ def test_a_killed_run_resumes_where_it_stopped(tmp_path):
 @pytest.mark.skipif(not (FASHION_DIR / "config.json").is_file(), reason="the default fashion model is not trained yet")
 def test_quick_as_shipped_on_the_default_model(tmp_path):
     out = tmp_path / "quick"
-    assert main(["bench", "quick", "--out", str(out), "--no-progress"]) == 0
+    # one thread: the machine's cores are shared with other work, and oversubscribing them is slow
+    assert main(["bench", "quick", "--out", str(out), "--no-progress", "--threads", "1"]) == 0
     report = (out / "report.md").read_text()
     assert "## Backbone `fashion`" in report and "(complete)" in report
     assert "(n=16)" in report  # 2 prompts x 2 seeds x 4 images judged per setting
