@@ -9,7 +9,7 @@ import torch
 
 from pardecode import ConfigError
 from pardecode.adapters.toy import ToyBackbone
-from pardecode.benchmarks.metrics import lossless_check, summarize
+from pardecode.benchmarks.metrics import lossless_check, summarize, t_tolerance
 from pardecode.benchmarks.quality import Quality, pack_images, unpack_images
 from pardecode.benchmarks.report import build_report, compare_dirs
 from pardecode.benchmarks.results import ResultsDir, Shard
@@ -237,3 +237,12 @@ def test_lossless_check_uses_ars_spread_across_seeds():
     assert lossless_check(False, False, {0: q(0.3, 11.0)}, ar) == "lossy: not checked"
     assert lossless_check(True, False, {0: q(0.8, 10.0)}, {0: q(0.8, 10.0)}) == "n/a: needs >= 2 seeds"
     assert lossless_check(True, False, {0: q(0.8, 10.0)}, None) == "n/a: no AR at the same sampling"
+
+
+@pytest.mark.parametrize("ar, mine", [([0.8, 0.9, 0.85], [0.86, 0.84]), ([1.0, 3.0, 2.5], [2.0, 1.0]), (list(range(20)), list(range(5, 30)))])
+def test_t_tolerance_is_where_a_pooled_t_test_reaches_p_005(ar, mine):
+    stats = pytest.importorskip("scipy.stats")
+    tolerance = t_tolerance(ar, mine)
+    shifted = np.asarray(mine, float) - np.mean(mine) + np.mean(ar) + tolerance  # same spread, difference = tolerance
+    p = stats.ttest_ind(shifted, ar, equal_var=True).pvalue
+    assert p == pytest.approx(0.05, abs=0.001 if len(ar) + len(mine) <= 32 else 0.005)

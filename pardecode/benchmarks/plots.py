@@ -17,9 +17,13 @@ def _pyplot():
     return plt
 
 
-def _colours(strategies: list[str]) -> dict[str, str]:
-    cycle = [f"C{i}" for i in range(10)]
-    return {s: cycle[i % len(cycle)] for i, s in enumerate(dict.fromkeys(strategies))}
+MARKERS = "osD^vP*Xh<>"
+
+
+def _styles(rows) -> dict[str, dict[str, str]]:
+    """Setting -> colour (one per setting) and marker (one per strategy), shared by both plots."""
+    markers = {s: MARKERS[i % len(MARKERS)] for i, s in enumerate(dict.fromkeys(r.strategy for r in rows))}
+    return {r.setting: {"color": f"C{i % 10}", "marker": markers[r.strategy]} for i, r in enumerate(rows)}
 
 
 def _save(fig, path: Path) -> str:
@@ -30,28 +34,25 @@ def _save(fig, path: Path) -> str:
 
 
 def compression_vs_quality(summary: BackboneSummary, path: Path) -> str | None:
-    """Step compression against each quality metric, one marker per setting, coloured by strategy."""
+    """Step compression against each quality metric: one point per setting, marker shape per strategy."""
     rows = [r for r in summary.settings if r.quality is not None and r.compression is not None]
     if not rows:
         return None
     plt = _pyplot()
-    colours = _colours([r.strategy for r in rows])
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"wspace": 0.45})
+    styles = _styles(rows)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"wspace": 0.3})
     for ax, field, name in ((axes[0], "prompt_agreement", "prompt agreement (higher is better)"),
                             (axes[1], "frechet_distance", "Fréchet distance (lower is better)")):
         for r in rows:
-            y = getattr(r.quality, field)
             spread = Spread.of([getattr(q, field) for q in r.seed_quality.values()]) if r.seed_quality else None
             error = spread.std if spread is not None and spread.count > 1 else None
-            ax.errorbar(r.compression, y, yerr=error, fmt="o", color=colours[r.strategy], capsize=3, markersize=6)
-            ax.annotate(r.setting, (r.compression, y), fontsize=7, xytext=(5, 3), textcoords="offset points")
+            ax.errorbar(r.compression, getattr(r.quality, field), yerr=error, linestyle="none", capsize=3,
+                        markersize=7, label=r.setting, **styles[r.setting])
         ax.set_xlabel("step compression vs AR (x)")
         ax.set_ylabel(name)
-        ax.margins(x=0.35, y=0.15)
+        ax.margins(x=0.1, y=0.15)
         ax.grid(alpha=0.3)
-    for strategy, colour in colours.items():
-        axes[0].scatter([], [], color=colour, label=strategy)
-    axes[0].legend(title="strategy", fontsize=8)
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.suptitle(f"{summary.label}: step compression vs quality (pooled images; bars: standard deviation across seeds)")
     out = _save(fig, path)
     plt.close(fig)
@@ -65,8 +66,9 @@ def acceptance_by_position(summary: BackboneSummary, path: Path) -> str | None:
         return None
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(11, 4.2))
+    styles = _styles(rows)
     for r in rows:
-        ax.plot(range(len(r.acceptance)), r.acceptance, label=r.setting, linewidth=1.2)
+        ax.plot(range(len(r.acceptance)), r.acceptance, label=r.setting, linewidth=1.2, color=styles[r.setting]["color"])
     ax.set_xlabel("position in the generated span (token offset)")
     ax.set_ylabel("tokens committed by the pass\nthat produced this position (mean)")
     ax.set_title(f"{summary.label}: accepted tokens by position")

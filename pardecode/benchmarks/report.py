@@ -126,9 +126,11 @@ def measurement_section(suite: Suite) -> list[str]:
         f"- {suite.warmup} untimed warm-up decode(s) per setting and process; runs interleaved (repeat, then "
         "seed, then prompt; strategy settings innermost); torch threads pinned (see Environment).",
         "- Forward passes, tokens per pass and acceptance come from the decoding loop's trace, never from a strategy.",
-        "- Quality is judged on repeat 0 (repeats share seeds, hence images). *quality vs AR*: a lossless "
-        "setting's per-seed mean must lie within 2·s·√(1/k_AR + 1/k) of AR's (s: AR's standard deviation across "
-        "its k_AR seeds), for prompt agreement and Fréchet distance alike; otherwise the row says DIFFERS.",
+        "- Quality is judged on repeat 0 (repeats share seeds, hence images). *quality vs AR*: for prompt "
+        "agreement and Fréchet distance alike, the per-seed values of a lossless setting and of its AR baseline "
+        "must pass a two-sided two-sample t-test at 95% (pooled variance: under losslessness both sample one "
+        "distribution); otherwise the row says DIFFERS with the difference and the tolerance. About one "
+        "comparison in twenty is flagged by chance: confirm a flag with more seeds before believing it.",
         "",
     ]
 
