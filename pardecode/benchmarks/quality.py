@@ -117,7 +117,7 @@ class FashionJudge:
 
 
 #: backbone registry name -> judge factory; the default model's evaluator judges its images
-JUDGES: dict[str, Callable[[], Judge]] = {"fashion": FashionJudge}
+JUDGES: dict[str, Callable[[], Judge]] = {"fashion": FashionJudge, "fashion-sjd2": FashionJudge}
 
 
 @functools.lru_cache(maxsize=None)
