@@ -40,9 +40,9 @@ def _positive(kind):
 class FinetuneConfig:
     """The recipe's knobs; defaults are the ones the shipped fashion-sjd2 model was made with."""
 
-    steps: int = attrs.field(default=1500, validator=_positive(int))
+    steps: int = attrs.field(default=2000, validator=_positive(int))
     batch_size: int = attrs.field(default=32, validator=_positive(int))
-    lr: float = attrs.field(default=3e-4, validator=_positive(float))
+    lr: float = attrs.field(default=2e-4, validator=_positive(float))
     warmup: int = attrs.field(default=50, validator=_positive(int))
     noise: SegmentNoise = SegmentNoise()
     seed: int = 0
