@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
+
 from .metrics import BackboneSummary
 from .quality import Spread
 
 
 def _pyplot():
-    import matplotlib
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

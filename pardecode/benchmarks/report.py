@@ -162,11 +162,15 @@ def build_report(out: str | Path, judges: Callable[[str], Judge | None] = judge_
     with results.lock("report"):
         summaries = summarize(suite, results.records(), judges)
         plots: dict[str, dict[str, str]] = {}
+        note = ""
         if with_plots:
-            from .plots import write_plots
-
-            plots = {s.label: write_plots(s, results.path) for s in summaries}
-        text = render(suite, summaries, results.sessions(), plots, [f.name for f in results.results_files()])
+            try:
+                from .plots import write_plots
+            except ImportError:  # matplotlib is an optional extra
+                note = "Plots skipped: matplotlib is not installed (`pip install 'pardecode[bench]'`).\n"
+            else:
+                plots = {s.label: write_plots(s, results.path) for s in summaries}
+        text = render(suite, summaries, results.sessions(), plots, [f.name for f in results.results_files()]) + note
         return results.write_text("report.md", text)
 
 
