@@ -54,7 +54,7 @@ class Decoder:
             sampling=sampling,
             generator=generator,
             device=device,
-            allowed_at=self._allowed_at,
+            allowed_at=self.layout.allowed,
             tokens=torch.zeros(batch, length, dtype=torch.long, device=device),
             committed=torch.zeros(batch, dtype=torch.long, device=device),
             token_embeddings=backbone.token_embeddings if backbone.noise_ready() else None,
@@ -65,9 +65,6 @@ class Decoder:
         self.counts: list[torch.Tensor] = []
         self.forward_seconds: list[float] = []
         self.step_seconds: list[float] = []
-
-    def _allowed_at(self, offsets: torch.Tensor) -> torch.Tensor | None:
-        return self.layout.allowed(offsets)
 
     def step(self) -> None:
         ctx, start = self.ctx, time.perf_counter()

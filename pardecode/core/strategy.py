@@ -59,11 +59,16 @@ class DecodeContext:
     token_embeddings: Callable[[torch.Tensor], torch.Tensor] | None = None
     backbone: str = ""  # the backbone's registry name, for error messages
 
-    def offsets(self, width: int, start: int = 0) -> torch.Tensor:
-        """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row."""
+    def offsets(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor:
+        """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row.
+
+        `start` is one number for every row, or Long[B] (e.g. accepted + 1: the next window's start).
+        """
+        if isinstance(start, torch.Tensor):
+            start = start.unsqueeze(1)
         return self.committed.unsqueeze(1) + start + torch.arange(width, device=self.device)
 
-    def allowed(self, width: int, start: int = 0) -> torch.Tensor | None:
+    def allowed(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor | None:
         """Bool[B, width, V] allowed tokens at the next `width` offsets (after `start`), or None."""
         return self.allowed_at(self.offsets(width, start))
 

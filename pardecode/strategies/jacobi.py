@@ -58,6 +58,6 @@ class Jacobi(Strategy):
         drafts, stale = carry_over(outputs, accepted, self.window)
         carried = (~stale).sum(1)
         left = torch.cat([next_token.unsqueeze(1), drafts], 1)[torch.arange(ctx.batch, device=ctx.device), carried]
-        offsets = ctx.committed.unsqueeze(1) + accepted.unsqueeze(1) + 1 + torch.arange(self.window, device=ctx.device)
+        offsets = ctx.offsets(self.window, start=accepted + 1)
         self._drafts = torch.where(stale, fresh_tokens(ctx, offsets, left, self.init), drafts)
         return stale

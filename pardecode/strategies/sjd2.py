@@ -137,7 +137,7 @@ class SJD2(Strategy):
         z_new = torch.where((k_new > 0).unsqueeze(-1), ddim_step(z_old, x0, sig[k_old], sig[k_new]), z_old)
         tokens, q = drawn, p_new  # clean slots (old or just denoised): the drawn token, q = p
 
-        offsets = ctx.committed.unsqueeze(1) + accepted.unsqueeze(1) + 1 + torch.arange(width, device=ctx.device)
+        offsets = ctx.offsets(width, start=accepted + 1)
         f_tokens, f_q, f_k, f_z = self._fresh(ctx, offsets, torch.arange(width, device=ctx.device))
         s3 = stale.unsqueeze(-1)
         self._tokens = torch.where(stale, f_tokens, tokens)
