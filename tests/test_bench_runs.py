@@ -237,6 +237,9 @@ def test_lossless_check_uses_ars_spread_across_seeds():
     assert lossless_check(False, False, {0: q(0.3, 11.0)}, ar) == "lossy: not checked"
     assert lossless_check(True, False, {0: q(0.8, 10.0)}, {0: q(0.8, 10.0)}) == "n/a: needs >= 2 seeds"
     assert lossless_check(True, False, {0: q(0.8, 10.0)}, None) == "n/a: no AR at the same sampling"
+    # identical per-seed agreement on both sides: no spread to test a difference against
+    flat = lossless_check(True, False, {0: q(0.85, 11.5), 1: q(0.85, 10.5)}, {0: q(0.9, 10.0), 1: q(0.9, 12.0)})
+    assert flat == "n/a: no spread across seeds in agreement"
 
 
 @pytest.mark.parametrize("ar, mine", [([0.8, 0.9, 0.85], [0.86, 0.84]), ([1.0, 3.0, 2.5], [2.0, 1.0]), (list(range(20)), list(range(5, 30)))])

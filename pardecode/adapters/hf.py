@@ -4,7 +4,7 @@ A family adapter (Chameleon, Emu3, ...) only turns prompts into token rows and a
 (`HFBackbone.encode`); everything that touches the model at decode time lives here: left-padded
 prompt rows, the classifier-free-guidance rows stacked under the conditional ones so both branches
 share one forward pass, position ids derived from span offsets (so holes in the cache never shift
-positions), the additive 4D mask that hides padding and holes, the DynamicCache and its crop.
+positions), the additive 4D mask that hides padding and holes, the DynamicCache, its crop and compaction.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import attrs
 import torch
 from torch import nn
 from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
 
 from ..core.backbone import Backbone, NoisyInputs, Scores, Session, Window
 from ..core.config import SamplingConfig
@@ -295,6 +296,20 @@ class HFSession(Session):
         if n:  # crop(0) emptied the whole cache in transformers 4.x
             self._cache.crop(-n)
             self.span_slots -= n
+
+    def compact(self, index: torch.Tensor) -> bool:
+        layers = getattr(self._cache, "layers", None)
+        if not layers or not all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers):
+            return False  # sliding-window or quantised caches keep their holes
+        rows = self._rows(index.to(self.device))
+        prompt = self._prompt_ids.shape[1]
+        for layer in layers:
+            heads, _, dim = layer.keys.shape[1:]
+            at = rows[:, None, :, None].expand(-1, heads, -1, dim)
+            layer.keys = torch.cat([layer.keys[..., :prompt, :], layer.keys[..., prompt:, :].gather(2, at)], 2)
+            layer.values = torch.cat([layer.values[..., :prompt, :], layer.values[..., prompt:, :].gather(2, at)], 2)
+        self.span_slots = index.shape[1]
+        return True
 
 
 class HFBackbone(Backbone):

@@ -163,6 +163,10 @@ class ToySession(Session):
         if n:
             self.slots = self.slots[:, :-n]
 
+    def compact(self, index: torch.Tensor) -> bool:
+        self.slots = self.slots.gather(1, index.repeat(self.slots.shape[0] // self.batch, 1))
+        return True
+
 
 @hookimpl
 def pardecode_register_backbones(register):

@@ -147,14 +147,18 @@ def lossless_check(lossless: bool, is_baseline: bool, mine: dict[int, Quality], 
         return "n/a: no quality"
     if len(ar) < 2:
         return "n/a: needs >= 2 seeds"
-    outside = []
+    outside, flat = [], []
     for field, name in METRICS:
         base, values = [getattr(q, field) for q in ar.values()], [getattr(q, field) for q in mine.values()]
         tolerance = t_tolerance(base, values)
         diff = float(np.mean(values) - np.mean(base))
-        if abs(diff) > tolerance + 1e-9:
+        if tolerance == 0:  # every seed scored the same (few, discrete values): the t-test is undefined
+            flat.append(name)
+        elif abs(diff) > tolerance + 1e-9:
             outside.append(f"{name} {diff:+.3g} outside ±{tolerance:.2g}")
-    return "matches AR" if not outside else "DIFFERS: " + "; ".join(outside)
+    if outside:
+        return "DIFFERS: " + "; ".join(outside)
+    return "matches AR" if not flat else f"n/a: no spread across seeds in {', '.join(flat)}"
 
 
 def _baseline(label: str, sampling: dict[str, Any], settings: dict[str, list[dict[str, Any]]]) -> tuple[str | None, bool]:

@@ -16,7 +16,8 @@ Generated-span bookkeeping (all shapes per generation row b of B):
   token's prediction, or the prompt's last position at the first pass).
 - Cache slots of the generated span are appended in window order; `Window.key_valid` says which of
   them (already cached + this window's) each row may attend to. Rows advance by different amounts,
-  so a row may hold invalid slots (holes) that it must never attend to.
+  so a row may hold invalid slots (holes) that it must never attend to. When holes pile up the
+  loop asks the session to `compact` its cache; a session that cannot simply keeps them.
 """
 
 from __future__ import annotations
@@ -82,6 +83,15 @@ class Session(abc.ABC):
     @abc.abstractmethod
     def crop(self, n: int) -> None:
         """Drop the last `n` slots of every row's cache (n >= 0)."""
+
+    def compact(self, index: torch.Tensor) -> bool:
+        """Rebuild the span cache from the slots `index` (Long[B, S']: row b's new slot j is its old
+        slot index[b, j]); return False if this session cannot, and the loop keeps the holes.
+
+        Cached keys carry their own positions, so moving a slot changes nothing but the cache's
+        length: every later pass attends over fewer slots.
+        """
+        return False
 
 
 class Backbone(abc.ABC):

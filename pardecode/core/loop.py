@@ -3,7 +3,9 @@
 The loop owns the generated span's cache bookkeeping and counts forward passes; strategies only
 see distributions and return verdicts. Rows of a batch advance by their own accepted lengths (not
 the batch minimum): a row that accepted fewer tokens leaves invalid slots ("holes") in the shared
-cache, masked out of every later pass. Capping a row's acceptance at its remaining length only
+cache, masked out of every later pass. Holes would otherwise pile up (a batch of 4 left the cache
+twice as long as its rows), so once they exceed a quarter of the span cache the loop has the
+session compact it. Capping a row's acceptance at its remaining length only
 stops verification early, which keeps the output distribution exact.
 """
 
@@ -21,6 +23,8 @@ from .errors import BackboneError, ConfigError
 from .sampling import target_probs
 from .strategy import DecodeContext, Proposal, Strategy, Verdict
 from .trace import DecodeResult, Trace
+
+HOLE_FRACTION = 0.25  # compact the span cache once holes exceed this fraction of its slots
 
 
 def _check_proposal(proposal: Proposal, batch: int, vocab: int, strategy: Strategy) -> None:
@@ -120,11 +124,23 @@ class Decoder:
             self.session.crop(inputs.shape[1] - kept)
         new_valid = torch.arange(inputs.shape[1], device=ctx.device) < keep.unsqueeze(1)
         self.span_valid = torch.cat([self.span_valid, new_valid[:, :kept]], 1)
+        self._compact_if_sparse()
 
         ctx.committed = ctx.committed + take
         ctx.step += 1
         self.counts.append(take)
         self.step_seconds.append(time.perf_counter() - start)
+
+    def _compact_if_sparse(self) -> None:
+        """Drop the cache's holes once they are more than a quarter of its span slots."""
+        valid = self.span_valid
+        counts = valid.sum(1)
+        longest = int(counts.max()) if valid.numel() else 0
+        if valid.shape[1] - longest <= HOLE_FRACTION * valid.shape[1]:
+            return
+        order = torch.sort((~valid).to(torch.uint8), dim=1, stable=True).indices[:, :longest]
+        if self.session.compact(order):
+            self.span_valid = torch.arange(longest, device=valid.device) < counts.unsqueeze(1)
 
     def run(self, max_passes: int | None = None) -> DecodeResult:
         self.strategy.reset(self.ctx)
