@@ -152,7 +152,7 @@ def lossless_check(lossless: bool, is_baseline: bool, mine: dict[int, Quality], 
         base, values = [getattr(q, field) for q in ar.values()], [getattr(q, field) for q in mine.values()]
         tolerance = t_tolerance(base, values)
         diff = float(np.mean(values) - np.mean(base))
-        if tolerance == 0:  # every seed scored the same (few, discrete values): the t-test is undefined
+        if tolerance == 0 and diff != 0:  # every seed scored the same (few, discrete values): no t-test
             flat.append(name)
         elif abs(diff) > tolerance + 1e-9:
             outside.append(f"{name} {diff:+.3g} outside ±{tolerance:.2g}")
