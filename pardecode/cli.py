@@ -175,8 +175,18 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def _quiet_model_loading() -> None:
+    """Commands print their own progress; transformers' per-checkpoint loading bar is noise there."""
+    try:
+        from transformers.utils import logging
+    except ImportError:
+        return
+    logging.disable_progress_bar()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    _quiet_model_loading()
     try:
         return args.func(args)
     except PardecodeError as err:
