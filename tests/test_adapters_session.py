@@ -55,7 +55,8 @@ def check_rows(backbone, session, scores, spans: list[list[int]], q: int) -> Non
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
-def test_window_crop_and_holes_match_full_recompute(family, cfg):
+@pytest.mark.parametrize("compact", [False, True])
+def test_window_crop_and_holes_match_full_recompute(family, cfg, compact):
     bb = tiny_models.backbone(family)
     session = bb.start(PROMPTS, SamplingConfig(cfg_scale=cfg), size=tiny_models.SMALL_SIZE[family])
     g = torch.Generator().manual_seed(0)
@@ -85,30 +86,10 @@ def test_window_crop_and_holes_match_full_recompute(family, cfg):
     nxt = draw(2, 1)
     offsets = [[4], [2]]
     key_valid = [[True] * 4 + [True], [False, False, True, True, True]]
+    if compact:  # row 1's two kept slots move to the front; its last two are junk it masks
+        assert session.compact(torch.tensor([[0, 1, 2, 3], [2, 3, 0, 1]]))
+        key_valid[1] = [True, True, False, False, True]
     scores = session.forward(window(nxt, offsets, key_valid))
-    check_rows(bb, session, scores, [spans[b] + nxt[b].tolist() for b in range(2)], 1)
-
-
-@pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("cfg", [1.0, 3.0])
-def test_compacted_cache_matches_full_recompute(family, cfg):
-    bb = tiny_models.backbone(family)
-    session = bb.start(PROMPTS, SamplingConfig(cfg_scale=cfg), size=tiny_models.SMALL_SIZE[family])
-    g = torch.Generator().manual_seed(1)
-    draw = lambda *shape: torch.randint(0, bb.vocab_size, shape, generator=g)  # noqa: E731
-    d = draw(2, 3)
-    session.forward(window(d, [[0, 1, 2]] * 2, torch.ones(2, 3), first=True))
-    # row 0 keeps slots 0, 1; row 1 keeps nothing: after compaction row 1's slots are junk it masks
-    session.crop(1)
-    pend = draw(2)
-    d2 = draw(2, 2)
-    tokens = torch.cat([pend[:, None], d2], 1)
-    session.forward(window(tokens, [[2, 3, 4], [0, 1, 2]], [[True] * 5, [False, False] + [True] * 3]))
-    session.crop(1)  # both rows keep the pending token and one draft
-    assert session.compact(torch.tensor([[0, 1, 2, 3], [2, 3, 0, 1]]))
-    spans = [d[0, :2].tolist() + tokens[0, :2].tolist(), tokens[1, :2].tolist()]
-    nxt = draw(2, 1)
-    scores = session.forward(window(nxt, [[4], [2]], [[True] * 5, [True, True, False, False, True]]))
     check_rows(bb, session, scores, [spans[b] + nxt[b].tolist() for b in range(2)], 1)
 
 
