@@ -68,6 +68,15 @@ class DecodeContext:
             start = start.unsqueeze(1)
         return self.committed.unsqueeze(1) + start + torch.arange(width, device=self.device)
 
+    def useful_width(self, window: int) -> int:
+        """Draft slots worth scoring this pass: at most `window`, none past every row's last offset.
+
+        A row's last token always comes from a verdict (a correction or the bonus), never from a
+        draft, so drafts stop one short of the longest remaining row. Near the end of the span a
+        wide window would otherwise spend most of each pass on slots no row can keep.
+        """
+        return max(0, min(window, int((self.length - self.committed).max()) - 1))
+
     def allowed(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor | None:
         """Bool[B, width, V] allowed tokens at the next `width` offsets (after `start`), or None."""
         return self.allowed_at(self.offsets(width, start))

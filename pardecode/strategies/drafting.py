@@ -47,6 +47,11 @@ def fresh_tokens(ctx: DecodeContext, offsets: torch.Tensor, left: torch.Tensor |
     return torch.where(ok, repeated, drawn)
 
 
+def narrowed(width: int, *states: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Per-slot states [B, W, ...] cut to their first `width` slots (see `DecodeContext.useful_width`)."""
+    return [None if state is None else state[:, :width] for state in states]
+
+
 def carry_over(values: torch.Tensor, accepted: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Shift each row of `values` [B, W+1, ...] left by accepted+1 into a window of `width` slots.
 
@@ -86,6 +91,10 @@ class CoupledDraws:
     def _fresh(self, shape) -> torch.Tensor:
         u = torch.rand(shape, generator=self.generator, device=self.device).clamp_(min=torch.finfo(torch.float32).tiny)
         return -torch.log(-torch.log(u))
+
+    def narrow(self, width: int) -> None:
+        """Keep the noise of the first `width` draft slots (and the bonus slot after them)."""
+        self.noise = self.noise[:, : width + 1]
 
     def draw(self, p: torch.Tensor) -> torch.Tensor:
         """Long[B, W+1]: the coupled draw of every slot of p [B, W+1, V]."""

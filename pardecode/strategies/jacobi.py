@@ -14,7 +14,7 @@ import torch
 from ..core.errors import ConfigError
 from ..core.strategy import DecodeContext, Proposal, Strategy, Verdict, positive_int
 from ..core.verify import greedy_accept
-from .drafting import carry_over, check_init, fresh_tokens
+from .drafting import carry_over, check_init, fresh_tokens, narrowed
 
 
 @attrs.define
@@ -36,9 +36,15 @@ class Jacobi(Strategy):
         self._drafts = None
 
     def propose(self, ctx: DecodeContext) -> Proposal:
+        width = ctx.useful_width(self.window)
         if self._drafts is None:
-            self._drafts = fresh_tokens(ctx, ctx.offsets(self.window), None, self.init)
+            self._drafts = fresh_tokens(ctx, ctx.offsets(width), None, self.init)
+        self._narrow(width)
         return Proposal(self._drafts)
+
+    def _narrow(self, width: int) -> None:
+        """Drop draft state past `width` (slots past every row's end are never scored again)."""
+        (self._drafts,) = narrowed(width, self._drafts)
 
     # the two points where speculative Jacobi decoding differs
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
@@ -55,9 +61,10 @@ class Jacobi(Strategy):
 
     def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
         """Carry the pass's outputs over to the next window; fill slots beyond its reach fresh."""
-        drafts, stale = carry_over(outputs, accepted, self.window)
+        width = self._drafts.shape[1]
+        drafts, stale = carry_over(outputs, accepted, width)
         carried = (~stale).sum(1)
         left = torch.cat([next_token.unsqueeze(1), drafts], 1)[torch.arange(ctx.batch, device=ctx.device), carried]
-        offsets = ctx.offsets(self.window, start=accepted + 1)
+        offsets = ctx.offsets(width, start=accepted + 1)
         self._drafts = torch.where(stale, fresh_tokens(ctx, offsets, left, self.init), drafts)
         return stale

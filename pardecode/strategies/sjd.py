@@ -15,7 +15,7 @@ import torch
 
 from ..core.strategy import DecodeContext
 from ..core.verify import sample, speculative_accept
-from .drafting import CoupledDraws, carry_over, check_coupling
+from .drafting import CoupledDraws, carry_over, check_coupling, narrowed
 from .jacobi import Jacobi
 
 
@@ -35,6 +35,11 @@ class SJD(Jacobi):
         if self.coupling == "gumbel":
             self._coupled = CoupledDraws(ctx.batch, self.window, ctx.vocab_size, ctx.generator, ctx.device)
 
+    def _narrow(self, width: int) -> None:
+        self._drafts, self._q = narrowed(width, self._drafts, self._q)
+        if self._coupled is not None:
+            self._coupled.narrow(width)
+
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
         q = self._q
         if q is None:  # first pass: every draft is fresh
@@ -46,7 +51,7 @@ class SJD(Jacobi):
 
     def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
         stale = super()._redraft(ctx, outputs, p, accepted, next_token)
-        q, _ = carry_over(p, accepted, self.window)
+        q, _ = carry_over(p, accepted, stale.shape[1])
         fresh = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(p.dtype)
         self._q = torch.where(stale.unsqueeze(-1), fresh, q)
         if self._coupled is not None:

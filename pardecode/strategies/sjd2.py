@@ -27,7 +27,7 @@ from ..core.errors import ConfigError
 from ..core.noise import NoiseSchedule, ddim_step, vp_coefficients
 from ..core.strategy import DecodeContext, Proposal, Strategy, Verdict, positive_int
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
-from .drafting import CoupledDraws, carry_over, check_coupling, random_tokens
+from .drafting import CoupledDraws, carry_over, check_coupling, narrowed, random_tokens
 
 
 def _schedule_value(_, attribute, value):
@@ -99,31 +99,35 @@ class SJD2(Strategy):
 
     # --- the strategy ---------------------------------------------------------------------------
     def propose(self, ctx: DecodeContext) -> Proposal:
+        width = ctx.useful_width(self.window)
         if self._tokens is None:
-            slots = torch.arange(self.window, device=ctx.device)
-            self._tokens, self._q, self._k, self._z = self._fresh(ctx, ctx.offsets(self.window), slots)
+            slots = torch.arange(width, device=ctx.device)
+            self._tokens, self._q, self._k, self._z = self._fresh(ctx, ctx.offsets(width), slots)
+        self._tokens, self._q, self._k, self._z = narrowed(width, self._tokens, self._q, self._k, self._z)
+        if self._coupled is not None:
+            self._coupled.narrow(width)
         noisy = self._k > 0
         inputs = NoisyInputs(embeds=self._z * noisy.unsqueeze(-1), level=self._sigmas[self._k]) if noisy.any() else None
         return Proposal(self._tokens, inputs)
 
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict:
-        drafts, width = self._tokens, self.window
+        drafts, width = self._tokens, self._tokens.shape[1]
         clean = self._k == 0
         # only clean drafts behind an all-clean prefix can be accepted (first_false stops at noise)
         a = acceptance_probability(p, drafts, self._q) * clean
         u = torch.rand(a.shape, generator=ctx.generator, device=ctx.device)
         accepted = first_false(u < a)
         dist = correction_distribution(p, drafts, self._q, accepted)
-        slot = accepted.clamp(max=width - 1)
-        was_noisy = (accepted < width) & ~_at(clean, slot)
-        dist = torch.where(was_noisy.unsqueeze(-1), _at(p, accepted), dist)  # nothing was drafted there
+        if width:  # a noisy slot's token is a plain draw from p: nothing was drafted there
+            was_noisy = (accepted < width) & ~_at(clean, accepted.clamp(max=width - 1))
+            dist = torch.where(was_noisy.unsqueeze(-1), _at(p, accepted), dist)
         next_token = sample(dist, ctx.generator)
         self._advance(ctx, p, accepted)
         return Verdict(accepted, next_token)
 
     def _advance(self, ctx: DecodeContext, p: torch.Tensor, accepted: torch.Tensor) -> None:
         """Shift the window past the committed tokens; Jacobi-update clean slots, denoise noisy ones."""
-        width = self.window
+        width = self._tokens.shape[1]
         draws = sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
         drawn, stale = carry_over(draws, accepted, width)
         p_new, _ = carry_over(p, accepted, width)
