@@ -72,6 +72,9 @@ def test_invariants_every_strategy(name, options, cfg):
     assert (trace.committed[done_before] == 0).all()
     assert (trace.committed.sum(0) == backbone.layout().length).all()
     assert backbone.layout().is_valid(result.tokens).all()
+    # no pass scores draft slots past every row's end: windows narrow to the longest remaining row
+    remaining = backbone.layout().length - (torch.cumsum(trace.committed, 0) - trace.committed)
+    assert trace.widths == [min(window, int(r.max()) - 1) for r in remaining]
 
 
 def test_rows_advance_independently():
