@@ -5,8 +5,8 @@ see distributions and return verdicts. Rows of a batch advance by their own acce
 the batch minimum): a row that accepted fewer tokens leaves invalid slots ("holes") in the shared
 cache, masked out of every later pass. Holes would otherwise pile up (a batch of 4 left the cache
 twice as long as its rows), so once they exceed a quarter of the span cache the loop has the
-session compact it. Capping a row's acceptance at its remaining length only
-stops verification early, which keeps the output distribution exact.
+session compact it. Capping a row's acceptance at its remaining length only stops verification
+early, which keeps the output distribution exact.
 """
 
 from __future__ import annotations
