@@ -7,6 +7,7 @@ cache crop or CFG row stacking shows up as a logit mismatch.
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ import tiny_models
 from pardecode.adapters.hf import Encoded, HFSession
 from pardecode.core.backbone import NoisyInputs, Window
 from pardecode.core.config import SamplingConfig
+from pardecode.core.errors import ConfigError
 
 FAMILIES = ["chameleon", "emu3", "janus"]
 PROMPTS = ["a red dress with long sleeves", "boot"]  # different prompt lengths: left padding
@@ -43,20 +45,22 @@ def window(tokens, offsets, key_valid, first=False) -> Window:
     )
 
 
-def check_rows(backbone, session, scores, spans: list[list[int]], q: int) -> None:
-    """Every model row's window logits match the recompute of (its prompt + `spans[row]`)."""
+def check_rows(backbone, session, scores, spans: list[list[int] | None], q: int) -> None:
+    """Every model row's window logits match the recompute of (its prompt + `spans[row]`);
+    a finished row (span None) gets zeros."""
     enc = session.encoded
     branches = [(scores.cond, enc.cond)] + ([(scores.uncond, enc.uncond)] if enc.uncond else [])
     for logits, prompts in branches:
         for b, (prompt, span) in enumerate(zip(prompts, spans)):
-            ref = reference_logits(backbone, prompt, span, q)
+            ref = torch.zeros_like(logits[b]) if span is None else reference_logits(backbone, prompt, span, q)
             torch.testing.assert_close(logits[b], ref, atol=2e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
 @pytest.mark.parametrize("compact", [False, True])
-def test_window_crop_and_holes_match_full_recompute(family, cfg, compact):
+@pytest.mark.parametrize("retire", [False, True])
+def test_window_crop_and_holes_match_full_recompute(family, cfg, compact, retire):
     bb = tiny_models.backbone(family)
     session = bb.start(PROMPTS, SamplingConfig(cfg_scale=cfg), size=tiny_models.SMALL_SIZE[family])
     g = torch.Generator().manual_seed(0)
@@ -89,8 +93,14 @@ def test_window_crop_and_holes_match_full_recompute(family, cfg, compact):
     if compact:  # row 1's two kept slots move to the front; its last two are junk it masks
         assert session.compact(torch.tensor([[0, 1, 2, 3], [2, 3, 0, 1]]))
         key_valid[1] = [True, True, False, False, True]
-    scores = session.forward(window(nxt, offsets, key_valid))
-    check_rows(bb, session, scores, [spans[b] + nxt[b].tolist() for b in range(2)], 1)
+    # with `retire`, row 1 has finished: the session stops computing it, for good
+    active = torch.tensor([True, not retire])
+    scores = session.forward(attrs.evolve(window(nxt, offsets, key_valid), active=active))
+    check_rows(bb, session, scores, [spans[0] + nxt[0].tolist(), None if retire else spans[1] + nxt[1].tolist()], 1)
+    if retire:
+        again = window(nxt, offsets, [[True] * 6, [True] * 6])
+        with pytest.raises(ConfigError, match="active again"):
+            session.forward(attrs.evolve(again, active=torch.tensor([True, True])))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

@@ -234,10 +234,23 @@ class HFSession(Session):
         self._dtype = next(body.parameters()).dtype
         self._cache: DynamicCache | None = None
         self.span_slots = 0  # generated-span slots in the cache
+        self._live: torch.Tensor | None = None  # model rows still computed (None: all)
 
     def _rows(self, t: torch.Tensor) -> torch.Tensor:
-        """A per-generation-row tensor repeated for every CFG branch."""
-        return t if self.branches == 1 else torch.cat([t, t], 0)
+        """A per-generation-row tensor repeated for every CFG branch, kept to the live model rows."""
+        t = t if self.branches == 1 else torch.cat([t, t], 0)
+        return t if self._live is None else t[self._live]
+
+    def _retire(self, active: torch.Tensor) -> None:
+        """Stop computing finished rows: drop their model rows from the cache for good."""
+        live = self._live if self._live is not None else torch.arange(self.batch * self.branches, device=self.device)
+        wanted = (active if self.branches == 1 else torch.cat([active, active])).to(self.device)
+        keep = wanted[live]
+        if int(keep.sum()) != int(wanted.sum()):
+            raise ConfigError("window.active marks a row active again after it had finished")
+        if not bool(keep.all()):
+            self._cache.batch_select_indices(keep.nonzero().squeeze(1))
+            self._live = live[keep]
 
     def _check(self, window: Window) -> None:
         b, q = window.tokens.shape
@@ -272,10 +285,13 @@ class HFSession(Session):
     @torch.inference_mode()
     def forward(self, window: Window) -> Scores:
         self._check(window)
+        if window.active is not None and not window.first:
+            self._retire(window.active)
         q = window.tokens.shape[1]
         inputs = self._inputs(window)
-        positions = self._prompt_len + self._rows(window.offsets.to(self.device))
-        keys = torch.cat([self._prompt_valid, self._rows(window.key_valid.to(self.device))], 1)
+        live = self._live if self._live is not None else slice(None)
+        positions = self._prompt_len[live] + self._rows(window.offsets.to(self.device))
+        keys = torch.cat([self._prompt_valid[live], self._rows(window.key_valid.to(self.device))], 1)
         if window.first:
             self._cache = DynamicCache(config=self.body.config)
             positions = torch.cat([self._prompt_pos, positions], 1)
@@ -287,6 +303,9 @@ class HFSession(Session):
         ).last_hidden_state
         logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float()
         self.span_slots += q
+        if self._live is not None:  # finished rows: zeros, which the loop never reads
+            full = logits.new_zeros(self.batch * self.branches, *logits.shape[1:])
+            logits = full.index_copy_(0, self._live, logits)
         b = self.batch
         return Scores(cond=logits[:b], uncond=logits[b:] if self.branches == 2 else None)
 

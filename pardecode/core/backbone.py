@@ -18,6 +18,7 @@ Generated-span bookkeeping (all shapes per generation row b of B):
   them (already cached + this window's) each row may attend to. Rows advance by different amounts,
   so a row may hold invalid slots (holes) that it must never attend to. When holes pile up the
   loop asks the session to `compact` its cache; a session that cannot simply keeps them.
+- Rows finish at different passes; `Window.active` lets a session stop computing finished rows.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Window:
     key_valid: torch.Tensor  # Bool[B, S + q]: which span slots (S cached, then these q) rows attend to
     first: bool  # True at the first pass: the session feeds its prompt before `tokens`
     noisy: NoisyInputs | None = None
+    #: Bool[B]: rows still generating (None: all). A finished row never becomes active again and its
+    #: logits are ignored, so a session may stop computing it and return zeros in its place.
+    active: torch.Tensor | None = None
 
     @property
     def has_holes(self) -> bool:

@@ -93,7 +93,9 @@ class Decoder:
 
         # score: exactly one forward pass, counted here
         t0 = time.perf_counter()
-        scores = self.session.forward(Window(inputs, offsets, key_valid, first, noisy))
+        running = ctx.committed < ctx.length
+        active = None if bool(running.all()) else running
+        scores = self.session.forward(Window(inputs, offsets, key_valid, first, noisy, active))
         self.forward_seconds.append(time.perf_counter() - t0)
         self.widths.append(width)
         expected = (ctx.batch, width + 1, ctx.vocab_size)
