@@ -236,15 +236,18 @@ class HFSession(Session):
         self.span_slots = 0  # generated-span slots in the cache
         self._live: torch.Tensor | None = None  # model rows still computed (None: all)
 
+    def _live_rows(self, t: torch.Tensor) -> torch.Tensor:
+        """A per-model-row tensor kept to the rows still computed."""
+        return t if self._live is None else t[self._live]
+
     def _rows(self, t: torch.Tensor) -> torch.Tensor:
         """A per-generation-row tensor repeated for every CFG branch, kept to the live model rows."""
-        t = t if self.branches == 1 else torch.cat([t, t], 0)
-        return t if self._live is None else t[self._live]
+        return self._live_rows(t if self.branches == 1 else torch.cat([t, t], 0))
 
     def _retire(self, active: torch.Tensor) -> None:
         """Stop computing finished rows: drop their model rows from the cache for good."""
         live = self._live if self._live is not None else torch.arange(self.batch * self.branches, device=self.device)
-        wanted = (active if self.branches == 1 else torch.cat([active, active])).to(self.device)
+        wanted = active.to(self.device).repeat(self.branches)
         keep = wanted[live]
         if int(keep.sum()) != int(wanted.sum()):
             raise ConfigError("window.active marks a row active again after it had finished")
@@ -289,9 +292,8 @@ class HFSession(Session):
             self._retire(window.active)
         q = window.tokens.shape[1]
         inputs = self._inputs(window)
-        live = self._live if self._live is not None else slice(None)
-        positions = self._prompt_len[live] + self._rows(window.offsets.to(self.device))
-        keys = torch.cat([self._prompt_valid[live], self._rows(window.key_valid.to(self.device))], 1)
+        positions = self._live_rows(self._prompt_len) + self._rows(window.offsets.to(self.device))
+        keys = torch.cat([self._live_rows(self._prompt_valid), self._rows(window.key_valid.to(self.device))], 1)
         if window.first:
             self._cache = DynamicCache(config=self.body.config)
             positions = torch.cat([self._prompt_pos, positions], 1)
