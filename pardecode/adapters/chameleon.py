@@ -127,9 +127,7 @@ class ChameleonSpec:
     def grid(self, size: Any) -> tuple[int, int]:
         """(rows, cols) of image tokens for `size` = (W, H) pixels; a ConfigError if not producible."""
         unit = self.pixels_per_token * self.tokens_per_grid_unit
-        if not (isinstance(size, (tuple, list)) and len(size) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-            raise ConfigError(f"size must be (width, height) in pixels, got {size!r}")
+        hf.check_pixel_size(size)
         if size[0] % unit or size[1] % unit:
             raise ConfigError(
                 f"size {size[0]}x{size[1]} is not producible: width and height must be multiples of "

@@ -9,7 +9,6 @@ decoder. Visual tokens are the `<|visual token......|>` entries of the config's 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -64,9 +63,11 @@ def _special_id(tokenizer: Any, role: str) -> int:
     return hf.token_id(tokenizer, name if isinstance(name, str) else SPECIAL_NAMES[role])
 
 
-class Emu3Backbone(hf.HFBackbone):
+class Emu3Backbone(hf.StyledBackbone):
     """An Emu3 generator: text model + lm_head for scoring, the VQ decoder for images."""
 
+    family = "emu3"
+    model_types = ("emu3",)
     start_options = ("size", "negative_prompt")
 
     def __init__(self, model: Any, tokenizer: Any, style: Emu3Style | None = None, *, name: str = "emu3"):
@@ -96,50 +97,15 @@ class Emu3Backbone(hf.HFBackbone):
         return round(math.sqrt(self.style.image_area) / self.spatial_factor) * self.spatial_factor
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        tokenizer: Any = None,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
-        style: Emu3Style | None = None,
-        name: str = "emu3",
-    ) -> Emu3Backbone:
-        from transformers import Emu3ForConditionalGeneration
-
-        root, tokenizer, model = hf.load_pretrained(
-            path, family="emu3", model_types=("emu3",), model_class=Emu3ForConditionalGeneration,
-            tokenizer=tokenizer, dtype=dtype, device=device,
-        )
-        return cls(model, tokenizer, style, name=name).with_checkpoint_noise(root)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Any,
-        *,
-        tokenizer: Any,
-        style: Emu3Style | None = None,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
-        name: str = "emu3",
-    ) -> Emu3Backbone:
-        """A randomly initialised model of `config` (tiny models for tests, experiments)."""
+    def transformers_classes(cls) -> tuple[type, type]:
         from transformers import Emu3Config, Emu3ForConditionalGeneration
 
-        tokenizer, model = hf.build_random(
-            config, family="emu3", config_class=Emu3Config, model_class=Emu3ForConditionalGeneration,
-            tokenizer=tokenizer, dtype=dtype, device=device,
-        )
-        return cls(model, tokenizer, style, name=name)
+        return Emu3Config, Emu3ForConditionalGeneration
 
     def grid(self, size: Any) -> tuple[int, int]:
         """(rows, cols) of visual tokens for `size` = (W, H) pixels; a ConfigError if not producible."""
         f = self.spatial_factor
-        if not (isinstance(size, (tuple, list)) and len(size) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
-            raise ConfigError(f"size must be (width, height) in pixels, got {size!r}")
+        hf.check_pixel_size(size)
         if size[0] % f or size[1] % f:
             raise ConfigError(
                 f"size {size[0]}x{size[1]} is not producible: width and height must be multiples of the "

@@ -13,7 +13,7 @@ import abc
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import attrs
 import torch
@@ -161,6 +161,13 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
         if not isinstance(p, str) or not p.strip():
             raise ConfigError(f"prompt {i} must be a non-empty string, got {p!r}")
     return prompts
+
+
+def check_pixel_size(size: Any) -> None:
+    """A ConfigError unless `size` is (width, height) in whole positive pixels."""
+    if not (isinstance(size, (tuple, list)) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        raise ConfigError(f"size must be (width, height) in pixels, got {size!r}")
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -444,6 +451,56 @@ class HFBackbone(Backbone):
                 f"the image needs {span} tokens after a {longest}-token prompt, more than the context of "
                 f"{self.context} positions; request a smaller size (at most {self.context - longest} tokens)"
             )
+
+
+class StyledBackbone(HFBackbone):
+    """A family built as `cls(model, tokenizer, style, name=...)` (Emu3, Janus): its checkpoint
+    constructors, written once. Subclasses name the family and its transformers classes."""
+
+    family: ClassVar[str]  # also the default registry name
+    model_types: ClassVar[tuple[str, ...]]  # config.model_type values a checkpoint may declare
+
+    @classmethod
+    def transformers_classes(cls) -> tuple[type, type]:
+        """(config class, model class), imported on first use."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        tokenizer: Any = None,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        style: Any = None,
+        name: str | None = None,
+    ):
+        """The checkpoint in `path` (a directory), with its noise conditioning if it ships one."""
+        root, tokenizer, model = load_pretrained(
+            path, family=cls.family, model_types=cls.model_types, model_class=cls.transformers_classes()[1],
+            tokenizer=tokenizer, dtype=dtype, device=device,
+        )
+        return cls(model, tokenizer, style, name=name or cls.family).with_checkpoint_noise(root)
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Any,
+        *,
+        tokenizer: Any,
+        style: Any = None,
+        dtype: str | torch.dtype = "float32",
+        device: str | torch.device = "cpu",
+        name: str | None = None,
+    ):
+        """A randomly initialised model of `config` (tiny models for tests, experiments)."""
+        config_class, model_class = cls.transformers_classes()
+        tokenizer, model = build_random(
+            config, family=cls.family, config_class=config_class, model_class=model_class,
+            tokenizer=tokenizer, dtype=dtype, device=device,
+        )
+        return cls(model, tokenizer, style, name=name or cls.family)
 
 
 def to_pil(images: Any, value_range: tuple[float, float] = (0.0, 1.0)) -> list[Any]:

@@ -11,7 +11,6 @@ The image size is fixed by the checkpoint (384 px, 24 x 24 tokens for Janus-Pro)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -40,9 +39,11 @@ class JanusStyle:
         SamplingConfig(top_k=self.top_k, cfg_scale=self.cfg_scale)
 
 
-class JanusBackbone(hf.HFBackbone):
+class JanusBackbone(hf.StyledBackbone):
     """A Janus generator: Llama body, image-generation embeddings and head, VQ decoder."""
 
+    family = "janus"
+    model_types = ("janus",)
     start_options = ("size",)
 
     def __init__(self, model: Any, tokenizer: Any, style: JanusStyle | None = None, *, name: str = "janus"):
@@ -77,43 +78,10 @@ class JanusBackbone(hf.HFBackbone):
         return int(pad)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        path: str | Path,
-        *,
-        tokenizer: Any = None,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
-        style: JanusStyle | None = None,
-        name: str = "janus",
-    ) -> JanusBackbone:
-        from transformers import JanusForConditionalGeneration
-
-        root, tokenizer, model = hf.load_pretrained(
-            path, family="janus", model_types=("janus",), model_class=JanusForConditionalGeneration,
-            tokenizer=tokenizer, dtype=dtype, device=device,
-        )
-        return cls(model, tokenizer, style, name=name).with_checkpoint_noise(root)
-
-    @classmethod
-    def from_config(
-        cls,
-        config: Any,
-        *,
-        tokenizer: Any,
-        style: JanusStyle | None = None,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
-        name: str = "janus",
-    ) -> JanusBackbone:
-        """A randomly initialised model of `config` (tiny models for tests, experiments)."""
+    def transformers_classes(cls) -> tuple[type, type]:
         from transformers import JanusConfig, JanusForConditionalGeneration
 
-        tokenizer, model = hf.build_random(
-            config, family="janus", config_class=JanusConfig, model_class=JanusForConditionalGeneration,
-            tokenizer=tokenizer, dtype=dtype, device=device,
-        )
-        return cls(model, tokenizer, style, name=name)
+        return JanusConfig, JanusForConditionalGeneration
 
     def encode(self, prompts: list[str], sampling: SamplingConfig, size: Any = None) -> hf.Encoded:
         if size is not None and (not isinstance(size, (tuple, list)) or tuple(size) != self.size):
