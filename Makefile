@@ -1,34 +1,50 @@
 # `make test` and `make demo` set everything up from nothing: a virtualenv in .venv, the CPU build
 # of torch, pardecode and its test dependencies, and the Fashion-MNIST data (Debian package).
+# `make test-lowest` runs the tests again against the lowest dependency versions pyproject.toml allows.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOWEST := .venv-lowest
 FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# the CPU wheel (a plain `torch` would pull a multi-GB CUDA build)
+TORCH := torch==2.13.0
 
-.PHONY: install data test demo bench clean
+.PHONY: install data test test-lowest demo bench clean
 
 install: $(VENV)/.installed
 
+# set-up output goes to a log, so the demo prints pardecode's own lines only
+define setup_venv
+	@echo "pardecode: installing into $(1) (log: $(1)/install.log)"
+	@[ -x $(1)/bin/python ] || $(PYTHON) -m venv $(1)
+	@( $(1)/bin/pip install --upgrade pip && $(1)/bin/pip install $(TORCH) \
+	   && $(1)/bin/pip install $(2) -e '.[test,bench]' ) > $(1)/install.log 2>&1 \
+	   || { tail -30 $(1)/install.log; exit 1; }
+	@touch $(1)/.installed
+endef
+
 $(VENV)/.installed: pyproject.toml
-	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	# the CPU wheel (a plain `torch` would pull a multi-GB CUDA build)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[test,bench]'
-	touch $@
+	$(call setup_venv,$(VENV),)
+
+$(LOWEST)/.installed: pyproject.toml .ci/lowest.txt
+	$(call setup_venv,$(LOWEST),-c .ci/lowest.txt)
 
 data: $(FASHION)
 
 $(FASHION):
-	$(SUDO) apt-get update -qq
-	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+	@echo "pardecode: installing the Fashion-MNIST data (Debian package dataset-fashion-mnist)"
+	@$(SUDO) apt-get update -qq >/dev/null
+	@$(SUDO) apt-get install -y -qq dataset-fashion-mnist >/dev/null
 
 test: install data
 	$(BIN)/python -m pytest
 
+test-lowest: $(LOWEST)/.installed data
+	$(LOWEST)/bin/python -m pytest
+
 demo: install data
-	$(BIN)/pardecode generate --prompt "a sneaker" --strategy sjd --batch 8 --seed 0 --out grid.png
+	@$(BIN)/pardecode generate --prompt "a sneaker" --strategy sjd --batch 8 --seed 0 --out grid.png
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis

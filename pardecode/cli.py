@@ -144,6 +144,7 @@ def cmd_overhead(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="pardecode", description="Parallel decoding for AR image generators")
+    root.add_argument("--verbose", action="store_true", help="also show third-party logs and progress bars")
     sub = root.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered strategies and backbones")
@@ -175,18 +176,12 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
-def _quiet_model_loading() -> None:
-    """Commands print their own progress; transformers' per-checkpoint loading bar is noise there."""
-    try:
-        from transformers.utils import logging
-    except ImportError:
-        return
-    logging.disable_progress_bar()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    _quiet_model_loading()
+    if args.verbose:
+        from .core.quiet import set_verbose
+
+        set_verbose(True)
     try:
         return args.func(args)
     except PardecodeError as err:

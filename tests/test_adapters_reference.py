@@ -146,7 +146,14 @@ def test_janus_greedy_ar_equals_generate(cfg):
 
     It always runs guidance (a scale of 1 would break its output shape), so only CFG > 1 is compared.
     """
+    import transformers
+    from packaging.version import Version
     from transformers import GenerationConfig, JanusForConditionalGeneration
+
+    if Version(transformers.__version__) < Version("5.5"):
+        # its first image step read the prompt ids instead of the CFG-masked embeddings until 5.5
+        # (huggingface/transformers PR 45044); pardecode's tokens are the same on every version
+        pytest.skip("transformers' own Janus image generator is the reference only from 5.5 on")
 
     bb = tiny_models.janus_backbone()
     ours = decode(bb, "ar", PROMPTS, sampling=SamplingConfig(temperature=0, cfg_scale=cfg))
@@ -154,7 +161,9 @@ def test_janus_greedy_ar_equals_generate(cfg):
     ref = JanusForConditionalGeneration.from_pretrained(tiny_models.janus_dir()).eval()
     ids, mask = left_padded(enc.cond, pad=bb.pad_id)
     config = GenerationConfig(
-        do_sample=False, guidance_scale=cfg, pad_token_id=bb.pad_id, bos_token_id=bb.tokenizer.bos_token_id,
+        do_sample=False, guidance_scale=cfg,
+        num_return_sequences=1, max_length=ids.shape[1] + enc.layout.length,  # no defaults before 5.2x
+        pad_token_id=bb.pad_id, bos_token_id=bb.tokenizer.bos_token_id,
         generation_kwargs={"boi_token_id": bb.boi_id},
     )
     expected = ref.generate(input_ids=ids, attention_mask=mask, generation_mode="image", generation_config=config)

@@ -10,6 +10,7 @@ positions), the additive 4D mask that hides padding and holes, the DynamicCache,
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from ..core.config import SamplingConfig
 from ..core.errors import CheckpointError, ConfigError
 from ..core.layout import TokenLayout
 from ..core.noise import NoiseConditioning
+from ..core.quiet import quiet_loading
 
 _B = TypeVar("_B", bound="HFBackbone")
 
@@ -87,9 +89,11 @@ def load_tokenizer(source: Any, family: str) -> Any:
         from transformers import AutoTokenizer
 
         try:
-            return AutoTokenizer.from_pretrained(str(source))
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"cannot load a tokenizer from {str(source)!r}: {err}") from None
+            with quiet_loading():
+                return AutoTokenizer.from_pretrained(str(source))
+        except (OSError, ValueError, ImportError) as err:  # older transformers: ImportError (protobuf)
+            reason = " ".join(str(err).split())  # one line
+            raise CheckpointError(f"cannot load a tokenizer from {str(source)!r}: {reason}") from None
     if not callable(source):
         raise ConfigError(f"tokenizer must be a directory or a tokenizer object, got {type(source).__name__}")
     return source
@@ -113,7 +117,8 @@ def load_pretrained(
     root = checkpoint_dir(path, model_types, family)
     dtype, device = parse_dtype(dtype), parse_device(device)
     tokenizer = load_tokenizer(root if tokenizer is None else tokenizer, family)
-    model = model_class.from_pretrained(str(root), dtype=dtype).to(device)
+    with quiet_loading():
+        model = model_class.from_pretrained(str(root), dtype=dtype).to(device)
     return root, tokenizer, model
 
 
@@ -182,6 +187,12 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     return ids, valid
 
 
+def cache_keyword(body: nn.Module) -> str:
+    """The keyword `body.forward` takes its KV cache by: `cache` since transformers 5.24,
+    `past_key_values` before (5.24 still accepts it, with a FutureWarning)."""
+    return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
+
+
 def additive_mask(key_valid: torch.Tensor, q: int, dtype: torch.dtype) -> torch.Tensor:
     """Float[R, 1, q, K] mask (0 attend, finfo.min hide) for the last `q` of K slots.
 
@@ -239,6 +250,7 @@ class HFSession(Session):
         self._prompt_pos = (valid.long().cumsum(1) - 1).clamp(min=0).to(device)
         self._padded = not bool(valid.all())
         self._dtype = next(body.parameters()).dtype
+        self._cache_keyword = cache_keyword(body)
         self._cache: DynamicCache | None = None
         self.span_slots = 0  # generated-span slots in the cache
         self._live: torch.Tensor | None = None  # model rows still computed (None: all)
@@ -307,9 +319,8 @@ class HFSession(Session):
         fed = positions.shape[1]
         # slots and positions coincide without padding and holes: plain causal attention suffices
         mask = additive_mask(keys, fed, self._dtype) if self._padded or window.has_holes else None
-        hidden = self.body(
-            **inputs, attention_mask=mask, position_ids=positions, past_key_values=self._cache, use_cache=True
-        ).last_hidden_state
+        cache = {self._cache_keyword: self._cache}
+        hidden = self.body(**inputs, attention_mask=mask, position_ids=positions, **cache, use_cache=True).last_hidden_state
         logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float()
         self.span_slots += q
         if self._live is not None:  # finished rows: zeros, which the loop never reads
