@@ -56,3 +56,18 @@ def test_list_json_names_every_builtin():
     listing = json.loads(run("list", "--json").stdout)
     assert {"ar", "jacobi", "sjd", "sjd2"} <= {e["name"] for e in listing["strategies"]}
     assert {"toy", "chameleon", "emu3", "fashion"} <= {e["name"] for e in listing["backbones"]}
+
+
+def test_output_is_pardecodes_own_even_with_deprecations_as_errors(tmp_path):
+    """No third-party warning or loading bar reaches the user, from the CLI or from the API."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "error::FutureWarning,error::DeprecationWarning"}
+    env.pop("PARDECODE_VERBOSE", None)
+    cli = [sys.executable, "-m", "pardecode.cli", "generate", "--prompt", "a sneaker", "--seed", "0", "--out", str(tmp_path / "g.png")]
+    proc = subprocess.run(cli, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    assert proc.stdout.startswith("sjd on fashion:")
+    api = "import pardecode; b = pardecode.get_backbone('fashion'); pardecode.decode(b, 'ar', ['a bag'], seed=0)"
+    proc = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0 and proc.stderr == "" and proc.stdout == "", proc.stderr
+    proc = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, env={**env, "PARDECODE_VERBOSE": "1"})
+    assert "Loading weights" in proc.stderr  # asked for: shown
