@@ -98,10 +98,10 @@ def save_lumina(path: str | Path, seed: int = 0, vqgan: bool = True) -> tuple[Pa
     return path, reference
 
 
-def vqgan_reference(seed: int = 1) -> taming_decoder.VQGAN:
+def vqgan_reference(seed: int = 1, dd: dict | None = None) -> taming_decoder.VQGAN:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = taming_decoder.VQGAN(VQGAN["n_embed"], VQGAN["embed_dim"], VQGAN["z_channels"], **VQGAN["dd"]).eval()
+        model = taming_decoder.VQGAN(VQGAN["n_embed"], VQGAN["embed_dim"], VQGAN["z_channels"], **(dd or VQGAN["dd"])).eval()
         with torch.no_grad():  # GroupNorm starts at identity: perturb it so a swapped norm shows
             for name, p in model.named_parameters():
                 if "norm" in name:
@@ -109,16 +109,18 @@ def vqgan_reference(seed: int = 1) -> taming_decoder.VQGAN:
     return model
 
 
-def save_vqgan(directory: str | Path, seed: int = 1) -> Path:
-    """Meta's vqgan.yaml + vqgan.ckpt for `vqgan_reference(seed)` (encoder and loss keys included, unused)."""
+def save_vqgan(directory: str | Path, seed: int = 1, dd: dict | None = None) -> Path:
+    """Meta's vqgan.yaml + vqgan.ckpt for `vqgan_reference(seed)` (encoder and loss keys included, unused);
+    `dd` replaces the tiny ddconfig."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    state = dict(vqgan_reference(seed).state_dict())
+    dd = dd or VQGAN["dd"]
+    state = dict(vqgan_reference(seed, dd).state_dict())
     state["encoder.conv_in.weight"] = torch.zeros(VQGAN["dd"]["ch"], 3, 3, 3)
     state["quant_conv.weight"] = torch.zeros(VQGAN["embed_dim"], VQGAN["z_channels"], 1, 1)
     state["loss.logvar"] = torch.zeros(())
     torch.save({"state_dict": state}, directory / "vqgan.ckpt")
-    dd = dict(VQGAN["dd"], z_channels=VQGAN["z_channels"], double_z=False, in_channels=3, out_ch=3, dropout=0.0)
+    dd = dict(dd, z_channels=VQGAN["z_channels"], double_z=False, in_channels=3, out_ch=3, dropout=0.0)
     lines = [
         "model:", "  target: taming.models.vqgan.VQModel", "  params:",
         f"    embed_dim: {VQGAN['embed_dim']}", f"    n_embed: {VQGAN['n_embed']}", "    ddconfig:",

@@ -180,6 +180,9 @@ def test_a_vqgan_directory_given_as_image_decoder_is_read_as_a_vqgan(tmp_path):
     want = ((expected.clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8).permute(1, 2, 0)
     got = torch.tensor(np.array(images[0]))
     assert (got.int() - want.int()).abs().max() <= 1
+    other = pf.save_vqgan(tmp_path / "vqgan-8px", dd=dict(pf.VQGAN["dd"], ch_mult=[1, 1, 1, 1]))
+    with pytest.raises(CheckpointError, match="draws 8 px per token, but this checkpoint's images have 16 px per token"):
+        tiny_models_factory("chameleon")(path=str(path), vqgan=str(other)).images(tokens, session)
     with pytest.raises(CheckpointError, match="neither a VQGAN directory"):
         tiny_models_factory("chameleon")(path=str(path), image_decoder=str(tmp_path)).images(tokens, session)
 

@@ -418,6 +418,12 @@ class ChameleonBackbone(hf.HFBackbone):
             source = self._decoder_source
             if isinstance(source, (str, Path)):
                 source = _load_decoder(Path(source), self.device)
+            scale = getattr(getattr(source, "config", None), "downsampling", None)
+            if scale is not None and scale != self.spec.pixels_per_token:
+                raise CheckpointError(
+                    f"the VQGAN at {str(self._decoder_source)!r} draws {scale} px per token, but this checkpoint's "
+                    f"images have {self.spec.pixels_per_token} px per token"
+                )
             self._decoder = source
         return self._decoder
 

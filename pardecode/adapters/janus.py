@@ -36,8 +36,8 @@ REFERENCE_TEMPLATE = TEMPLATES[DEFAULT_VARIANT]
 #: the original layout (deepseek-ai/Janus*: remote code)
 ORIGINAL_LAYOUT = {
     "multi_modality": (
-        "remote code that transformers does not read. Use a transformers conversion (deepseek-community/"
-        "Janus-Pro-7B, Janus-Pro-1B, Janus-1.3B), or convert this one with transformers' "
+        "remote code that transformers does not read. Use a transformers conversion (e.g. deepseek-community/"
+        "Janus-Pro-7B or Janus-Pro-1B), or convert this one with transformers' "
         "src/transformers/models/janus/convert_janus_weights_to_hf.py (in the transformers source tree), "
         "then pass path= to the converted directory"
     ),
