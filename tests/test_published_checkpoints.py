@@ -216,7 +216,7 @@ def test_cli_generates_a_lumina_image_grid_with_the_vqgan_beside_the_checkpoint(
 # --- 5. Emu3's size prompt: one token per digit ----------------------------------------------------------
 
 
-def test_emu3_size_prompt_has_one_token_per_digit(tmp_path):
+def test_emu3_prompt_and_size_have_one_token_per_digit(tmp_path):
     """Emu3's tokenizer (Qwen's pre-tokeniser) never merges digits: "10*10" is 1,0,*,1,0. A tokenizer
     with a "10" merge (as the transformers rebuild has for digit pairs) must not change the rows."""
     from tokenizers import Tokenizer, models
@@ -235,9 +235,11 @@ def test_emu3_size_prompt_has_one_token_per_digit(tmp_path):
     ).save_pretrained(path)
     bb = Emu3Backbone.from_pretrained(path)
     assert bb.tokenizer("10", add_special_tokens=False)["input_ids"] == [vocab["10"]]  # the merge is real
-    row = bb.start(["cat"], SamplingConfig(), size=(40, 40)).encoded.cond[0]  # 10 x 10 tokens of 4 px
-    digits = [vocab[c] for c in "10*10"]
-    assert row[-7:] == [vocab["<|image start|>"], *digits, vocab["<|image token|>"]]
+    row = bb.start(["10 cats"], SamplingConfig(), size=(40, 40)).encoded.cond[0]  # 10 x 10 tokens of 4 px
+    text = "10 cats" + bb.style.prompt_suffix
+    size = "10*10"
+    assert row == [bb.tokenizer.bos_token_id, *(vocab[c] for c in text), vocab["<|image start|>"],
+                   *(vocab[c] for c in size), vocab["<|image token|>"]]
 
 
 # --- 6. original Emu3 and Janus layouts: refused, with what to do ----------------------------------------

@@ -4,13 +4,14 @@ Quirks owned here: the prompt `bos + text + <|image start|>{h}*{w}<|image token|
 reference generator's quality suffix, the negative prompt as the guidance branch, the image span
 [rows x (cols visual tokens + <|extra_200|>), EOF, EOI, EOS], and decoding through Emu3's own VQ
 decoder. Visual tokens are the `<|visual token......|>` entries of the config's vocabulary map.
-The size prompt is tokenised one digit per token, as Emu3's own tokenizer (Qwen's pre-tokeniser)
-does; the tokenizer rebuilt for the transformers conversion would merge "90" into one token.
+Prompts and the size prompt are tokenised one digit per token, as Emu3's own tokenizer (Qwen's
+pre-tokeniser) does; the tokenizer rebuilt for the transformers conversion would merge "90" into one.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import attrs
@@ -27,6 +28,8 @@ REFERENCE_NEGATIVE = (
     "lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, "
     "worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry."
 )
+#: one decimal digit: Emu3's tokenizer (Qwen's pre-tokeniser) never merges digits
+DIGIT = re.compile(r"(\d)")
 #: special token names, used when the tokenizer does not name them itself (attribute in parentheses)
 SPECIAL_NAMES = {
     "boi_token": "<|image start|>",
@@ -129,11 +132,17 @@ class Emu3Backbone(hf.StyledBackbone):
 
     def _rows(self, texts: list[str], rows: int, cols: int) -> list[list[int]]:
         tail = [self.ids["boi_token"], *self.size_prompt(rows, cols), self.ids["image_wrapper_token"]]
-        return [[self.tokenizer.bos_token_id, *ids, *tail] for ids in hf.tokenize(self.tokenizer, texts)]
+        return [[self.tokenizer.bos_token_id, *self.tokenize(t), *tail] for t in texts]
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` with every digit a token of its own, as Emu3's own tokenizer splits them
+        (its pre-tokeniser isolates each digit; text between digits is tokenised as usual)."""
+        pieces = [p for p in DIGIT.split(text) if p]
+        return [i for ids in hf.tokenize(self.tokenizer, pieces) for i in ids]
 
     def size_prompt(self, rows: int, cols: int) -> list[int]:
-        """Token ids of "{rows}*{cols}", one token per character as Emu3's own tokenizer splits digits."""
-        return [i for ids in hf.tokenize(self.tokenizer, list(f"{rows}*{cols}")) for i in ids]
+        """Token ids of "{rows}*{cols}": 9, 0, *, 9, 0 for 90 x 90 tokens."""
+        return self.tokenize(f"{rows}*{cols}")
 
     def encode(
         self, prompts: list[str], sampling: SamplingConfig, size: Any = None, negative_prompt: str | None = None

@@ -398,7 +398,8 @@ class HFSession(Session):
         mask = additive_mask(keys, fed, self._dtype) if self._padded or window.has_holes else None
         cache = {self._cache_keyword: self._cache}
         hidden = self.body(**inputs, attention_mask=mask, position_ids=positions, **cache, use_cache=True).last_hidden_state
-        logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float()
+        # .to: under a multi-device device_map the head may sit on another device than the inputs
+        logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float().to(self.device)
         self.span_slots += q
         if self._live is not None:  # finished rows: zeros, which the loop never reads
             full = logits.new_zeros(self.batch * self.branches, *logits.shape[1:])
@@ -421,7 +422,7 @@ class HFSession(Session):
         prompt = self._prompt_ids.shape[1]
         for layer in layers:
             heads, _, dim = layer.keys.shape[1:]
-            at = rows[:, None, :, None].expand(-1, heads, -1, dim)
+            at = rows.to(layer.keys.device)[:, None, :, None].expand(-1, heads, -1, dim)  # layers may be spread
             layer.keys = torch.cat([layer.keys[..., :prompt, :], layer.keys[..., prompt:, :].gather(2, at)], 2)
             layer.values = torch.cat([layer.values[..., :prompt, :], layer.values[..., prompt:, :].gather(2, at)], 2)
         self.span_slots = index.shape[1]
