@@ -301,7 +301,8 @@ class ChameleonBackbone(hf.HFBackbone):
         self._reserved = set(range(lo, hi)) | {
             spec.bos_id, spec.separator_id, spec.start_of_image_id, spec.end_of_image_id, spec.end_of_line_id
         }
-        self._codebook_index = _codebook_index(config.vocabulary_map, self.vocab_size)
+        names = config.vocabulary_map or (tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else None)
+        self._codebook_index = _codebook_index(names, self.vocab_size)
         if image_decoder is None and spec.image_decoder is not None:
             image_decoder = (root or Path(".")) / spec.image_decoder
         if image_decoder is None and root is not None:
