@@ -77,10 +77,23 @@ def test_lumina_norms_that_cannot_spread_over_heads_are_a_checkpoint_error(tmp_p
     state[key] = torch.ones(3, state[key].shape[1])  # 3 rows for 4 heads
     save_file(state, path / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match=r"q_norm.weight has 3 rows, which cannot be spread over 4"):
-        tiny_models_factory("chameleon")(path=str(path))
+        backbone_factory("chameleon")(path=str(path))
 
 
-def tiny_models_factory(name):
+def test_lumina_layout_with_another_mismatched_weight_is_a_checkpoint_error(tmp_path):
+    """Loading tolerates the per-shard norms only: any other shape mismatch is not filled in silently."""
+    from safetensors.torch import load_file, save_file
+
+    path = shutil.copytree(lumina_dirs()[0], tmp_path / "Lumina-mGPT-7B-128")
+    state = load_file(path / "model.safetensors")
+    key = "model.layers.0.mlp.down_proj.weight"
+    state[key] = state[key][:, :-1].contiguous()
+    save_file(state, path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError, match=r"weights of unexpected shape for chameleon: \['model.layers.0.mlp.down_proj"):
+        backbone_factory("chameleon")(path=str(path))
+
+
+def backbone_factory(name):
     from pardecode.api import get_backbone
 
     return lambda **options: get_backbone(name, **options)
@@ -113,7 +126,7 @@ def test_lumina_resolution_is_read_from_the_checkpoint_name(tmp_path):
                        ("models--Alpha-VLLM--Lumina-mGPT-7B-1024/snapshots/0123abc", 1024), ("lumina", None)]:
         assert lumina_size(Path("/hub") / name) == side, name
     path = shutil.copytree(lumina_dirs()[0], tmp_path / "Lumina-mGPT-7B-512")
-    bb = tiny_models_factory("chameleon")(path=str(path))
+    bb = backbone_factory("chameleon")(path=str(path))
     assert bb.spec.default_size == (512, 512)
     assert bb.start(["a fox"], SamplingConfig()).layout.rows == 32  # 512 px / 16 px per token
 
@@ -121,11 +134,11 @@ def test_lumina_resolution_is_read_from_the_checkpoint_name(tmp_path):
 def test_lumina_without_a_stated_resolution_asks_for_it(tmp_path):
     path = shutil.copytree(lumina_dirs()[0], tmp_path / "my-checkpoint")
     with pytest.raises(CheckpointError, match=r"does not state the resolution.*pass target_size=512, 768 or 1024"):
-        tiny_models_factory("chameleon")(path=str(path))
-    bb = tiny_models_factory("chameleon")(path=str(path), target_size=256)
+        backbone_factory("chameleon")(path=str(path))
+    bb = backbone_factory("chameleon")(path=str(path), target_size=256)
     assert bb.spec.default_size == (256, 256)
     with pytest.raises(ConfigError, match="target_size must be"):
-        tiny_models_factory("chameleon")(path=str(path), target_size="big")
+        backbone_factory("chameleon")(path=str(path), target_size="big")
 
 
 # --- 2. Meta's VQGAN decodes Lumina-mGPT's tokens ------------------------------------------------------
@@ -167,10 +180,10 @@ def test_a_vqgan_directory_given_as_image_decoder_is_read_as_a_vqgan(tmp_path):
     """A path used to be read as the default model's patch codebook, whatever it held."""
     pytest.importorskip("diffusers")
     path = lumina_dirs()[1]  # transformers' layout, no VQGAN in or beside it
-    bare = tiny_models_factory("chameleon")(path=str(path))
+    bare = backbone_factory("chameleon")(path=str(path))
     assert "vqgan=" in bare.no_images_reason  # nothing in or beside the checkpoint
     vq = pf.save_vqgan(tmp_path / "chameleon" / "tokenizer")
-    bb = tiny_models_factory("chameleon")(path=str(path), image_decoder=str(vq))
+    bb = backbone_factory("chameleon")(path=str(path), image_decoder=str(vq))
     tokens, session = _decode_ar(bb)
     images = bb.images(tokens, session)
     assert [im.size for im in images] == [(128, 128)]
@@ -182,9 +195,9 @@ def test_a_vqgan_directory_given_as_image_decoder_is_read_as_a_vqgan(tmp_path):
     assert (got.int() - want.int()).abs().max() <= 1
     other = pf.save_vqgan(tmp_path / "vqgan-8px", dd=dict(pf.VQGAN["dd"], ch_mult=[1, 1, 1, 1]))
     with pytest.raises(CheckpointError, match="draws 8 px per token, but this checkpoint's images have 16 px per token"):
-        tiny_models_factory("chameleon")(path=str(path), vqgan=str(other)).images(tokens, session)
+        backbone_factory("chameleon")(path=str(path), vqgan=str(other)).images(tokens, session)
     with pytest.raises(CheckpointError, match="neither a VQGAN directory"):
-        tiny_models_factory("chameleon")(path=str(path), image_decoder=str(tmp_path)).images(tokens, session)
+        backbone_factory("chameleon")(path=str(path), image_decoder=str(tmp_path)).images(tokens, session)
 
 
 def _decode_ar(bb):
@@ -253,7 +266,7 @@ def test_emu3_prompt_and_size_have_one_token_per_digit(tmp_path):
 def test_original_layouts_are_refused_with_what_to_do(family, model_type, advice, tmp_path):
     path = pf.save_original_layout(tmp_path / family, family)
     with pytest.raises(CheckpointError, match=rf"original '{model_type}' layout: .*{advice}") as err:
-        tiny_models_factory(family)(path=str(path))
+        backbone_factory(family)(path=str(path))
     assert "\n" not in str(err.value)
 
 
@@ -271,17 +284,17 @@ def test_janus_template_follows_the_checkpoint_variant(name, template, tmp_path)
     path = tmp_path / name
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(tiny_models.janus_dir(), path)
-    bb = tiny_models_factory("janus")(path=str(path))
+    bb = backbone_factory("janus")(path=str(path))
     tok = bb.tokenizer
     expected = [tok.bos_token_id, *tok(template.format("a cat"), add_special_tokens=False)["input_ids"], bb.boi_id]
     assert bb.start(["a cat"], SamplingConfig()).encoded.cond == [expected]
 
 
 def test_janus_variant_option_overrides_the_name():
-    bb = tiny_models_factory("janus")(path=str(tiny_models.janus_dir()), variant="janus-1.3b")
+    bb = backbone_factory("janus")(path=str(tiny_models.janus_dir()), variant="janus-1.3b")
     assert bb.style.template == "User: {prompt}\n\nAssistant:"
     with pytest.raises(ConfigError, match=r"variant must be one of \['janus-1.3b', 'janus-pro'\], got 'v2'"):
-        tiny_models_factory("janus")(path=str(tiny_models.janus_dir()), variant="v2")
+        backbone_factory("janus")(path=str(tiny_models.janus_dir()), variant="v2")
 
 
 # --- 8. dtype and device follow the machine and the checkpoint --------------------------------------------
@@ -307,7 +320,7 @@ def test_auto_dtype_loads_the_checkpoint_dtype_without_a_float32_copy(tmp_path, 
     model = ChameleonForConditionalGeneration.from_pretrained(path).to(torch.bfloat16)
     model.save_pretrained(path)
     calls = _spy_from_pretrained(monkeypatch, ChameleonForConditionalGeneration)
-    bb = tiny_models_factory("chameleon")(path=str(path))
+    bb = backbone_factory("chameleon")(path=str(path))
     assert [c["dtype"] for c in calls] == [torch.bfloat16]  # read in bfloat16 straight away, never in float32
     assert {p.dtype for p in bb.model.parameters()} == {torch.bfloat16} and bb.device.type == "cpu"
 
@@ -327,9 +340,9 @@ def test_device_map_is_passed_to_accelerate(monkeypatch):
     from transformers import Emu3ForConditionalGeneration
 
     calls = _spy_from_pretrained(monkeypatch, Emu3ForConditionalGeneration)
-    bb = tiny_models_factory("emu3")(path=str(tiny_models.emu3_dir()), device_map={"": "cpu"})
+    bb = backbone_factory("emu3")(path=str(tiny_models.emu3_dir()), device_map={"": "cpu"})
     assert calls[0]["device_map"] == {"": "cpu"}
-    tiny_models_factory("emu3")(path=str(tiny_models.emu3_dir()))
+    backbone_factory("emu3")(path=str(tiny_models.emu3_dir()))
     assert calls[1]["device_map"] == "cpu"  # one device: accelerate loads the weights straight onto it
     session = bb.start(["a cat"], SamplingConfig(), size=(16, 16))
     assert session.layout.rows == 4
@@ -338,7 +351,7 @@ def test_device_map_is_passed_to_accelerate(monkeypatch):
 def test_device_map_errors(monkeypatch):
     path = str(tiny_models.janus_dir())
     with pytest.raises(ConfigError, match=r"device_map must be one of \['auto', .*got 'everywhere'"):
-        tiny_models_factory("janus")(path=path, device_map="everywhere")
+        backbone_factory("janus")(path=path, device_map="everywhere")
     monkeypatch.setattr(hf, "accelerate_available", lambda: False)
     with pytest.raises(ConfigError, match=r"device_map='auto' needs accelerate: pip install 'pardecode\[big\]'"):
-        tiny_models_factory("janus")(path=path, device_map="auto")
+        backbone_factory("janus")(path=path, device_map="auto")

@@ -344,8 +344,7 @@ class ChameleonBackbone(hf.HFBackbone):
         norms = lumina_norms(root, hf.read_config(root))
         root, tokenizer, model = hf.load_pretrained(
             root, family="chameleon", model_types=("chameleon",), model_class=ChameleonForConditionalGeneration,
-            tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map,
-            **({"ignore_mismatched_sizes": True} if norms else {}),  # the norms are filled in below
+            tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, reshaped=norms,
         )
         expand_norms(model, norms)
         spec = read_spec(root, tokenizer, model.config.vocabulary_map, target_size)

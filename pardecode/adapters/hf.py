@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -179,21 +179,28 @@ def load_pretrained(
     device: str | torch.device,
     device_map: Any = None,
     foreign: dict[str, str] | None = None,
-    **load_options: Any,
+    reshaped: Collection[str] = (),
 ) -> tuple[Path, Any, Any]:
     """(root, tokenizer, model): the `model_class` checkpoint in directory `path`, on `device`.
 
     The tokenizer is the checkpoint's own unless `tokenizer` (a directory or tokenizer object)
     overrides it. Weights are read in their final dtype (see `choose_dtype`), never as a float32 copy,
-    and placed by `placement`; `load_options` go to `from_pretrained`.
+    and placed by `placement`. `reshaped` names weights stored in another shape, which the caller
+    fills in after loading; any other shape mismatch is a CheckpointError.
     """
     root = checkpoint_dir(path, model_types, family, foreign)
     device = parse_device(device)
     dtype = choose_dtype(dtype, device, stored_dtype(read_config(root)))
     where = placement(device, device_map)
     tokenizer = load_tokenizer(root if tokenizer is None else tokenizer, family)
+    options = {"ignore_mismatched_sizes": True, "output_loading_info": True} if reshaped else {}
     with quiet_loading():
-        model = model_class.from_pretrained(str(root), dtype=dtype, **where, **load_options)
+        model = model_class.from_pretrained(str(root), dtype=dtype, **where, **options)
+    if reshaped:
+        model, info = model
+        unexpected = sorted(key for key, *_ in info["mismatched_keys"] if key not in reshaped)
+        if unexpected:
+            raise CheckpointError(f"{str(root)!r}: weights of unexpected shape for {family}: {unexpected[:5]}")
     if not where:
         model = model.to(device)
     return root, tokenizer, model
