@@ -355,3 +355,24 @@ def test_device_map_errors(monkeypatch):
     monkeypatch.setattr(hf, "accelerate_available", lambda: False)
     with pytest.raises(ConfigError, match=r"device_map='auto' needs accelerate: pip install 'pardecode\[big\]'"):
         backbone_factory("janus")(path=path, device_map="auto")
+
+
+def test_without_accelerate_weights_load_on_the_host_in_their_dtype_then_move(monkeypatch):
+    from transformers import JanusForConditionalGeneration
+
+    monkeypatch.setattr(hf, "accelerate_available", lambda: False)
+    calls = _spy_from_pretrained(monkeypatch, JanusForConditionalGeneration)
+    bb = backbone_factory("janus")(path=str(tiny_models.janus_dir()), dtype="bfloat16")
+    assert "device_map" not in calls[0] and calls[0]["dtype"] is torch.bfloat16
+    assert bb.device.type == "cpu" and bb.model.dtype is torch.bfloat16
+
+
+def test_vqgan_without_diffusers_says_which_extra_to_install(monkeypatch):
+    import sys
+
+    from pardecode.adapters.vqgan import VQGANConfig, VQGANDecoder
+
+    monkeypatch.setitem(sys.modules, "diffusers.models.autoencoders.vae", None)  # import fails
+    config = VQGANConfig(n_embed=8, embed_dim=4, z_channels=4, ch=32, ch_mult=[1, 1], num_res_blocks=1, resolution=32)
+    with pytest.raises(ConfigError, match=r"needs diffusers: pip install 'pardecode\[vqgan\]'"):
+        VQGANDecoder(config)
