@@ -19,7 +19,7 @@ define setup_venv
 	@echo "pardecode: installing into $(1) (log: $(1)/install.log)"
 	@[ -x $(1)/bin/python ] || $(PYTHON) -m venv $(1)
 	@( $(1)/bin/pip install --upgrade pip && $(1)/bin/pip install $(TORCH) \
-	   && $(1)/bin/pip install $(2) -e '.[test,bench]' ) > $(1)/install.log 2>&1 \
+	   && $(1)/bin/pip install $(2) -e '.[test,bench,vqgan,big]' ) > $(1)/install.log 2>&1 \
 	   || { tail -30 $(1)/install.log; exit 1; }
 	@touch $(1)/.installed
 endef
