@@ -24,7 +24,7 @@ from .cost import CostProfile
 
 #: windows the planner chooses among (capped by the strategy's widest window)
 CANDIDATES = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-PRIOR_WEIGHT = 32.0  # the profile's acceptance counts as this many tested drafts per position: a decode's first passes (Jacobi iterations warming up) must not talk it out of wide windows
+PRIOR_WEIGHT = 256.0  # tested drafts per position the profile's whole-decode acceptance counts as: the first passes of a decode (Jacobi iterations warming up) must not talk it out of the windows that pay off over the whole span
 
 
 class AcceptanceStats:
