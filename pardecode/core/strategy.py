@@ -18,6 +18,7 @@ import torch
 from .backbone import NoisyInputs
 from .config import SamplingConfig
 from .errors import ConfigError
+from .layout import Grid
 
 
 @attrs.frozen
@@ -58,6 +59,9 @@ class DecodeContext:
     #: is noise-conditioned (denoising strategies need it)
     token_embeddings: Callable[[torch.Tensor], torch.Tensor] | None = None
     backbone: str = ""  # the backbone's registry name, for error messages
+    #: where the image cells sit in the span (rows, cols, stride, cell mask), from the session's
+    #: layout; None when the span has no 2-D structure
+    grid: Grid | None = None
 
     def offsets(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor:
         """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row.
