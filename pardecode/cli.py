@@ -162,7 +162,7 @@ def cmd_overhead(args) -> int:
     backbone, strategy, sampling = _build(args)
     runs = []
     for r in range(args.repeats + 1):
-        res = decode(backbone, strategy, ["overhead"] * args.batch, sampling=sampling, seed=args.seed + r)
+        res = decode(backbone, strategy, [args.prompt] * args.batch, sampling=sampling, seed=args.seed + r)
         if r:  # the first run warms up
             runs.append(res.trace)
     forward = statistics.median(s for t in runs for s in t.forward_seconds)
@@ -209,6 +209,7 @@ def parser() -> argparse.ArgumentParser:
     _add_decode_options(p, default_backbone="toy", default_window=32)
     p.set_defaults(batch=8)
     p.add_argument("--repeats", type=int, default=5, help="timed decodes after one warm-up (default: %(default)s)")
+    p.add_argument("--prompt", default="a sneaker", help="prompt of every row (default: %(default)s)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_overhead)
 

@@ -117,7 +117,7 @@ def load_janus(
 
 def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, name: str = "fashion"):
     """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call."""
-    from .chameleon import ChameleonBackbone
+    from ..fashion.backbone import FashionBackbone
 
     root = Path(path) if path is not None else FASHION_DIR
     if not (root / "config.json").is_file():
@@ -125,7 +125,7 @@ def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Pat
             f"the {name!r} model is missing: no checkpoint at {str(root)!r}. It ships with the "
             "package once trained; until then use another backbone or pass path= to a trained copy."
         )
-    return ChameleonBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
+    return FashionBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
 
 
 def load_fashion_sjd2(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):

@@ -117,9 +117,18 @@ def load_pretrained(
     root = checkpoint_dir(path, model_types, family)
     dtype, device = parse_dtype(dtype), parse_device(device)
     tokenizer = load_tokenizer(root if tokenizer is None else tokenizer, family)
-    with quiet_loading():
-        model = model_class.from_pretrained(str(root), dtype=dtype).to(device)
+    try:
+        with quiet_loading():
+            model = model_class.from_pretrained(str(root), dtype=dtype).to(device)
+    except Exception as err:  # truncated or foreign weights: SafetensorError, OSError, RuntimeError, ...
+        raise CheckpointError(f"cannot load the {family} weights in {str(root)!r}: {one_line(err)}") from None
     return root, tokenizer, model
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and the start of its message."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_random(
