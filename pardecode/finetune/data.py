@@ -81,7 +81,6 @@ def training_set(
         head[i, width - len(r) :] = torch.tensor(r)
         valid[i, width - len(r) :] = True
     noisable = torch.cat([torch.zeros(width, dtype=torch.bool), noisable_offsets(layout)])
-    ids = torch.cat([torch.zeros(width, dtype=torch.bool), cells])
     ids = torch.cat([head, spans.long()], 1)
     return TrainingSet(ids, torch.cat([valid, torch.ones_like(spans, dtype=torch.bool)], 1), noisable, layout.length)
 
