@@ -79,6 +79,8 @@ class Session(abc.ABC):
     batch: int
     #: the layout every row's generated span follows
     layout: TokenLayout
+    #: where the model runs: the loop builds its tensors and random generator here (cpu if unset)
+    device: torch.device
 
     @abc.abstractmethod
     def forward(self, window: Window) -> Scores:
