@@ -82,3 +82,16 @@ def test_finetune_data_for_a_span_without_row_ends():
     assert bool(noisable_offsets(FreeLayout(4)).all())
     grid_cells = noisable_offsets(GridLayout(2, 2, torch.arange(3), end_of_line=3, end_tokens=(4,), vocab_size=5))
     assert grid_cells.tolist() == [True, True, False, True, True, False, False]
+
+
+def test_finetune_sjd2_runs_on_a_backbone_without_row_ends(tmp_path, capsys):
+    """The command the sjd2 refusal recommends works for an image-only span (tiny Janus)."""
+    from pardecode.cli import main
+
+    out = tmp_path / "ft"
+    assert main(["finetune-sjd2", "--backbone", "janus", "-B", f"path={tiny_models.janus_dir()}", "--data", "self",
+                 "--prompt", "a cat", "--limit", "4", "--held-out", "2", "--steps", "1", "--batch-size", "2",
+                 "--out", str(out), "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "decode with it" in captured.out and "Writing model shards" not in captured.err
+    assert (out / "model" / "noise_conditioning.safetensors").is_file()
