@@ -219,6 +219,8 @@ def parser() -> argparse.ArgumentParser:
 
     for register in (register_train_demo, register_finetune, register_bench):
         register(sub)
+    for command in sub.choices.values():  # also accepted after the command: `pardecode generate ... --debug`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return root
 
 

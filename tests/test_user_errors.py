@@ -89,9 +89,12 @@ def test_a_bad_seed_is_a_config_error(seed):
         decode(ToyBackbone(length=4), "ar", ["a"], seed=seed)
 
 
-def test_debug_shows_the_traceback():
+@pytest.mark.parametrize("where", [0, -1])
+def test_debug_shows_the_traceback(where):
+    args = ["generate", "--prompt", "a bag", "-S", "windw=8"]
+    args.insert(len(args) if where else 0, "--debug")
     with pytest.raises(ConfigError):
-        main(["--debug", "generate", "--prompt", "a bag", "-S", "windw=8"])
+        main(args)
 
 
 class _GuidanceSession:
