@@ -28,6 +28,7 @@ from ..core.errors import CheckpointError, ConfigError
 from ..core.layout import TokenLayout
 from ..core.noise import NoiseConditioning
 from ..core.quiet import quiet_loading
+from .kv import ReservedLayer, reserved_cache
 
 _B = TypeVar("_B", bound="HFBackbone")
 
@@ -322,8 +323,9 @@ class HFSession(Session):
         inputs = self._inputs(window)
         positions = self._live_rows(self._prompt_len) + self._rows(window.offsets.to(self.device))
         keys = torch.cat([self._live_rows(self._prompt_valid), self._rows(window.key_valid.to(self.device))], 1)
-        if window.first:
-            self._cache = DynamicCache(config=self.body.config)
+        if window.first:  # room for the prompt, the span and a wide window before any re-allocation
+            room = self._prompt_ids.shape[1] + self.layout.length + q + 1
+            self._cache = reserved_cache(self.body.config, room)
             positions = torch.cat([self._prompt_pos, positions], 1)
         fed = positions.shape[1]
         # slots and positions coincide without padding and holes: plain causal attention suffices
@@ -345,17 +347,21 @@ class HFSession(Session):
             self._cache.crop(-n)
             self.span_slots -= n
 
+    @torch.inference_mode()
     def compact(self, index: torch.Tensor) -> bool:
         layers = getattr(self._cache, "layers", None)
-        if not layers or not all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers):
+        if not layers or not all(type(layer) in (DynamicLayer, ReservedLayer) and layer.is_initialized for layer in layers):
             return False  # sliding-window or quantised caches keep their holes
         rows = self._rows(index.to(self.device))
         prompt = self._prompt_ids.shape[1]
-        for layer in layers:
+        kept = prompt + index.shape[1]
+        for layer in layers:  # gather the kept slots, then write them back in place at the front
             heads, _, dim = layer.keys.shape[1:]
             at = rows[:, None, :, None].expand(-1, heads, -1, dim)
-            layer.keys = torch.cat([layer.keys[..., :prompt, :], layer.keys[..., prompt:, :].gather(2, at)], 2)
-            layer.values = torch.cat([layer.values[..., :prompt, :], layer.values[..., prompt:, :].gather(2, at)], 2)
+            keys, values = layer.keys[..., prompt:, :].gather(2, at), layer.values[..., prompt:, :].gather(2, at)
+            layer.keys, layer.values = layer.keys[..., :kept, :], layer.values[..., :kept, :]
+            layer.keys[..., prompt:, :].copy_(keys)
+            layer.values[..., prompt:, :].copy_(values)
         self.span_slots = index.shape[1]
         return True
 

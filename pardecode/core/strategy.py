@@ -59,6 +59,7 @@ class DecodeContext:
     #: is noise-conditioned (denoising strategies need it)
     token_embeddings: Callable[[torch.Tensor], torch.Tensor] | None = None
     backbone: str = ""  # the backbone's registry name, for error messages
+    longest_remaining: int = 0  # tokens the longest-running row still has to commit (kept by the loop)
     #: where the image cells sit in the span (rows, cols, stride, cell mask), from the session's
     #: layout; None when the span has no 2-D structure
     grid: Grid | None = None
@@ -79,7 +80,7 @@ class DecodeContext:
         draft, so drafts stop one short of the longest remaining row. Near the end of the span a
         wide window would otherwise spend most of each pass on slots no row can keep.
         """
-        return max(0, min(window, int((self.length - self.committed).max()) - 1))
+        return max(0, min(window, self.longest_remaining - 1))
 
     def allowed(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor | None:
         """Bool[B, width, V] allowed tokens at the next `width` offsets (after `start`), or None."""

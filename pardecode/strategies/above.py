@@ -57,11 +57,8 @@ class SJDAbove(SJD):
         offsets = ctx.offsets(width, start=accepted + 1)
         span.scatter_(1, offsets, self._drafts)
         known.scatter_(1, offsets, ~stale)
-        drafts = self._copy_above(ctx, self._drafts, stale, offsets, span, known)
-        copied = drafts != self._drafts
-        self._drafts = drafts
-        fresh_q = torch.nn.functional.one_hot(drafts, ctx.vocab_size).to(self._q.dtype)
-        self._q = torch.where(copied.unsqueeze(-1), fresh_q, self._q)  # a copied draft is a given token
+        # fresh slots are given tokens for SJD's verification (q one-hot), copied or not
+        self._drafts = self._copy_above(ctx, self._drafts, stale, offsets, span, known)
         return stale
 
     def _copy_above(self, ctx, drafts, fresh, offsets, span, known) -> torch.Tensor:

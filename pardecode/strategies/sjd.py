@@ -27,33 +27,31 @@ class SJD(Jacobi):
 
     coupling: str = attrs.field(default="independent", validator=check_coupling)
     _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    _given: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # fresh: q one-hot
     _coupled: CoupledDraws | None = attrs.field(default=None, init=False, repr=False)
 
     def reset(self, ctx: DecodeContext) -> None:
-        self._drafts, self._q = None, None
+        self._drafts, self._q, self._given = None, None, None
         self._coupled = None
         if self.coupling == "gumbel":
             self._coupled = CoupledDraws(ctx.batch, self.window, ctx.vocab_size, ctx.generator, ctx.device)
 
     def _narrow(self, width: int) -> None:
-        self._drafts, self._q = narrowed(width, self._drafts, self._q)
+        self._drafts, self._q, self._given = narrowed(width, self._drafts, self._q, self._given)
         if self._coupled is not None:
             self._coupled.narrow(width)
 
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
-        q = self._q
-        if q is None:  # first pass: every draft is fresh
-            q = torch.nn.functional.one_hot(drafts, ctx.vocab_size).to(p.dtype)
-        return speculative_accept(p, drafts, q, ctx.generator)
+        # q is None at the first pass: every draft is fresh, q one-hot
+        return speculative_accept(p, drafts, self._q, ctx.generator, self._given)
 
     def outputs(self, ctx: DecodeContext, p: torch.Tensor) -> torch.Tensor:
         return sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
 
     def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
         stale = super()._redraft(ctx, outputs, p, accepted, next_token)
-        q, _ = carry_over(p, accepted, stale.shape[1])
-        fresh = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(p.dtype)
-        self._q = torch.where(stale.unsqueeze(-1), fresh, q)
+        self._q, _ = carry_over(p, accepted, stale.shape[1])
+        self._given = stale  # fresh drafts: q one-hot, whatever _q holds there
         if self._coupled is not None:
             self._coupled.advance(accepted)
         return stale
