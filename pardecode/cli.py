@@ -197,7 +197,7 @@ def parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="decode images for a prompt and write a PNG grid",
                        description="Decode images for a prompt and write a PNG grid.",
                        epilog="`pardecode list` shows every strategy and backbone with its options, types and defaults.")
-    p.add_argument("--prompt", required=True)
+    p.add_argument("--prompt", required=True, help="what to draw (the default model knows the ten Fashion-MNIST classes, e.g. 'a sneaker')")
     _add_decode_options(p, default_backbone="fashion")
     p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
     p.add_argument("--out", help="PNG grid to write")
