@@ -4,7 +4,6 @@ import re
 from pathlib import Path
 
 import attrs
-import torch
 
 from pardecode import decode
 from pardecode.adapters.toy import ToyBackbone

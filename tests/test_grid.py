@@ -4,7 +4,7 @@ import attrs
 import pytest
 import torch
 
-from pardecode import SamplingConfig, decode
+from pardecode import decode
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.core.errors import ConfigError
 from pardecode.core.layout import FreeLayout, Grid, GridLayout, ImageGridLayout
