@@ -31,11 +31,6 @@ class Option:
         default = self.default if isinstance(self.default, (int, float, str, bool, type(None))) else repr(self.default)
         return {"name": self.name, "type": self.type, "default": default, "required": self.required}
 
-    def describe(self) -> str:
-        """`name: type = default`, as `pardecode list` prints it."""
-        kind = f": {self.type}" if self.type else ""
-        return f"{self.name}{kind} (required)" if self.required else f"{self.name}{kind} = {self.default!r}"
-
 
 def _type_name(annotation: Any) -> str:
     if annotation is _REQUIRED:
