@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from typing import Any
 
 from .core.backbone import Backbone
 from .core.errors import ConfigError
 from .core.options import build, options_of
 from .core.plugins import plugins
+from .core.quiet import quiet_loading
 from .core.strategy import Strategy
 
 
@@ -26,7 +29,11 @@ def get_strategy(name: str, **options: Any) -> Strategy:
 def get_backbone(name: str, **options: Any) -> Backbone:
     """A registered backbone built with `options` (e.g. path=..., dtype=...); unknown options are refused by name."""
     entry = plugins().backbones.get(name)
-    backbone = build("backbone", name, entry.factory, options)
+    # a plugin that loads with transformers gets the quiet loading the built-ins have (transformers
+    # is only imported here if the plugin already did)
+    quiet = quiet_loading() if "transformers" in sys.modules else contextlib.nullcontext()
+    with quiet:
+        backbone = build("backbone", name, entry.factory, options)
     if not isinstance(backbone, Backbone):
         raise ConfigError(
             f"backbone {name!r} (registered by {entry.plugin}) built a {type(backbone).__name__}, "

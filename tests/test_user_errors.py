@@ -138,3 +138,27 @@ def test_guidance_off_needs_no_unconditional_branch():
 def test_the_package_exports_the_grid_types():
     assert {"Grid", "GridLayout", "ImageGridLayout"} <= set(pardecode.__all__)
     assert torch.equal(pardecode.ImageGridLayout(2, 3, torch.arange(4), 4).image_grid().cells, torch.ones(6, dtype=torch.bool))
+
+
+def test_a_mistyped_style_option_lists_the_style_options():
+    import tiny_models
+
+    with pytest.raises(ConfigError, match="unknown option\\(s\\) 'negative' for backbone 'emu3'; its options: path, .*negative_prompt"):
+        get_backbone("emu3", path=tiny_models.emu3_dir(), negative="blurry")
+
+
+def test_a_plugin_backbone_loads_as_quietly_as_the_built_ins(monkeypatch):
+    from transformers.utils import logging
+
+    from pardecode.core.plugins import plugins
+
+    seen = []
+
+    def load_mine():
+        seen.append(logging.is_progress_bar_enabled())
+        return ToyBackbone(length=4)
+
+    registry = plugins().backbones
+    registry.register_from("mine")("mine", load_mine, "a plugin backbone that loads with transformers")
+    get_backbone("mine")
+    assert seen == [False] and logging.is_progress_bar_enabled()

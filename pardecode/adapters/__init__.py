@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import CheckpointError, ConfigError
+from ..core.options import options_of
 from ..core.plugins import hookimpl
 
 #: where the project's default model ships (written by the Fashion-MNIST training recipe)
@@ -42,10 +43,14 @@ def _load_styled(
     """A backbone of a family dressed by a style (Emu3, Janus): `backbone_class` loaded from the checkpoint
     `path`, or a random model of `config`, with `style_class(**style)`."""
     _source(family, path, config)
-    try:
-        settings = style_class(**style)
-    except TypeError as err:
-        raise ConfigError(f"{family}: {err}") from None
+    known = [o.name for o in options_of(style_class)[0]]
+    unknown = [k for k in style if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for backbone {family!r}; its options: path, "
+            f"config, tokenizer, dtype, device, and the style options {', '.join(known)}"
+        )
+    settings = style_class(**style)
     if path is not None:
         return backbone_class.from_pretrained(path, tokenizer=tokenizer, dtype=dtype, device=device, style=settings)
     return backbone_class.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
