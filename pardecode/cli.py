@@ -184,8 +184,15 @@ def cmd_overhead(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with pardecode's one-line errors (argparse would print the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"pardecode: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="pardecode", description="Parallel decoding for AR image generators")
+    root = _Parser(prog="pardecode", description="Parallel decoding for AR image generators")
     root.add_argument("--verbose", action="store_true", help="also show third-party logs and progress bars")
     root.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = root.add_subparsers(dest="command", required=True)

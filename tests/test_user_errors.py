@@ -162,3 +162,15 @@ def test_a_plugin_backbone_loads_as_quietly_as_the_built_ins(monkeypatch):
     registry.register_from("mine")("mine", load_mine, "a plugin backbone that loads with transformers")
     get_backbone("mine")
     assert seen == [False] and logging.is_progress_bar_enabled()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["generate", "--prompt", "a bag", "--seed", "x"], "argument --seed: invalid int value: 'x' (see `pardecode generate --help`)"),
+    (["generate", "--prompt", "a bag", "--temperature", "hot"], "argument --temperature: invalid float value: 'hot'"),
+    (["generat"], "argument command: invalid choice: 'generat'"),
+])
+def test_a_malformed_command_line_is_one_line_too(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("pardecode: error: ") and message in err, err
