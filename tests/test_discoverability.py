@@ -11,7 +11,7 @@ from pardecode.cli import main, parser
 def test_list_shows_every_option_with_its_type_and_default(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    assert "options: window: int = 16, init: str = 'random', coupling: str = 'independent'" in out
+    assert "options: window: int | str = 'auto', init: str = 'random', coupling: str = 'independent'" in out
     assert "steps: int = 4" in out and "dtype: str = 'float32'" in out
     assert "sjd-above" in out
 
@@ -26,7 +26,7 @@ def test_list_json_carries_the_options(capsys):
 def test_the_api_listing_carries_the_options():
     listing = list_plugins()
     sjd = next(e for e in listing["strategies"] if e["name"] == "sjd")
-    assert {"name": "window", "type": "int", "default": 16, "required": False} in sjd["options"]
+    assert {"name": "window", "type": "int | str", "default": "auto", "required": False} in sjd["options"]
     toy = next(e for e in listing["backbones"] if e["name"] == "toy")
     assert {"name": "length", "type": "int", "default": 32, "required": False} in toy["options"]
     json.dumps(listing)  # what `pardecode list --json` prints

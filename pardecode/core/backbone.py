@@ -108,6 +108,8 @@ class Backbone(abc.ABC):
     vocab_size: int
     #: sampling settings of the family's reference generator
     default_sampling: SamplingConfig = SamplingConfig()
+    #: a prompt the backbone accepts, for measurements where any prompt will do
+    example_prompt: str = "a photo"
 
     @abc.abstractmethod
     def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options: Any) -> Session:

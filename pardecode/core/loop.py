@@ -20,11 +20,13 @@ import torch
 
 from .backbone import Backbone, NoisyInputs, Session, Window
 from .config import SamplingConfig
+from .cost import CostProfile, profile_for
 from .errors import BackboneError, ConfigError
 from .layout import TokenLayout
 from .sampling import target_probs
 from .strategy import DecodeContext, Proposal, Strategy
 from .trace import DecodeResult, Trace
+from .windows import WindowPlanner
 
 HOLE_FRACTION = 0.25  # compact the span cache once holes exceed this fraction of its slots
 
@@ -62,7 +64,13 @@ class Decoder:
     decisions (which rows run, how wide a window may be, when to compact) need no tensor round trip.
     """
 
-    def __init__(self, backbone: Backbone, session: Session, strategy: Strategy, sampling: SamplingConfig, seed: int):
+    def __init__(
+        self, backbone: Backbone, session: Session, strategy: Strategy, sampling: SamplingConfig, seed: int,
+        profile: CostProfile | None = None, start_options: dict[str, Any] | None = None,
+    ):
+        """`profile` sizes automatic windows (default: the stored one for the session's
+        `start_options`, measured if missing)."""
+        self.start_options = start_options or {}
         self.backbone, self.session, self.strategy, self.sampling = backbone, session, strategy, sampling
         self.layout = session.layout
         batch, length = session.batch, session.layout.length
@@ -85,6 +93,10 @@ class Decoder:
             longest_remaining=length,
             grid=self.layout.image_grid(),
         )
+        self.ctx.planner = self._plan
+        self._planner: WindowPlanner | None = None if profile is None else WindowPlanner.for_profile(profile)
+        self._planned: tuple[int, int, int] | None = None  # (step, widest, window) of the last choice
+        self.setup_seconds = 0.0
         self.rows = torch.arange(batch, device=device)
         self.remaining = [length] * batch  # per row, mirrored from ctx.committed
         self.span_valid = torch.zeros(batch, 0, dtype=torch.bool, device=device)
@@ -96,6 +108,7 @@ class Decoder:
 
     def step(self) -> None:
         ctx, start = self.ctx, time.perf_counter()
+        first_plan = self._planner is None  # the profile may be loaded during this propose
         # propose
         proposal = self.strategy.propose(ctx)
         _check_proposal(proposal, ctx.batch, ctx.vocab_size, self.strategy)
@@ -153,6 +166,8 @@ class Decoder:
         new_valid = torch.arange(kept, device=ctx.device) < torch.tensor(keep, device=ctx.device).unsqueeze(1)
         self.span_valid = torch.cat([self.span_valid, new_valid], 1)
         self.valid_counts = [c + k for c, k in zip(self.valid_counts, keep)]
+        if self._planner is not None:
+            self._planner.stats.update(accepted, width, [r > 0 for r in self.remaining])
         self._compact_if_sparse()
 
         ctx.committed = ctx.committed + take
@@ -160,7 +175,19 @@ class Decoder:
         ctx.longest_remaining = max(self.remaining)
         ctx.step += 1
         self.counts.append(take)
-        self.step_seconds.append(time.perf_counter() - start)
+        self.step_seconds.append(time.perf_counter() - start - self.setup_seconds * first_plan)
+
+    def _plan(self, widest: int) -> int:
+        """The window of this pass for a strategy that sizes it automatically (`window="auto"`)."""
+        if self._planner is None:  # once per decode; its time is not a pass's
+            t0 = time.perf_counter()
+            self._planner = WindowPlanner.for_profile(profile_for(self.backbone, self.sampling, self.ctx.batch, self.start_options))
+            self.setup_seconds += time.perf_counter() - t0
+        step = self.ctx.step
+        if self._planned is None or self._planned[:2] != (step, widest):
+            rows = sum(r > 0 for r in self.remaining)
+            self._planned = (step, widest, self._planner.choose(rows, widest))
+        return self._planned[2]
 
     def _check_guidance(self, uncond: torch.Tensor | None, expected: tuple[int, ...]) -> None:
         """Guidance was asked for: refuse a session that returned no unconditional branch, or one of
@@ -191,7 +218,7 @@ class Decoder:
             if self.ctx.step >= limit:
                 raise BackboneError(f"decode did not finish within {limit} forward passes")
             self.step()
-        trace = Trace(self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds)
+        trace = Trace(self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds, self.setup_seconds)
         return DecodeResult(self.ctx.tokens[:, : self.ctx.length].clone(), trace, self.session)
 
 
@@ -203,12 +230,14 @@ def decode(
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     strategy_options: dict[str, Any] | None = None,
+    profile: CostProfile | None = None,
     **start_options: Any,
 ) -> DecodeResult:
     """Decode one batch of `prompts` with `strategy` (an instance or a registered name).
 
     `sampling` defaults to the backbone's reference settings; `start_options` go to
-    `backbone.start` (image size, ...).
+    `backbone.start` (image size, ...). `profile` is the cost profile automatic windows are
+    chosen with (default: this machine's stored profile of the backbone, measured when missing).
     """
     if isinstance(strategy, str):
         from ..api import get_strategy
@@ -224,4 +253,4 @@ def decode(
         raise ConfigError(f"prompts must be a non-empty list of strings, got {prompts!r}")
     sampling = sampling or backbone.default_sampling
     session = backbone.start(list(prompts), sampling, **start_options)
-    return Decoder(backbone, session, strategy, sampling, int(seed)).run()
+    return Decoder(backbone, session, strategy, sampling, int(seed), profile, start_options).run()

@@ -29,6 +29,8 @@ def check_known(prompts: list[str], name: str) -> None:
 class FashionBackbone(ChameleonBackbone):
     """The shipped Fashion-MNIST text-to-image model: a Chameleon backbone that knows ten prompts' worth."""
 
+    example_prompt = "a sneaker"
+
     def encode(self, prompts: list[str], sampling: SamplingConfig, size: Any = None) -> Encoded:
         check_known(prompts, self.name)
         return super().encode(prompts, sampling, size=size)

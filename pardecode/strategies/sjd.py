@@ -15,7 +15,7 @@ import torch
 
 from ..core.strategy import DecodeContext
 from ..core.verify import sample, speculative_accept
-from .drafting import CoupledDraws, carry_over, check_coupling, narrowed
+from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed
 from .jacobi import Jacobi
 
 
@@ -34,12 +34,18 @@ class SJD(Jacobi):
         self._drafts, self._q, self._given = None, None, None
         self._coupled = None
         if self.coupling == "gumbel":
-            self._coupled = CoupledDraws(ctx.batch, self.window, ctx.vocab_size, ctx.generator, ctx.device)
+            self._coupled = CoupledDraws(ctx.batch, auto_or(self.window, 0), ctx.vocab_size, ctx.generator, ctx.device)
+
+    def _widen(self, ctx: DecodeContext, fresh: torch.Tensor) -> None:
+        super()._widen(ctx, fresh)
+        if self._q is not None:  # fresh drafts are given: q one-hot, whatever _q holds there
+            self._q = torch.cat([self._q, self._q.new_zeros(*fresh.shape, self._q.shape[-1])], 1)
+            self._given = torch.cat([self._given, torch.ones_like(fresh, dtype=torch.bool)], 1)
 
     def _narrow(self, width: int) -> None:
         self._drafts, self._q, self._given = narrowed(width, self._drafts, self._q, self._given)
         if self._coupled is not None:
-            self._coupled.narrow(width)
+            self._coupled.fit(width)
 
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
         # q is None at the first pass: every draft is fresh, q one-hot
