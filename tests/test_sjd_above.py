@@ -64,7 +64,7 @@ def test_it_is_registered_and_accepts_more_per_pass_on_the_default_model():
     assert isinstance(get_strategy("sjd-above", window=16), SJDAbove)
     fashion = get_backbone("fashion")
     prompts = ["a sneaker", "a bag", "a dress", "a shirt"]
-    above = decode(fashion, "sjd-above", prompts, seed=0)
-    plain = decode(fashion, "sjd", prompts, seed=0)
+    above = decode(fashion, "sjd-above", prompts, seed=0, strategy_options={"window": 16})
+    plain = decode(fashion, "sjd", prompts, seed=0, strategy_options={"window": 16})
     assert bool(above.session.layout.is_valid(above.tokens).all())
     assert above.trace.tokens_per_pass > plain.trace.tokens_per_pass

@@ -131,7 +131,7 @@ def test_guidance_without_a_proper_unconditional_branch_is_refused(uncond, messa
 
 
 def test_guidance_off_needs_no_unconditional_branch():
-    result = decode(ToyBackbone(length=6), "sjd", ["a"], sampling=SamplingConfig(cfg_scale=1.0))
+    result = decode(ToyBackbone(length=6), "sjd", ["a"], sampling=SamplingConfig(cfg_scale=1.0), strategy_options={"window": 3})
     assert result.tokens.shape == (1, 6)
 
 
