@@ -142,14 +142,16 @@ def measure(
     sampling: SamplingConfig | None = None,
     windows: Sequence[int] = WINDOWS,
     rounds: int = 3,
-    prompt: str = PROMPT,
+    prompt: str | None = None,
     start_options: dict[str, Any] | None = None,
 ) -> CostProfile:
     """Time the loop on `backbone`: `rounds` interleaved runs of every (batch, window) setting.
 
     `start_options` (image size, ...) go to `backbone.start`: a pass's cost depends on them.
+    `prompt` defaults to one the backbone accepts (`Backbone.example_prompt`).
     """
     start_options = start_options or {}
+    prompt = prompt or getattr(backbone, "example_prompt", PROMPT)
     from .loop import Decoder, decode
     from .windows import AcceptanceStats
     from .plugins import plugins

@@ -18,6 +18,7 @@ import torch
 from .backbone import NoisyInputs
 from .config import SamplingConfig
 from .errors import ConfigError
+from .layout import Grid
 
 
 AUTO_WIDEST = 64  # the widest window an automatic choice may take
@@ -64,6 +65,9 @@ class DecodeContext:
     longest_remaining: int = 0  # tokens the longest-running row still has to commit (kept by the loop)
     #: the loop's window planner: widest -> the window with the most expected tokens per second
     planner: Callable[[int], int] | None = None
+    #: where the image cells sit in the span (rows, cols, stride, cell mask), from the session's
+    #: layout; None when the span has no 2-D structure
+    grid: Grid | None = None
 
     def offsets(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor:
         """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row.
