@@ -63,12 +63,14 @@ class Decoder:
             committed=torch.zeros(batch, dtype=torch.long, device=device),
             token_embeddings=backbone.token_embeddings if backbone.noise_ready() else None,
             backbone=backbone.name,
+            image_codebook=backbone.image_codebook,
         )
         self.span_valid = torch.zeros(batch, 0, dtype=torch.bool, device=device)
         self.widths: list[int] = []
         self.counts: list[torch.Tensor] = []
         self.forward_seconds: list[float] = []
         self.step_seconds: list[float] = []
+        self.diagnostics: list[dict[str, torch.Tensor]] = []
 
     def step(self) -> None:
         ctx, start = self.ctx, time.perf_counter()
@@ -131,6 +133,7 @@ class Decoder:
         ctx.committed = ctx.committed + take
         ctx.step += 1
         self.counts.append(take)
+        self.diagnostics.append(verdict.diagnostics)
         self.step_seconds.append(time.perf_counter() - start)
 
     def _compact_if_sparse(self) -> None:
@@ -144,6 +147,12 @@ class Decoder:
         if self.session.compact(order):
             self.span_valid = torch.arange(longest, device=valid.device) < counts.unsqueeze(1)
 
+    def _diagnostics(self) -> dict[str, torch.Tensor]:
+        """Name -> Float[passes, B] of every diagnostic any verdict reported (0 where one did not)."""
+        names = dict.fromkeys(k for d in self.diagnostics for k in d)
+        zero = torch.zeros(self.ctx.batch)
+        return {n: torch.stack([d[n].float().cpu() if n in d else zero for d in self.diagnostics]) for n in names}
+
     def run(self, max_passes: int | None = None) -> DecodeResult:
         self.strategy.reset(self.ctx)
         limit = max_passes if max_passes is not None else self.ctx.length + 1
@@ -151,7 +160,7 @@ class Decoder:
             if self.ctx.step >= limit:
                 raise BackboneError(f"decode did not finish within {limit} forward passes")
             self.step()
-        trace = Trace(self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds)
+        trace = Trace(self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds, self._diagnostics())
         return DecodeResult(self.ctx.tokens[:, : self.ctx.length].clone(), trace, self.session)
 
 

@@ -38,6 +38,9 @@ class Verdict:
 
     accepted: torch.Tensor  # Long[B], 0..W
     next_token: torch.Tensor  # Long[B]
+    #: optional per-row diagnostics of this pass, name -> Float[B] (e.g. a lossy rule's "tv_bound");
+    #: the loop records them in `Trace.diagnostics`
+    diagnostics: dict[str, torch.Tensor] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -58,6 +61,9 @@ class DecodeContext:
     #: is noise-conditioned (denoising strategies need it)
     token_embeddings: Callable[[torch.Tensor], torch.Tensor] | None = None
     backbone: str = ""  # the backbone's registry name, for error messages
+    #: the backbone's image codebook, () -> (token ids Long[K], embeddings Float[K, D]) or None
+    #: (see `Backbone.image_codebook`); strategies with latent neighbourhoods read it
+    image_codebook: Callable[[], tuple[torch.Tensor, torch.Tensor] | None] = lambda: None
 
     def offsets(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor:
         """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row.

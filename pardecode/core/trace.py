@@ -16,6 +16,10 @@ class Trace:
     committed: torch.Tensor  # Long[passes, B]: tokens each row committed at each pass (0 once done)
     forward_seconds: list[float]
     step_seconds: list[float]
+    #: per-pass diagnostics a strategy attached to its verdicts, name -> Float[passes, B] (passes
+    #: without the entry hold 0); lossy strategies report "tv_bound" here: per pass and row, a bound
+    #: on the total variation distance between the committed tokens' distribution and AR's
+    diagnostics: dict[str, torch.Tensor] = attrs.field(factory=dict)
 
     @property
     def forward_passes(self) -> int:
@@ -53,6 +57,7 @@ class Trace:
             "committed": self.committed.T.tolist(),
             "forward_seconds": self.forward_seconds,
             "step_seconds": self.step_seconds,
+            **({"diagnostics": {k: v.T.tolist() for k, v in self.diagnostics.items()}} if self.diagnostics else {}),
         }
 
 
