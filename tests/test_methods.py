@@ -146,3 +146,26 @@ def test_neighbourhood_rules_need_a_codebook_and_knobs_are_checked():
         with pytest.raises(ConfigError):
             get_strategy(name, **bad)
     assert not get_strategy("lantern").lossless and get_strategy("sjd_pac").lossless
+
+
+def test_backbones_expose_their_image_codebook_once():
+    import tiny_models
+
+    from pardecode import get_backbone
+    from pardecode.core.neighbours import neighbours
+
+    fashion = get_backbone("fashion")
+    ids, table = fashion.image_codebook()
+    assert torch.equal(ids, fashion.image_tokens) and table.shape == (len(ids), 4)  # 2x2 pixel patches
+    assert fashion.image_codebook()[1] is table  # computed once
+    index, valid = neighbours(fashion.image_codebook, fashion.vocab_size, 3, torch.device("cpu"), "test")
+    assert valid[ids].all() and not valid[: int(ids.min())].any()
+    dist = torch.cdist(table, table)
+    nearest = ids[dist[0].argsort()[1]]  # the first image token's nearest other entry
+    assert int(index[ids[0], 0]) == int(nearest)
+    assert neighbours(fashion.image_codebook, fashion.vocab_size, 3, torch.device("cpu"), "test")[0] is index
+    for family in ("emu3", "janus"):
+        bb = tiny_models.backbone(family)
+        ids, table = bb.image_codebook()
+        assert len(ids) == len(bb.image_tokens) and set(ids.tolist()) == set(bb.image_tokens.tolist())
+    assert ToyBackbone(vocab_size=3, length=4).image_codebook() is None
