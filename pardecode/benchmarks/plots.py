@@ -82,7 +82,10 @@ def pareto(summary: BackboneSummary, path: Path) -> str | None:
                                label=f"AR seed spread ({ar.setting})")
             points = []
             for r in rows:
-                x = getattr(r.quality, field)
+                # the mean of per-seed values, the quantity whose spread across AR's seeds is shaded
+                # (a Fréchet distance depends on n: per-seed and pooled values are not comparable)
+                per_seed = [getattr(q, field) for q in r.seed_quality.values()]
+                x = float(sum(per_seed) / len(per_seed)) if per_seed else getattr(r.quality, field)
                 y = r.compression if speed == "compression" else r.seconds / max(summary.batch, 1)
                 style = styles[r.setting]
                 ax.plot(x, y, linestyle="none", marker=style["marker"], markersize=8, color=style["color"],
@@ -96,7 +99,7 @@ def pareto(summary: BackboneSummary, path: Path) -> str | None:
             front.sort()
             if len(front) > 1:
                 ax.plot(*zip(*front), linestyle="--", color="0.4", linewidth=1, zorder=1)
-            ax.set_xlabel(name)
+            ax.set_xlabel(f"{name}\nmean over seeds")
             ax.set_ylabel(speed_name)
             ax.grid(alpha=0.3)
             ax.margins(x=0.1, y=0.12)
