@@ -16,6 +16,8 @@ class Trace:
     committed: torch.Tensor  # Long[passes, B]: tokens each row committed at each pass (0 once done)
     forward_seconds: list[float]
     step_seconds: list[float]
+    #: one-off time outside the passes: loading or measuring the cost profile of automatic windows
+    setup_seconds: float = 0.0
     #: per-pass diagnostics a strategy attached to its verdicts, name -> Float[passes, B] (passes
     #: without the entry hold 0); lossy strategies report "tv_bound" here: per pass and row, a bound
     #: on the total variation distance between the committed tokens' distribution and AR's
@@ -57,6 +59,7 @@ class Trace:
             "committed": self.committed.T.tolist(),
             "forward_seconds": self.forward_seconds,
             "step_seconds": self.step_seconds,
+            "setup_seconds": self.setup_seconds,
             **({"diagnostics": {k: v.T.tolist() for k, v in self.diagnostics.items()}} if self.diagnostics else {}),
         }
 

@@ -63,9 +63,7 @@ class Relaxed(SJD):
         return exact_acceptance(p, q)
 
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
-        q = self._q
-        if q is None:
-            q = torch.nn.functional.one_hot(drafts, ctx.vocab_size).to(p.dtype)
+        q = self.draft_q(ctx, p.dtype)
         a = self.acceptance(ctx, p[:, : drafts.shape[1]], q)
         accepted, next_token, self._tv = relaxed_accept(p, drafts, q, a, ctx.generator)
         return accepted, next_token

@@ -58,4 +58,5 @@ class SJDPAC(SJD):
         fresh = sample(latest, ctx.generator)
         self._drafts = torch.where(stale, fresh, self._drafts)
         self._q = torch.where(stale.unsqueeze(-1), latest, self._q)
+        self._given = torch.zeros_like(stale)  # every slot's q is now explicit
         return stale

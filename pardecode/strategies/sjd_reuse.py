@@ -50,7 +50,7 @@ class SJDReuse(SJD):
     def outputs(self, ctx: DecodeContext, p: torch.Tensor) -> torch.Tensor:
         drafts = self._drafts
         width = drafts.shape[1]
-        q = torch.nn.functional.one_hot(drafts, ctx.vocab_size).to(p.dtype) if self._q is None else self._q
+        q = self.draft_q(ctx, p.dtype)
         p_slots = p[:, :width]
         confident = p_slots >= self.threshold  # Bool[B, W, V]: depends on p only
         reuse = confident.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
@@ -65,4 +65,5 @@ class SJDReuse(SJD):
         q, _ = carry_over(self._mix, accepted, stale.shape[1])
         fresh = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(p.dtype)
         self._q = torch.where(stale.unsqueeze(-1), fresh, q)
+        self._given = stale
         return stale
