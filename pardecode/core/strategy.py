@@ -42,6 +42,9 @@ class Verdict:
 
     accepted: torch.Tensor  # Long[B], 0..W
     next_token: torch.Tensor  # Long[B]
+    #: optional per-row diagnostics of this pass, name -> Float[B] (e.g. a lossy rule's "tv_bound");
+    #: the loop records them in `Trace.diagnostics`
+    diagnostics: dict[str, torch.Tensor] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -68,6 +71,9 @@ class DecodeContext:
     #: where the image cells sit in the span (rows, cols, stride, cell mask), from the session's
     #: layout; None when the span has no 2-D structure
     grid: Grid | None = None
+    #: the backbone's image codebook, () -> (token ids Long[K], embeddings Float[K, D]) or None
+    #: (see `Backbone.image_codebook`); strategies with latent neighbourhoods read it
+    image_codebook: Callable[[], tuple[torch.Tensor, torch.Tensor] | None] = lambda: None
 
     def offsets(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor:
         """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row.

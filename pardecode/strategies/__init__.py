@@ -9,7 +9,10 @@ def pardecode_register_strategies(register):
     from .ar import AR
     from .jacobi import Jacobi
     from .sjd import SJD
+    from .relaxed import GSD, EntropyAware, Lantern
     from .sjd2 import SJD2
+    from .sjd_pac import SJDPAC
+    from .sjd_reuse import SJDReuse
 
-    for cls in (AR, Jacobi, SJD, SJD2, SJDAbove):
+    for cls in (AR, Jacobi, SJD, SJD2, SJDAbove, SJDPAC, SJDReuse, Lantern, GSD, EntropyAware):
         register(cls.name, cls, cls.__doc__)
