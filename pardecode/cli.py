@@ -208,7 +208,7 @@ def cmd_profile(args) -> int:
     print("  batch " + "".join(f"{'W=' + str(w):>9}" for w in profile.windows))
     for b, row in zip(profile.batches, profile.seconds):
         print(f"  {b:>5} " + "".join(f"{1e3 * t:>9.2f}" for t in row))
-    print("  acceptance by window position (prior): " + " ".join(f"{a:.2f}" for a in profile.acceptance[:8]) + " ...")
+    print("  tokens per pass (calibration)" + "".join(f"{t:>9.2f}" for t in profile.tokens))
     print(f"stored in {path}")
     return 0
 

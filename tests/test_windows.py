@@ -2,14 +2,13 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 from pardecode import SamplingConfig, decode, get_strategy
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.core.cost import CostProfile, measure, profile_for, profile_key
-from pardecode.core.windows import AcceptanceStats, WindowPlanner
+from pardecode.core.windows import WARMUP_PASSES, WindowPlanner
 from test_sequence_distribution import ALPHA, empirical_counts
 from test_verify_properties import pooled_chisquare
 
@@ -17,8 +16,8 @@ KEY = {"backbone": "toy", "model": "", "device": "cpu", "dtype": "float32", "thr
        "guidance": False, "start": "{}", "pardecode": "0"}
 
 
-def profile(seconds, windows=(0, 1, 2, 4, 8), batches=(1,), acceptance=(0.5,)):
-    return CostProfile(dict(KEY), batches, windows, seconds, acceptance)
+def profile(seconds, windows=(0, 1, 2, 4, 8), batches=(1,), tokens=(1.0, 1.5, 1.9, 2.4, 2.8)):
+    return CostProfile(dict(KEY), batches, windows, seconds, tokens)
 
 
 def test_profile_interpolates_between_and_beyond_its_measurements():
@@ -41,39 +40,31 @@ def test_profile_round_trips_and_ignores_foreign_or_broken_files(tmp_path, monke
     assert CostProfile.load(dict(KEY)) is None  # measured again rather than trusted
 
 
-def test_expected_tokens_is_one_plus_the_mean_accepted_run_capped_at_the_window():
-    rates = [0.9, 0.6, 0.3, 0.8]
-    stats = AcceptanceStats(rates, weight=1.0)
-    survival = np.cumprod(rates)  # P(at least j drafts accepted)
-    for w in range(5):
-        assert stats.expected_tokens(4)[w] == pytest.approx(1 + survival[:w].sum())
-
-
-def test_only_drafts_the_previous_pass_refined_count():
-    stats = AcceptanceStats(weight=0.0)
-    stats.update([0, 0], 4, [True, True])  # first pass: every draft fresh, nothing learnt
-    assert stats.reached.sum() == 0
-    # row 0 kept 1 of 4 last time: slots 0..2 are carried over; row 1 kept 3: slot 0 only
-    stats._refined = [3, 1]
-    stats.update([4, 4], 4, [True, True])  # a pass counts once: rows are averaged
-    assert stats.reached.tolist() == [1, 0.5, 0.5, 0] and stats.kept.tolist() == [1, 0.5, 0.5, 0]
-    assert stats._refined == [0, 0]  # every draft was kept: the next window is all fresh
-    stats._refined = [4, 4]
-    stats.update([2, 0], 4, [True, False])  # finished rows do not count
-    assert stats.reached.tolist() == [2, 1.5, 1.5, 0]
+def test_the_online_correction_scales_the_calibrated_extra_tokens():
+    planner = WindowPlanner.for_profile(profile([[1.0, 2.0, 3.0, 5.0, 9.0]], tokens=[1.0, 1.5, 2.0, 2.5, 3.0]))
+    assert planner.expected_tokens(4) == pytest.approx(2.5)  # before any pass: the calibration
+    for _ in range(WARMUP_PASSES):
+        planner.update([3, 3], 4, [True, True])
+    assert planner.expected_tokens(4) == pytest.approx(2.5)  # warm-up passes do not count
+    for _ in range(16):  # as many passes as the prior: each kept 3 extra where 1.5 were expected
+        planner.update([3, 3, 0], 4, [True, True, False])  # finished rows do not count
+    assert planner.scale == pytest.approx((16 + 16 * 3) / (16 + 16 * 1.5))
+    assert planner.expected_tokens(2) == pytest.approx(1 + planner.scale * 1.0)
+    planner.update([0, 0], 0, [True, True])  # an AR pass teaches nothing
+    assert planner.passes == WARMUP_PASSES + 16
 
 
 def test_planner_picks_ar_when_windows_are_dear_and_wide_windows_when_cheap():
-    sure = [0.95] * 8
-    dear = WindowPlanner.for_profile(profile([[1.0, 3.0, 5.0, 9.0, 17.0]], acceptance=sure))
-    cheap = WindowPlanner.for_profile(profile([[1.0, 1.01, 1.02, 1.04, 1.08]], acceptance=sure))
+    sure = [1.0, 1.95, 2.9, 4.8, 8.5]
+    dear = WindowPlanner.for_profile(profile([[1.0, 3.0, 5.0, 9.0, 17.0]], tokens=sure))
+    cheap = WindowPlanner.for_profile(profile([[1.0, 1.01, 1.02, 1.04, 1.08]], tokens=sure))
     assert dear.choose(rows=4, widest=8) == 0
     assert cheap.choose(rows=4, widest=8) == 8
     assert cheap.choose(rows=4, widest=3) == 3  # never past the strategy's widest
 
 
 # a profile under which the best window moves with the acceptance seen so far
-SWINGING = profile([[1.0, 1.2, 1.45, 2.0, 3.0]], acceptance=[0.9] * 8)
+SWINGING = profile([[1.0, 1.2, 1.45, 2.0, 3.0]], tokens=[1.0, 1.9, 2.7, 3.4, 4.0])
 
 
 @pytest.mark.parametrize(
@@ -123,7 +114,7 @@ def test_measured_costs_never_fall_as_the_window_grows():
     backbone = ToyBackbone(vocab_size=4, grid=(4, 6), seed=1)
     p = measure(backbone, [2], rounds=1, windows=(0, 1, 4, 16))
     assert all(a <= b for a, b in zip(p.seconds[0], p.seconds[0][1:]))
-    assert len(p.acceptance) == 16 and all(0 <= a <= 1 for a in p.acceptance)
+    assert p.tokens[0] == 1.0 and all(1 <= t <= 1 + w for t, w in zip(p.tokens, p.windows))
     assert profile_for(backbone, backbone.default_sampling, 2).batches == (1, 2)
 
 

@@ -30,8 +30,7 @@ from .strategy import Proposal, Strategy, Verdict
 WINDOWS = (0, 1, 2, 4, 8, 16, 32, 64)
 WARMUP_PASSES = 2  # the pass that skips to mid-span and one more are not timed
 TIMED_PASSES = 5
-CALIBRATION_WINDOW = 16
-CALIBRATION_ROWS = 4  # rows of the calibration decode: four samples of the whole-decode acceptance
+CALIBRATION_ROWS = 2  # rows of each calibration decode
 UNSHAPED_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "_commit_hash"}
 PROMPT = "a photo"  # any prompt will do: cost does not depend on content
 
@@ -79,24 +78,33 @@ def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
 @attrs.frozen
 class CostProfile:
     """Median seconds of one pass by live rows (`batches`) and window (`windows`), plus the draft
-    acceptance measured on the way (a prior for the first passes of a decode)."""
+    tokens each row commits per pass at every window (`tokens`, from whole calibration decodes:
+    the prior of the window planner)."""
 
     key: dict[str, Any]
     batches: tuple[int, ...] = attrs.field(converter=tuple)
     windows: tuple[int, ...] = attrs.field(converter=tuple)
     seconds: tuple[tuple[float, ...], ...] = attrs.field(converter=lambda rows: tuple(map(tuple, rows)))
-    acceptance: tuple[float, ...] = attrs.field(converter=tuple, default=())
+    tokens: tuple[float, ...] = attrs.field(converter=tuple, default=())
 
     def __attrs_post_init__(self):
         if list(self.batches) != sorted(set(self.batches)) or list(self.windows) != sorted(set(self.windows)):
             raise ConfigError("a cost profile's batches and windows must be increasing")
         if len(self.seconds) != len(self.batches) or any(len(r) != len(self.windows) for r in self.seconds):
             raise ConfigError("a cost profile needs one time per batch and window")
+        if self.tokens and len(self.tokens) != len(self.windows):
+            raise ConfigError("a cost profile needs tokens per pass for every window")
 
     def pass_seconds(self, rows: int, window: int) -> float:
         """Estimated seconds of one pass of `rows` live rows scoring `window` drafts each."""
         per_batch = [_interpolate(self.windows, row, window) for row in self.seconds]
         return _interpolate(self.batches, per_batch, rows)
+
+    def tokens_per_pass(self, window: int) -> float:
+        """Tokens a row commits per pass at `window`, as the calibration decodes measured."""
+        if not self.tokens:
+            return 1.0 + 0.5 * min(window, 2)  # no calibration: assume little
+        return _interpolate(self.windows, self.tokens, min(window, self.windows[-1]))
 
     def merged(self, other: CostProfile) -> CostProfile:
         """This profile with `other`'s batch sizes added (theirs win where both have one)."""
@@ -105,7 +113,7 @@ class CostProfile:
         rows = dict(zip(self.batches, self.seconds)) | dict(zip(other.batches, other.seconds))
         batches = sorted(rows)
         return attrs.evolve(self, batches=batches, seconds=[rows[b] for b in batches],
-                            acceptance=other.acceptance or self.acceptance)
+                            tokens=other.tokens or self.tokens)
 
     # --- storage ------------------------------------------------------------------------------
     @staticmethod
@@ -178,8 +186,7 @@ def measure(
     """
     start_options = start_options or {}
     prompt = prompt or getattr(backbone, "example_prompt", PROMPT)
-    from .loop import Decoder, decode
-    from .windows import AcceptanceStats
+    from .loop import Decoder
     from .plugins import plugins
 
     sampling = sampling or backbone.default_sampling
@@ -200,12 +207,19 @@ def measure(
                 times[b, w] += decoder.step_seconds[WARMUP_PASSES:] or decoder.step_seconds[-1:]  # short spans
     # a wider window never costs less: the closest non-decreasing curve irons out timing noise
     seconds = [increasing_fit([statistics.median(times[b, w]) for w in windows]) for b in batches]
-    # one whole decode at a middling window: how acceptance falls along the window, as a prior
-    calibration = decode(backbone, registry.get("sjd").factory(window=CALIBRATION_WINDOW), [prompt] * CALIBRATION_ROWS,
-                         sampling=draw, **start_options)
-    acceptance = AcceptanceStats.of_trace(calibration.trace, max(windows)).rates(max(windows))
+    # whole decodes at every window: tokens per pass as a decode sees them, warm-up and all
+    tokens = [1.0] + [calibrate(backbone, registry.get("sjd").factory(window=w), prompt, draw, start_options)
+                      for w in windows if w]
     key = profile_key(backbone, draw, start_options)
-    return CostProfile(key, sorted(batches), list(windows), seconds, acceptance)
+    return CostProfile(key, sorted(batches), list(windows), seconds, tokens[: len(windows)])
+
+
+def calibrate(backbone: Backbone, strategy: Any, prompt: str, sampling: SamplingConfig, start_options: dict) -> float:
+    """Mean tokens a row commits per pass over a whole decode of `CALIBRATION_ROWS` rows."""
+    from .loop import decode
+
+    committed = decode(backbone, strategy, [prompt] * CALIBRATION_ROWS, sampling=sampling, **start_options).trace.committed
+    return float(committed[committed > 0].float().mean())
 
 
 def profile_for(

@@ -169,7 +169,7 @@ class Decoder:
         self.span_valid = torch.cat([self.span_valid, new_valid], 1)
         self.valid_counts = [c + k for c, k in zip(self.valid_counts, keep)]
         if self._planner is not None:
-            self._planner.stats.update(accepted, width, [r > 0 for r in self.remaining])
+            self._planner.update(accepted, width, [r > 0 for r in self.remaining])
         self._compact_if_sparse()
 
         ctx.committed = ctx.committed + take

@@ -1,107 +1,85 @@
 """Windows chosen for throughput: before each pass, the window that commits most tokens per second.
 
-A window of W drafts commits 1 + a_1 + a_1 a_2 + ... + a_1...a_W tokens per row on average, where
-a_j is the chance that the j-th draft is accepted once the drafts before it were; the pass costs
-what the `CostProfile` says for that many live rows and that window. The planner estimates a_j
-online from the passes of this decode (a prior from the profile's own runs counts for the first
-few), and picks the candidate W with the most expected tokens per second. AR (W = 0) is always a
-candidate, so an automatic window is not meaningfully slower than AR.
+A pass with window W costs what the `CostProfile` says for that many live rows, and commits
+t(W) tokens per row: the profile's calibration decodes measured t at every window of its ladder
+(whole decodes, so the warm-up of Jacobi iteration and the drafts that arrive fresh are in it).
+Acceptance differs with the prompt, the strategy (coupled redraws, denoising) and the model's
+state, so the planner keeps one online correction: the extra tokens this decode's passes really
+committed, against what the calibration predicted for the windows they used, scales the
+calibrated extras t(W) - 1 of every window. The planner picks the candidate with the most expected
+tokens per second; AR (W = 0) is always a candidate, so an automatic window is not meaningfully
+slower than AR.
+
+A per-position acceptance model (chain of conditional acceptances along the window) was tried
+first and undervalued wide windows: a draft's chance depends on how many passes refined it, which
+grows with the window, so a decode at a narrow window learns rates too low to ever widen.
 
 Why this keeps speculative decoding exact: the window of a pass is chosen from the profile and
-from passes that are over (what was committed, what was accepted), never from the drafts of the
-pass it sizes. Speculative verification commits tokens distributed as p whatever the window and
-the draft distribution are, as long as both are fixed before the pass's own random draws: the
-window is then one more part of the proposal, and the proposal never changes the distribution
-of what is committed, only how many tokens a pass commits.
+from passes that are over (what was committed), never from the drafts of the pass it sizes.
+Speculative verification commits tokens distributed as p whatever the window and the draft
+distribution are, as long as both are fixed before the pass's own random draws: the window is
+one more part of the proposal, and the proposal never changes the distribution of what is
+committed, only how many tokens a pass commits.
 """
 
 from __future__ import annotations
 
 import attrs
-import numpy as np
 
 from .cost import CostProfile
 
 #: windows the planner chooses among (capped by the strategy's widest window)
 CANDIDATES = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-PRIOR_WEIGHT = 64.0  # passes the profile's whole-decode acceptance counts as: the first passes of a decode (Jacobi iterations warming up) must not talk it out of the windows that pay off over the whole span
-
-
-class AcceptanceStats:
-    """Per window position j: how often a carried-over draft at j was tested, and kept (per pass,
-    averaged over the rows still running).
-
-    Only drafts the previous pass refined count (slot j of row b is one when j < previous width -
-    previous accepted of b, the Jacobi carry-over): a fresh draft is a blind guess whatever the
-    window, and counting those would make a window that was just widened look useless.
-    """
-
-    def __init__(self, prior: list[float] | None = None, weight: float = PRIOR_WEIGHT):
-        self.prior, self.weight = prior or [], weight
-        self.reached = np.zeros(0)
-        self.kept = np.zeros(0)
-        self._refined: list[int] | None = None  # per row: slots of the next window carried over
-
-    def _grow(self, size: int) -> None:
-        have = len(self.reached)
-        if have < size:
-            j = np.minimum(np.arange(have, size), len(self.prior) - 1)
-            rate = np.asarray(self.prior, dtype=float)[j] if self.prior else np.full(size - have, 0.5)
-            self.reached = np.concatenate([self.reached, np.full(size - have, self.weight)])
-            self.kept = np.concatenate([self.kept, self.weight * rate])
-
-    def update(self, accepted: list[int], width: int, running: list[bool]) -> None:
-        """Record a pass: row b kept `accepted[b]` of `width` drafts (only rows still running count)."""
-        refined, self._refined = self._refined, [max(width - a, 0) for a in accepted]
-        if not width or refined is None:
-            return
-        self._grow(width)
-        rows = [b for b, live in enumerate(running) if live]
-        kept = np.asarray([accepted[b] for b in rows])[None]
-        carried = np.asarray([refined[b] for b in rows])[None]
-        position = np.arange(width)[:, None]
-        tested = (position <= kept) & (position < carried)  # every draft up to the first rejection
-        # a pass counts once, however many rows it holds: the rows of a batch warm up together, and
-        # a wide batch would otherwise let a decode's first passes outweigh the prior at once
-        self.reached[:width] += tested.mean(1)
-        self.kept[:width] += (tested & (position < kept)).mean(1)
-
-    def expected_tokens(self, widest: int) -> np.ndarray:
-        """E[tokens committed per row] for windows 0..widest."""
-        self._grow(widest)
-        chain = np.cumprod(self.kept[:widest] / self.reached[:widest])
-        return np.concatenate([[1.0], 1.0 + np.cumsum(chain)])
-
-    def rates(self, size: int) -> list[float]:
-        """The estimated acceptance at positions 0..size-1."""
-        self._grow(size)
-        return (self.kept[:size] / self.reached[:size]).tolist()
-
-    @classmethod
-    def of_trace(cls, trace, size: int) -> AcceptanceStats:
-        """The acceptance a finished decode showed (each position starts from an even prior of weight 1)."""
-        stats = cls(weight=1.0)
-        for width, counts in zip(trace.widths, trace.committed.tolist()):
-            stats.update([max(c - 1, 0) for c in counts], width, [c > 0 for c in counts])
-        stats._grow(size)
-        return stats
+PRIOR_PASSES = 16.0  # passes of agreement with the calibration the online correction starts from
+WARMUP_PASSES = 8  # a decode's first passes with drafts do not count: Jacobi iteration is warming up
 
 
 @attrs.define
 class WindowPlanner:
-    """Chooses each pass's window from a cost profile and the acceptance seen so far."""
+    """Chooses each pass's window from a cost profile and the tokens this decode's passes committed."""
 
     profile: CostProfile
-    stats: AcceptanceStats
+    observed: float = PRIOR_PASSES  # extra tokens per row committed (plus the prior's)
+    predicted: float = PRIOR_PASSES  # extra tokens per row the calibration predicted for those passes
+    passes: int = 0  # passes with drafts seen so far
+    _choices: dict = attrs.field(factory=dict, repr=False)
+    _costs: dict = attrs.field(factory=dict, repr=False)
 
     @classmethod
     def for_profile(cls, profile: CostProfile) -> WindowPlanner:
-        return cls(profile, AcceptanceStats(list(profile.acceptance)))
+        return cls(profile)
+
+    @property
+    def scale(self) -> float:
+        """How much more (> 1) or less this decode commits than the calibration predicts."""
+        return self.observed / self.predicted
+
+    def expected_tokens(self, window: int) -> float:
+        """Tokens a row is expected to commit in a pass of `window` drafts."""
+        return 1.0 + self.scale * (self.profile.tokens_per_pass(window) - 1.0)
+
+    def update(self, accepted: list[int], width: int, running: list[bool]) -> None:
+        """Record a pass: row b kept `accepted[b]` of `width` drafts (rows still running count)."""
+        kept = [a for a, live in zip(accepted, running) if live]
+        if width and kept:
+            self.passes += 1
+            if self.passes <= WARMUP_PASSES:
+                return  # drafts start blind: early passes say little about the rest of the decode
+            # per row, averaged over the batch: a pass counts once however many rows it holds
+            self.observed += sum(kept) / len(kept)
+            self.predicted += self.profile.tokens_per_pass(width) - 1.0
 
     def choose(self, rows: int, widest: int) -> int:
         """The window (<= widest) with the most expected committed tokens per second."""
         candidates = [w for w in CANDIDATES if w <= widest]
         if widest not in candidates:
             candidates.append(widest)
-        tokens = self.stats.expected_tokens(widest)
-        return max(candidates, key=lambda w: tokens[w] / self.profile.pass_seconds(rows, w))
+        key = (rows, widest, self.scale)
+        if key not in self._choices:  # the same estimate gives the same choice: computed once
+            self._choices[key] = max(candidates, key=lambda w: self.expected_tokens(w) / self._seconds(rows, w))
+        return self._choices[key]
+
+    def _seconds(self, rows: int, window: int) -> float:
+        if (rows, window) not in self._costs:
+            self._costs[rows, window] = self.profile.pass_seconds(rows, window)
+        return self._costs[rows, window]

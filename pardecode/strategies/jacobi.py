@@ -70,7 +70,8 @@ class Jacobi(Strategy):
 
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict:
         accepted, next_token = self.accept(ctx, proposal.tokens, p)
-        self._redraft(ctx, self.outputs(ctx, p), p, accepted, next_token)
+        if proposal.width:  # a pass without drafts (an automatic window chose AR) leaves nothing to carry
+            self._redraft(ctx, self.outputs(ctx, p), p, accepted, next_token)
         return Verdict(accepted, next_token)
 
     def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
