@@ -20,6 +20,7 @@ import torch
 from .backbone import Backbone, NoisyInputs, Session, Window
 from .config import SamplingConfig
 from .errors import BackboneError, ConfigError
+from .fronts import Fronts
 from .sampling import target_probs
 from .strategy import DecodeContext, Proposal, Strategy, Verdict
 from .trace import DecodeResult, Trace
@@ -63,17 +64,22 @@ class Decoder:
             committed=torch.zeros(batch, dtype=torch.long, device=device),
             token_embeddings=backbone.token_embeddings if backbone.noise_ready() else None,
             backbone=backbone.name,
+            layout=self.layout,
         )
         self.span_valid = torch.zeros(batch, 0, dtype=torch.bool, device=device)
         self.widths: list[int] = []
         self.counts: list[torch.Tensor] = []
         self.forward_seconds: list[float] = []
         self.step_seconds: list[float] = []
+        self.fronts: Fronts | None = None  # set once a proposal places its slots (core/fronts.py)
 
     def step(self) -> None:
         ctx, start = self.ctx, time.perf_counter()
         # propose
         proposal = self.strategy.propose(ctx)
+        if proposal.offsets is not None or self.fronts is not None:  # placed slots: core/fronts.py
+            self.fronts = self.fronts or Fronts(self)
+            return self.fronts.step(proposal, start)
         _check_proposal(proposal, ctx.batch, ctx.vocab_size, self.strategy)
         width = proposal.width
         first = ctx.step == 0
