@@ -9,6 +9,7 @@ def pardecode_register_strategies(register):
     from .jacobi import Jacobi
     from .sjd import SJD
     from .sjd2 import SJD2
+    from .zipar import ZipAR
 
-    for cls in (AR, Jacobi, SJD, SJD2):
+    for cls in (AR, Jacobi, SJD, SJD2, ZipAR):
         register(cls.name, cls, cls.__doc__)
