@@ -20,15 +20,19 @@ GRID = dict(vocab_size=4, grid=(2, 2), sharpness=1.5, seed=5)
 @pytest.mark.parametrize("name,options,sampling", [
     ("zipar", {"window": 2}, SamplingConfig()),
     ("zipar", {"window": 5}, SamplingConfig(cfg_scale=2.0, top_k=2)),
+    ("pjd", {"rows": 1, "window": 2}, SamplingConfig()),
+    ("pjd", {"rows": 1, "window": 3, "coupling": "independent", "init": "random"}, SamplingConfig(temperature=0.8, top_k=3)),
 ])
 def test_row_parallel_at_the_exact_knob_matches_exact_ar(name, options, sampling):
+    """zipar at window >= cols; pjd at rows=1, which declares itself lossless, so the loop also
+    checks every commit's context."""
     backbone = ToyBackbone(**GRID)
     counts, probs, result = empirical_counts(backbone, get_strategy(name, **options), sampling)
     assert backbone.layout().is_valid(result.tokens).all()
     assert pooled_chisquare(counts, probs) > ALPHA
 
 
-@pytest.mark.parametrize("name,options", [("zipar", {"window": 1})])
+@pytest.mark.parametrize("name,options", [("zipar", {"window": 1}), ("pjd", {"rows": 2, "lag": 1})])
 def test_row_parallel_at_the_lossy_knob_is_detected(name, options):
     backbone = ToyBackbone(**GRID)
     counts, probs, result = empirical_counts(backbone, get_strategy(name, **options), SamplingConfig())

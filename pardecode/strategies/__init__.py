@@ -8,8 +8,9 @@ def pardecode_register_strategies(register):
     from .ar import AR
     from .jacobi import Jacobi
     from .sjd import SJD
+    from .pjd import PJD
     from .sjd2 import SJD2
     from .zipar import ZipAR
 
-    for cls in (AR, Jacobi, SJD, SJD2, ZipAR):
+    for cls in (AR, Jacobi, SJD, SJD2, ZipAR, PJD):
         register(cls.name, cls, cls.__doc__)
