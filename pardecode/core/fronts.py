@@ -225,8 +225,8 @@ class Fronts:
         was_cached = ctx.cached.gather(1, offs.clamp(min=0))
         ctx.tokens[rows[use], commits.offsets[use]] = commits.tokens[use]
         ctx.done[rows[use], commits.offsets[use]] = True
-        complete = self._complete(proposal, used, among, cached)
         approximate = not strategy.lossless and bool(strategy.approximation)
+        complete = None if approximate else self._complete(proposal, used, among, cached)
         if not approximate and width:
             src = commits.source
             from_slot = use & (src >= 1)
