@@ -37,9 +37,9 @@ def test_every_strategy_yields_a_valid_image_layout(family, strategy, greedy):
     try:
         result = decode(bb, strategy, PROMPTS, sampling=sampling, seed=3, size=tiny_models.SMALL_SIZE[family])
     except ConfigError as err:
-        if "temperature" not in str(err):
+        if "temperature" not in str(err) and "has no grid layout" not in str(err):
             raise
-        pytest.skip(f"{strategy} refuses this sampling: {err}")
+        pytest.skip(f"{strategy} refuses this sampling or layout: {err}")
     layout = result.session.layout
     assert result.tokens.shape == (2, layout.length)
     assert bool(layout.is_valid(result.tokens).all())
@@ -50,7 +50,7 @@ def test_every_strategy_yields_a_valid_image_layout(family, strategy, greedy):
 
 @pytest.mark.parametrize("family", FAMILIES)
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
-@pytest.mark.parametrize("strategy", [s for s in strategy_names() if s != "ar"])
+@pytest.mark.parametrize("strategy", [s for s in strategy_names() if s != "ar" and plugins().strategies.get(s).factory().lossless])
 def test_parallel_strategies_at_temperature_zero_equal_greedy_ar(family, cfg, strategy):
     bb = tiny_models.noisy_backbone(family)
     sampling = SamplingConfig(temperature=0, cfg_scale=cfg)

@@ -135,3 +135,29 @@ def test_pending_lists_committed_tokens_the_cache_lacks():
     )
     offs, toks = pending(ctx)
     assert offs.tolist() == [[1, 3], [-1, -1]] and toks.tolist() == [[6, 8], [1, 1]]
+
+
+@pytest.mark.parametrize("family", ["chameleon", "emu3"])
+@pytest.mark.parametrize("name,options,lossy", [
+    ("zipar", {"window": 4}, {"window": 1}),
+    ("pjd", {"rows": 1, "window": 3}, {}),
+])
+def test_row_parallel_at_the_exact_knob_is_greedy_ar_on_hf_families(family, name, options, lossy):
+    """At temperature 0 the exact end of each knob reproduces greedy AR through a real session
+    (4x4 grids: zipar's window 4 waits for whole rows); the lossy end still yields a valid image."""
+    import tiny_models
+
+    bb = tiny_models.backbone(family)
+    size, sampling = tiny_models.SMALL_SIZE[family], SamplingConfig(temperature=0, cfg_scale=3.0)
+    ar = decode(bb, "ar", ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
+    exact = decode(bb, get_strategy(name, **options), ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
+    assert torch.equal(exact.tokens, ar.tokens) and exact.forward_passes < ar.forward_passes
+    lossy = decode(bb, get_strategy(name, **lossy), ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
+    assert bool(lossy.session.layout.is_valid(lossy.tokens).all()) and lossy.forward_passes < exact.forward_passes
+
+
+def test_row_parallel_strategies_refuse_a_span_without_rows():
+    with pytest.raises(ConfigError, match="has no grid layout"):
+        decode(ToyBackbone(length=8), get_strategy("zipar"), ["ab"])
+    with pytest.raises(ConfigError, match="has no grid layout"):
+        decode(ToyBackbone(length=8), get_strategy("pjd"), ["ab"])
