@@ -161,3 +161,35 @@ def test_row_parallel_strategies_refuse_a_span_without_rows():
         decode(ToyBackbone(length=8), get_strategy("zipar"), ["ab"])
     with pytest.raises(ConfigError, match="has no grid layout"):
         decode(ToyBackbone(length=8), get_strategy("pjd"), ["ab"])
+
+
+def test_a_cached_token_fed_again_replaces_its_cached_copy():
+    """Offset 0 is cached at pass 1 and fed again at pass 2: the slot at offset 1 sees it once, so
+    its context is whole (a lossless commit from it is accepted) and its p is the closed form's."""
+    script = [
+        (([], [], None), ([0], [1], [0])),
+        (([1], [0], None), ([1], [0], [1])),
+        (([1, 0], [0, 1], None), ([2], [0], [2])),
+    ]
+    seen = []
+
+    @attrs.define
+    class Recording(Scripted):
+        def verify(self, ctx, proposal, p):
+            seen.append(p)
+            return super().verify(ctx, proposal, p)
+
+    bb = ToyBackbone(vocab_size=4, grid=(2, 3), seed=0)  # cells hold 0 or 1; offset 3 is end-of-line
+    with pytest.raises(IndexError):  # the script stops before the span ends; what matters has run
+        decode(bb, Recording(script), ["ab"], sampling=SamplingConfig(temperature=0))
+    history = torch.tensor([bb.prompt_tokens("ab") + [1, 0]])
+    logits = bb.logits_of(history, torch.ones_like(history, dtype=torch.bool))[0, -1]
+    best = logits.masked_fill(~bb.layout().allowed(torch.tensor(2)), float("-inf")).argmax()
+    torch.testing.assert_close(seen[2][0, 2], torch.nn.functional.one_hot(best, 4).float())
+
+
+@pytest.mark.parametrize("options", [{}, {"mask": "causal", "window": 3}, {"lag": 2, "ahead": 1}, {"rows": 2}])
+def test_pjd_variants_decode_valid_grids_in_fewer_passes(options):
+    bb = ToyBackbone(vocab_size=6, grid=(5, 6), seed=2)
+    result = decode(bb, get_strategy("pjd", **options), PROMPTS, seed=4)
+    assert bool(bb.layout().is_valid(result.tokens).all()) and result.forward_passes < bb.layout().length // 2

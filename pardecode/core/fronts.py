@@ -5,7 +5,9 @@ single-window path of core/loop.py is untouched (and pays nothing for it). The c
 
 - slots: `Proposal.tokens` Long[B, W] at `Proposal.offsets` Long[B, W] (-1: an unused slot). A slot
   holds a draft, or re-feeds a committed token the cache does not hold yet (`ctx.done & ~ctx.cached`:
-  the loop never feeds anything on its own here, so strategies feed what they committed).
+  the loop never feeds anything on its own here, so strategies feed what they committed). Feeding a
+  cached token again is allowed (its output is needed once more); for the slots that see the new
+  copy it replaces the cached one, which stays cached.
 - attention: slot i sees every cached slot at a smaller offset, the slots of the same pass that
   `Proposal.attends` allows (default: every slot at a smaller offset) and itself. Seeing a slot at
   the same or a larger offset is refused: no token may see its own future.
@@ -124,6 +126,12 @@ class Fronts:
                 raise _fail(strategy, f"let slot {i} (offset {int(offs[b, i])}) attend to slot {j} (offset {int(offs[b, j])}) of row {b}; a slot sees only used slots at smaller offsets")
         among = among | torch.eye(offs.shape[1], dtype=torch.bool, device=offs.device)
         cached = self.valid[:, None, :] & (self.offsets[:, None, :] < offs[:, :, None]) & used[:, :, None]
+        refed = used & ctx.cached.gather(1, at)
+        if bool(refed.any()):  # a committed token fed again replaces its cached copy for the slots seeing it
+            b, w = offs.shape
+            seen = torch.zeros(b, w, ctx.length + 1, dtype=torch.long, device=offs.device)
+            seen.scatter_add_(2, torch.where(refed, offs, ctx.length)[:, None, :].expand(b, w, w), among.long())
+            cached &= seen.gather(2, self.offsets.clamp(0, ctx.length - 1)[:, None, :].expand_as(cached)) == 0
         return used, among, cached
 
     def _check_commits(self, commits, proposal: Proposal, first: bool) -> torch.Tensor:
@@ -275,9 +283,15 @@ class Fronts:
             self.valid = torch.arange(longest, device=valid.device) < counts.unsqueeze(1)
 
 
-def pending(ctx) -> tuple[torch.Tensor, torch.Tensor]:
-    """(offsets Long[B, P], tokens Long[B, P]): committed tokens the cache lacks, by offset (-1 pads)."""
+def pending(ctx, also: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(offsets Long[B, P], tokens Long[B, P]): committed tokens the cache lacks, by offset (-1 pads).
+
+    `also` (Bool[B, length]) adds committed offsets to feed again although cached (a strategy that
+    needs their output once more); a re-fed slot hides its cached copy from the queries seeing it.
+    """
     waiting = ctx.done & ~ctx.cached
+    if also is not None:
+        waiting = waiting | (also & ctx.done)
     count = waiting.sum(1)
     width = int(count.max()) if count.numel() else 0
     order = torch.sort((~waiting).to(torch.uint8), dim=1, stable=True).indices[:, :width]

@@ -34,11 +34,17 @@ from .drafting import check_coupling, random_tokens
 from .zipar import forced_commits, grid_of, row_cells
 
 PJD_INITS = ("above", "random")
+PJD_MASKS = ("row", "causal")
 
 
 def _non_negative(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def _check_mask(_, attribute, value):
+    if value not in PJD_MASKS:
+        raise ConfigError(f"{attribute.name} must be one of {list(PJD_MASKS)}, got {value!r}")
 
 
 def _check_init(_, attribute, value):
@@ -59,6 +65,10 @@ class PJD(Strategy):
     rows: int = attrs.field(default=64, validator=positive_int("rows"))
     #: columns a row may run past the `lag` limit (0: never; larger: more parallel, less context)
     ahead: int = attrs.field(default=0, validator=lambda _, a, v: _non_negative(a.name, v))
+    #: "row": a row's drafts see committed tokens and their own row (the paper's row-causal mask);
+    #: "causal": also the drafts of the rows above, and a row may then follow the row above within
+    #: the same pass (its commits stop `lag` columns behind what the row above commits in that pass)
+    mask: str = attrs.field(default="row", validator=_check_mask)
     init: str = attrs.field(default="above", validator=_check_init)
     coupling: str = attrs.field(default="gumbel", validator=check_coupling)
     # per image row: drafts for the row's next `window` cells and their draft distributions
@@ -106,12 +116,7 @@ class PJD(Strategy):
     def propose(self, ctx: DecodeContext) -> Proposal:
         grid = grid_of(ctx, self.name)
         b, w, stride = ctx.batch, self.window, grid.cols + 1
-        if ctx.done is None:  # first pass: row 0 alone, fed by the prompt
-            done = torch.zeros(b, ctx.length, dtype=torch.bool, device=ctx.device)
-            pend_off = pend_tok = torch.zeros(b, 0, dtype=torch.long, device=ctx.device)
-        else:
-            done = ctx.done
-            pend_off, pend_tok = pending(ctx)
+        done = ctx.done if ctx.done is not None else torch.zeros(b, ctx.length, dtype=torch.bool, device=ctx.device)
         cells, started, complete = self._rows_state(ctx, done)
         active = started & ~complete
         count = active.sum(1)
@@ -129,7 +134,8 @@ class PJD(Strategy):
         above = at_row - 1
         above_cells = torch.where(above >= 0, cells.gather(1, above.clamp(min=0)), grid.cols + self.lag + self.window)
         above_cells = torch.where(above_cells >= grid.cols, grid.cols + self.lag + self.window, above_cells)
-        reach = (above_cells - self.lag + self.ahead - (start - at_row * stride)).clamp(0, self.window)
+        bound = above_cells + (self.window if self.mask == "causal" else 0)  # causal: the row above may move this pass
+        reach = (bound - self.lag + self.ahead - (start - at_row * stride)).clamp(0, self.window)
         ok = front_ok.unsqueeze(2) & (offs < row_end) & (k < reach.unsqueeze(2))
 
         # rows just started get fresh drafts
@@ -144,13 +150,22 @@ class PJD(Strategy):
             self._live = self._live.scatter(1, row, self._live.gather(1, row) | front_ok)
         drafts = self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w))
 
-        # the front's input: the committed token just before it (the prompt's output at the first pass)
+        # the front's input: the committed token just before it (the prompt's output at the first pass),
+        # fed again if the cache holds it already (a next token equal to the draft fed at its offset)
+        if ctx.done is None:  # first pass: row 0 alone, fed by the prompt
+            pend_off = pend_tok = torch.zeros(b, 0, dtype=torch.long, device=ctx.device)
+        else:
+            inputs = torch.zeros_like(done)
+            inputs[torch.arange(b, device=ctx.device).unsqueeze(1).expand_as(start)[front_ok & (start > 0)],
+                   (start - 1)[front_ok & (start > 0)]] = True
+            pend_off, pend_tok = pending(ctx, also=inputs)
         p_count = pend_off.shape[1]
         slot_of = torch.full((b, ctx.length + 1), -1, dtype=torch.long, device=ctx.device)
         slot_of.scatter_(1, torch.where(pend_off >= 0, pend_off, ctx.length), torch.arange(p_count, device=ctx.device).expand(b, -1))
         before = (start - 1).clamp(min=0)
-        input_entry = torch.where(start == 0, 0, 1 + slot_of.gather(1, before))
-        if bool((front_ok & (input_entry < 0)).any()):
+        input_slot = slot_of.gather(1, before)
+        input_entry = torch.where(start == 0, 0, 1 + input_slot)
+        if bool((front_ok & (start > 0) & (input_slot < 0)).any()):
             raise ConfigError("pjd lost the input of a row front (its last token is cached already); this is a bug")
         draft_entry = 1 + p_count + torch.arange(f * w, device=ctx.device).view(1, f, w)
         entries = torch.cat([input_entry.unsqueeze(2), draft_entry.expand(b, -1, -1)], 2)  # [B, F, W+1]
@@ -160,9 +175,11 @@ class PJD(Strategy):
         tokens = torch.cat([pend_tok, drafts.reshape(b, f * w)], 1)
         front = torch.cat([torch.full_like(pend_off, -1), torch.arange(f, device=ctx.device).repeat_interleave(w).expand(b, -1)], 1)
         used = offsets >= 0
-        same_row = (front[:, None, :] == -1) | (front[:, None, :] == front[:, :, None])
-        attends = (offsets[:, None, :] < offsets[:, :, None]) & used[:, None, :] & used[:, :, None] & same_row
-        self._pass = dict(row=row, front_ok=front_ok, start=start, ok=ok, drafts=drafts, entries=entries)
+        attends = (offsets[:, None, :] < offsets[:, :, None]) & used[:, None, :] & used[:, :, None]
+        if self.mask == "row":
+            attends &= (front[:, None, :] == -1) | (front[:, None, :] == front[:, :, None])
+        self._pass = dict(row=row, front_ok=front_ok, start=start, ok=ok, drafts=drafts, entries=entries,
+                          column=start - at_row * stride)
         return Proposal(tokens, offsets=offsets, attends=attends)
 
     def _store(self, row, front_ok, drafts, q) -> None:
@@ -188,7 +205,12 @@ class PJD(Strategy):
         u = torch.rand(a.shape, generator=ctx.generator, device=ctx.device)
         accepted = first_false(u < a)
         dist = correction_distribution(pf, d, q, accepted)
-        dist = torch.where((accepted >= n_valid).unsqueeze(1), _at(pf, accepted), dist)  # every valid draft kept: bonus
+        stopped = accepted >= n_valid  # every valid draft kept: the next token is a plain draw (bonus)
+        if self.mask == "causal" and f > 1:
+            accepted, capped = self._follow(ctx, accepted.view(b, f), s["column"], front_ok)
+            stopped = stopped | capped.view(-1)
+            accepted = accepted.view(-1)
+        dist = torch.where(stopped.unsqueeze(1), _at(pf, accepted), dist)
         next_token = sample(dist, ctx.generator)
 
         # commits: the accepted run, then the next token unless it would be the end-of-line
@@ -205,6 +227,22 @@ class PJD(Strategy):
         rows_idx = torch.arange(b, device=ctx.device)[:, None, None].expand_as(offs)
         after[rows_idx[use], offs[use]] = True
         return Commits.cat(drawn, forced_commits(ctx, grid, after, self._starts(ctx, after)))
+
+    def _follow(self, ctx, accepted, column, front_ok):
+        """(accepted, capped) Long/Bool[B, F]: each row's run stopped `lag` columns behind what the
+        row above commits in this pass (fronts are active rows in order, so the row above an active
+        row is the previous front or complete). Stopping verification early keeps each row's own
+        draw a plain sample from p at the stop."""
+        cols = ctx.layout.cols
+        out = [accepted[:, 0]]
+        capped = [torch.zeros_like(front_ok[:, 0])]
+        for i in range(1, accepted.shape[1]):  # one step per active row, not per token
+            above = (column[:, i - 1] + out[-1] + 1).clamp(max=cols)
+            limit = torch.where(front_ok[:, i - 1] & (above < cols), above - self.lag + self.ahead - column[:, i], cols)
+            limit = limit.clamp(min=0)
+            capped.append(front_ok[:, i] & (accepted[:, i] > limit))
+            out.append(torch.minimum(accepted[:, i], limit))
+        return torch.stack(out, 1), torch.stack(capped, 1)
 
     def _starts(self, ctx: DecodeContext, after: torch.Tensor) -> torch.Tensor:
         """Bool[B, R]: rows whose end-of-line is committed now (the row below starts, or it is the last)."""
