@@ -8,7 +8,8 @@ its column + `lag`, so rows never overtake the context they read; `ahead` loosen
 columns), and at most `rows` rows are active at a time. Every pass scores, in one forward,
 the committed tokens the cache lacks and W drafts per active row; each row's drafts see the
 committed tokens and the earlier drafts of their own row only (the row-causal mask: another row's
-unverified drafts never leak in). Each row then verifies its window as SJD does (min(1, p/q),
+unverified drafts never leak in; `mask="causal"` lets them see the rows above too, and a row then
+follows what the row above commits in the same pass). Each row then verifies its window as SJD does (min(1, p/q),
 residual resample, bonus), keeps its accepted run plus one token, and carries the rest of the
 pass's outputs over as its next drafts (Jacobi update). A row's first drafts copy the token above
 (`init="above"`) or are uniform (`"random"`); redraws are Gumbel-coupled by default, as in SJD.
@@ -229,17 +230,18 @@ class PJD(Strategy):
         return Commits.cat(drawn, forced_commits(ctx, grid, after, self._starts(ctx, after)))
 
     def _follow(self, ctx, accepted, column, front_ok):
-        """(accepted, capped) Long/Bool[B, F]: each row's run stopped `lag` columns behind what the
-        row above commits in this pass (fronts are active rows in order, so the row above an active
-        row is the previous front or complete). Stopping verification early keeps each row's own
-        draw a plain sample from p at the stop."""
+        """(accepted, capped) Long/Bool[B, F]: each row's run stopped `lag` columns behind the drafts
+        the row above keeps in this pass (the ones its drafts saw, and which are now committed);
+        fronts are active rows in order, so the row above an active row is the previous front or
+        complete. -1: the row commits nothing this pass (its next token would have seen a draft the
+        row above rejected). Stopping verification early keeps the stop's draw a plain sample of p."""
         cols = ctx.layout.cols
         out = [accepted[:, 0]]
         capped = [torch.zeros_like(front_ok[:, 0])]
         for i in range(1, accepted.shape[1]):  # one step per active row, not per token
-            above = (column[:, i - 1] + out[-1] + 1).clamp(max=cols)
+            above = column[:, i - 1] + out[-1].clamp(min=0)  # cells of the row above that this pass saw as final
             limit = torch.where(front_ok[:, i - 1] & (above < cols), above - self.lag + self.ahead - column[:, i], cols)
-            limit = limit.clamp(min=0)
+            limit = limit.clamp(min=-1)
             capped.append(front_ok[:, i] & (accepted[:, i] > limit))
             out.append(torch.minimum(accepted[:, i], limit))
         return torch.stack(out, 1), torch.stack(capped, 1)
