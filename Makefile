@@ -1,6 +1,7 @@
 # `make test` and `make demo` set everything up from nothing: a virtualenv in .venv, the CPU build
 # of torch, pardecode and its test dependencies, and the Fashion-MNIST data (Debian package).
-# `make test-lowest` runs the tests again against the lowest dependency versions pyproject.toml allows.
+# `make test-lowest` runs the tests again against the lowest dependency versions pyproject.toml allows
+# (the optional vqgan/big extras are left out there: their tests skip without them).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,6 +10,8 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the CPU wheel (a plain `torch` would pull a multi-GB CUDA build)
 TORCH := torch==2.13.0
+EXTRAS := test,bench,vqgan,big
+LOWEST_EXTRAS := test,bench
 
 .PHONY: install data test test-lowest demo bench clean
 
@@ -19,16 +22,16 @@ define setup_venv
 	@echo "pardecode: installing into $(1) (log: $(1)/install.log)"
 	@[ -x $(1)/bin/python ] || $(PYTHON) -m venv $(1)
 	@( $(1)/bin/pip install --upgrade pip && $(1)/bin/pip install $(TORCH) \
-	   && $(1)/bin/pip install $(2) -e '.[test,bench]' ) > $(1)/install.log 2>&1 \
+	   && $(1)/bin/pip install $(2) -e '.[$(3)]' ) > $(1)/install.log 2>&1 \
 	   || { tail -30 $(1)/install.log; exit 1; }
 	@touch $(1)/.installed
 endef
 
 $(VENV)/.installed: pyproject.toml
-	$(call setup_venv,$(VENV),)
+	$(call setup_venv,$(VENV),,$(EXTRAS))
 
 $(LOWEST)/.installed: pyproject.toml .ci/lowest.txt
-	$(call setup_venv,$(LOWEST),-c .ci/lowest.txt)
+	$(call setup_venv,$(LOWEST),-c .ci/lowest.txt,$(LOWEST_EXTRAS))
 
 data: $(FASHION)
 

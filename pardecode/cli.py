@@ -28,12 +28,22 @@ def _options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
     return out
 
 
+def _window(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto', got {text!r}") from None
+
+
 def _add_decode_options(p: argparse.ArgumentParser, default_backbone: str) -> None:
     p.add_argument("--backbone", default=default_backbone, help="registered backbone name (see `pardecode list`)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="backbone option, e.g. path=/ckpt")
     p.add_argument("--strategy", default="sjd", help="registered strategy name (see `pardecode list`)")
     p.add_argument("-S", "--strategy-option", action="append", metavar="KEY=VALUE", help="strategy option, e.g. init=repeat")
-    p.add_argument("--window", type=int, help="draft window of parallel strategies")
+    p.add_argument("--window", type=_window, help="draft window of parallel strategies: an integer, or 'auto' "
+                   "(chosen per pass for throughput from this machine's cost profile; the default)")
     p.add_argument("--cfg", type=float, dest="cfg_scale", help="classifier-free guidance scale (1 = off)")
     p.add_argument("--top-k", type=int, help="keep the k most likely tokens (0 = off)")
     p.add_argument("--top-p", type=float, help="nucleus sampling mass (1 = off)")
@@ -100,6 +110,11 @@ def cmd_generate(args) -> int:
             report["note"] = f"{reason}; no PNG written"
         else:
             report["out"] = str(save_grid(images, args.out, scale=args.scale))
+    ar_seconds = _ar_estimate(backbone, sampling, args.batch, length, start) if strategy.name != "ar" else None
+    if ar_seconds is not None:
+        report["ar_seconds_estimate"] = round(ar_seconds, 4)
+    if result.trace.setup_seconds:
+        report["setup_seconds"] = round(result.trace.setup_seconds, 4)
     if args.json:
         print(json.dumps(report))
     else:
@@ -107,9 +122,52 @@ def cmd_generate(args) -> int:
             f"{report['strategy']} on {report['backbone']}: {report['forward_passes']} forward passes for "
             f"{length} tokens per image (AR needs {length}: step compression {report['step_compression']:.2f}x), "
             f"{report['seconds']:.2f} s for {args.batch} image(s)"
+            + (f"; AR would take about {ar_seconds:.2f} s ({ar_seconds / report['seconds']:.2f}x), by this "
+               "machine's cost profile" if ar_seconds else "")
         )
+        if result.trace.setup_seconds > 0.05:
+            print(f"(measured this machine's cost profile first, once: {result.trace.setup_seconds:.1f} s)")
         if args.out:
             print(report.get("note") or f"wrote {report['out']}")
+    return 0
+
+
+def _ar_estimate(backbone, sampling, batch: int, length: int, start: dict) -> float | None:
+    """Seconds AR would take for this batch, from the stored cost profile (None if there is none)."""
+    from .core.cost import CostProfile, profile_key
+
+    profile = CostProfile.load(profile_key(backbone, sampling, start))
+    if profile is None or batch not in profile.batches:
+        return None
+    return length * profile.pass_seconds(batch, 0)
+
+
+def cmd_profile(args) -> int:
+    """Measure and store the cost of one pass by batch size and window (`pardecode.core.cost`)."""
+    import torch
+
+    from .core.cost import CostProfile, measure, profile_key
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    backbone, _, sampling = _build(args)
+    if any(b < 1 for b in args.batches):
+        raise PardecodeError(f"--batch values must be >= 1, got {args.batches}")
+    start = _options(args.start_option, "--start-option")
+    fresh = measure(backbone, sorted(set(args.batches)), sampling=sampling, start_options=start, rounds=args.rounds)
+    stored = CostProfile.load(profile_key(backbone, sampling, start))
+    profile = stored.merged(fresh) if stored else fresh
+    path = profile.save()
+    if args.json:
+        print(json.dumps({"path": str(path), **{k: v for k, v in json.loads(path.read_text()).items()}}))
+        return 0
+    print(f"ms per pass on {args.backbone} ({profile.key['device']}, {profile.key['dtype']}, "
+          f"{profile.key['threads']} threads, guidance {'on' if profile.key['guidance'] else 'off'}):")
+    print("  batch " + "".join(f"{'W=' + str(w):>9}" for w in profile.windows))
+    for b, row in zip(profile.batches, profile.seconds):
+        print(f"  {b:>5} " + "".join(f"{1e3 * t:>9.2f}" for t in row))
+    print("  acceptance by window position (prior): " + " ".join(f"{a:.2f}" for a in profile.acceptance[:8]) + " ...")
+    print(f"stored in {path}")
     return 0
 
 
@@ -167,11 +225,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_overhead)
 
+    p = sub.add_parser("profile", help="measure and store what one pass costs here, by batch size and window")
+    _add_decode_options(p, default_backbone="fashion")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8], metavar="B", help="batch sizes to measure")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_profile)
+
     from .benchmarks.cli import register as register_bench
+    from .benchmarks.speed import register as register_speed
     from .fashion.cli import register as register_train_demo
     from .finetune.cli import register as register_finetune
 
-    for register in (register_train_demo, register_finetune, register_bench):
+    for register in (register_train_demo, register_finetune, register_bench, register_speed):
         register(sub)
     return root
 

@@ -15,3 +15,9 @@ def _fresh_plugins():
     reset_plugins()
     yield
     reset_plugins()
+
+
+@pytest.fixture(autouse=True)
+def _private_profile_cache(tmp_path_factory, monkeypatch):
+    """Cost profiles that tests measure go to a temporary directory, not the user's cache."""
+    monkeypatch.setenv("PARDECODE_CACHE", str(tmp_path_factory.getbasetemp() / "pardecode-cache"))

@@ -62,9 +62,9 @@ def test_source_must_be_path_or_config(family):
 @pytest.mark.parametrize(
     "option, value, message",
     [
-        ("dtype", "float64", r"dtype must be one of \['bfloat16', 'float16', 'float32'\], got 'float64'"),
-        ("dtype", "int8", "dtype must be one of"),
-        ("device", "gpu", r"device must be like 'cpu'.*got 'gpu'"),
+        ("dtype", "float64", r"dtype must be 'auto' or one of \['bfloat16', 'float16', 'float32'\], got 'float64'"),
+        ("dtype", "int8", "dtype must be 'auto' or one of"),
+        ("device", "gpu", r"device must be like 'auto', 'cpu'.*got 'gpu'"),
         ("device", "cuda:7", "not available here"),
     ],
 )

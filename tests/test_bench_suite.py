@@ -102,7 +102,7 @@ def test_fingerprint_ignores_name_but_not_content(tmp_path):
         (("window = [4, 8]", "window = []"), "grid 'window' must be a non-empty list"),
         (("window = [4, 8]", "window = 4"), "grid 'window' must be a non-empty list"),
         (("window = [4, 8]", "window = [4, 4]"), "repeats a value"),
-        (("window = [4, 8]", "window = [0]"), "window must be an integer >= 1, got 0"),
+        (("window = [4, 8]", "window = [0]"), "window must be an integer >= 1 or 'auto', got 0"),
         (("init = [", "flavour = ["), "flavour"),
         (('name = "sjd"', 'name = "sjd"\nparams = { window = 4 }'), r"both in params and in grid"),
         (('name = "ar"', 'name = "ar"\nsampling = { temprature = 0 }'), r"unknown key\(s\) \['temprature'\]"),

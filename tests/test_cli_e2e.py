@@ -71,3 +71,18 @@ def test_output_is_pardecodes_own_even_with_deprecations_as_errors(tmp_path):
     assert proc.returncode == 0 and proc.stderr == "" and proc.stdout == "", proc.stderr
     proc = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, env={**env, "PARDECODE_VERBOSE": "1"})
     assert "Loading weights" in proc.stderr  # asked for: shown
+
+
+def test_profile_then_generate_with_the_automatic_window(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PARDECODE_CACHE": str(tmp_path)}
+    cmd = [sys.executable, "-m", "pardecode.cli"]
+    proc = subprocess.run([*cmd, "profile", "--backbone", "fashion", "--batches", "2", "--rounds", "1", "--threads", "1", "--json"],
+                          capture_output=True, text=True, env=env, check=True)
+    stored = json.loads(proc.stdout)
+    assert stored["batches"] == [2] and len(stored["seconds"][0]) == len(stored["windows"])
+    assert Path(stored["path"]).parent == tmp_path / "profiles"
+    gen = [*cmd, "generate", "--prompt", "a bag", "--batch", "2", "--window", "auto", "--seed", "1", "--json"]
+    report = json.loads(subprocess.run(gen, capture_output=True, text=True, env=env, check=True).stdout)
+    assert report["strategy"] == "sjd" and report["ar_seconds_estimate"] > 0  # AR's time, from the profile
+    bad = subprocess.run([*cmd, "generate", "--prompt", "a bag", "--window", "wide"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "must be an integer >= 1 or 'auto', got 'wide'" in bad.stderr

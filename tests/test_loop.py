@@ -125,10 +125,11 @@ def test_unknown_names_list_the_known_ones():
         get_backbone("nope")
 
 
-@pytest.mark.parametrize("window", [0, -3, 2.5, True])
-def test_window_must_be_a_positive_integer(window):
-    with pytest.raises(ConfigError, match=rf"window must be an integer >= 1, got {window!r}"):
+@pytest.mark.parametrize("window", [0, -3, 2.5, True, "Auto"])
+def test_window_must_be_a_positive_integer_or_auto(window):
+    with pytest.raises(ConfigError, match=rf"window must be an integer >= 1 or 'auto', got {window!r}"):
         get_strategy("sjd", window=window)
+    assert get_strategy("sjd", window="auto").window == get_strategy("sjd").window == "auto"
 
 
 def test_unknown_coupling():

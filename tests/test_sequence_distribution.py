@@ -22,9 +22,9 @@ ALPHA = 1e-3
 ROWS = 20_000
 
 
-def empirical_counts(backbone, strategy, sampling, seed=0):
+def empirical_counts(backbone, strategy, sampling, seed=0, profile=None):
     seqs, probs = backbone.exact_distribution("ab", sampling)
-    result = decode(backbone, strategy, ["ab"] * ROWS, sampling=sampling, seed=seed)
+    result = decode(backbone, strategy, ["ab"] * ROWS, sampling=sampling, seed=seed, profile=profile)
     v = backbone.vocab_size
     codes = (result.tokens * v ** torch.arange(result.tokens.shape[1] - 1, -1, -1)).sum(1)
     index = (seqs * v ** torch.arange(seqs.shape[1] - 1, -1, -1)).sum(1)

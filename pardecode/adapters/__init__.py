@@ -37,6 +37,7 @@ def _load_styled(
     tokenizer: Any,
     dtype: str,
     device: str,
+    device_map: Any,
     style: dict[str, Any],
 ):
     """A backbone of a family dressed by a style (Emu3, Janus): `backbone_class` loaded from the checkpoint
@@ -47,7 +48,9 @@ def _load_styled(
     except TypeError as err:
         raise ConfigError(f"{family}: {err}") from None
     if path is not None:
-        return backbone_class.from_pretrained(path, tokenizer=tokenizer, dtype=dtype, device=device, style=settings)
+        return backbone_class.from_pretrained(
+            path, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, style=settings
+        )
     return backbone_class.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
 
 
@@ -57,21 +60,32 @@ def load_chameleon(
     config: Any = None,
     tokenizer: Any = None,
     spec: Any = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = "auto",
+    device: str = "auto",
+    device_map: Any = None,
     image_decoder: Any = None,
+    vqgan: str | Path | None = None,
+    target_size: Any = None,
 ):
     """Lumina-mGPT-style backbone from a checkpoint directory, or a random model from a ChameleonConfig.
 
     `tokenizer` (a directory or tokenizer object) overrides the checkpoint's own, e.g. when a checkpoint
-    ships its tokenizer in a non-transformers format.
+    ships its tokenizer in a non-transformers format. `vqgan` is a directory with Meta's vqgan.yaml and
+    vqgan.ckpt (found in or beside the checkpoint when not given); `target_size` the resolution the
+    checkpoint was trained for when its name does not say. `dtype`/`device` "auto": bfloat16 on CUDA
+    when there is one, else the checkpoint's dtype on the CPU; `device_map` places a model too large
+    for one device (accelerate).
     """
     from .chameleon import ChameleonBackbone
 
     _source("chameleon", path, config)
+    if vqgan is not None and image_decoder is not None:
+        raise ConfigError("give one of vqgan= (a VQGAN directory) or image_decoder=, not both")
+    image_decoder = vqgan if vqgan is not None else image_decoder
     if path is not None:
         return ChameleonBackbone.from_pretrained(
-            path, tokenizer=tokenizer, dtype=dtype, device=device, image_decoder=image_decoder
+            path, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map,
+            image_decoder=image_decoder, target_size=target_size,
         )
     return ChameleonBackbone.from_config(
         config, tokenizer=tokenizer, spec=spec, dtype=dtype, device=device, image_decoder=image_decoder
@@ -83,18 +97,19 @@ def load_emu3(
     *,
     config: Any = None,
     tokenizer: Any = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = "auto",
+    device: str = "auto",
+    device_map: Any = None,
     **style: Any,
 ):
     """Emu3 backbone from a checkpoint directory, or a random model from an Emu3Config.
 
     `style` overrides the reference prompt dressing (prompt_suffix, negative_prompt, image_area,
-    default_size, cfg_scale, top_k).
+    default_size, cfg_scale, top_k). dtype, device and device_map as for chameleon.
     """
     from .emu3 import Emu3Backbone, Emu3Style
 
-    return _load_styled("emu3", Emu3Backbone, Emu3Style, path, config, tokenizer, dtype, device, style)
+    return _load_styled("emu3", Emu3Backbone, Emu3Style, path, config, tokenizer, dtype, device, device_map, style)
 
 
 def load_janus(
@@ -102,17 +117,19 @@ def load_janus(
     *,
     config: Any = None,
     tokenizer: Any = None,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = "auto",
+    device: str = "auto",
+    device_map: Any = None,
     **style: Any,
 ):
     """Janus / Janus-Pro backbone from a checkpoint directory, or a random model from a JanusConfig.
 
-    `style` overrides the reference prompt_template, cfg_scale and top_k.
+    `style` overrides the reference variant ("janus-pro" or "janus-1.3b", read from the checkpoint's
+    name by default), prompt_template, cfg_scale and top_k. dtype, device and device_map as for chameleon.
     """
     from .janus import JanusBackbone, JanusStyle
 
-    return _load_styled("janus", JanusBackbone, JanusStyle, path, config, tokenizer, dtype, device, style)
+    return _load_styled("janus", JanusBackbone, JanusStyle, path, config, tokenizer, dtype, device, device_map, style)
 
 
 def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, name: str = "fashion"):

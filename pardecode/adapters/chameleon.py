@@ -6,11 +6,18 @@ the prompt), the unconditional branch that starts at the start-of-image token, a
 built-in image-logit mask, which `ChameleonForConditionalGeneration.forward` applies because it was
 released as a model that reads images but does not write them: we run `ChameleonModel` + `lm_head`.
 Token ids come from `pardecode.json` in the checkpoint directory, else Lumina-mGPT's.
+
+Lumina-mGPT checkpoints as published (`ChameleonXLLMXForConditionalGeneration`) store each layer's
+q_norm/k_norm once per model-parallel shard, [model_parallel_size, head_dim], and repeat them over
+the shard's heads at run time; transformers wants one row per head, so the rows are repeated on load
+(`lumina_norms`). They are trained for one resolution, which their name states (…-7B-768), and
+decode through Meta's VQGAN (`pardecode.adapters.vqgan`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,10 @@ from . import hf
 LUMINA_TEMPLATE = "Generate an image of {W}x{H} according to the following prompt:\n{prompt}"
 LUMINA_SEPARATOR = "<reserved08706>"
 SPEC_FILE = "pardecode.json"
+#: the resolutions Lumina-mGPT checkpoints are published for, as their names spell them (…-7B-768)
+LUMINA_SIZE_IN_NAME = re.compile(r"lumina.*?-(\d{3,4})(?![\dB])", re.IGNORECASE)
+#: where a VQGAN directory (vqgan.yaml + vqgan.ckpt) is looked for around a checkpoint
+VQGAN_PLACES = (".", "vqgan", "tokenizer")
 
 #: decodes Long[N, rows, cols] codebook indices (token id - image_token_range[0]) to images
 ImageDecoder = Callable[[torch.Tensor], Any]
@@ -63,9 +74,14 @@ class ChameleonSpec:
     cfg_scale: float = 3.0
     top_k: int = 2000
     image_decoder: str | None = None
+    #: the unconditional row starts with bos (True), or at the start-of-image token as Lumina-mGPT's
+    #: reference solver builds it: [start-of-image, size_h, size_w]
+    guidance_bos: bool = True
     family: str = "chameleon"
 
     def __attrs_post_init__(self):
+        if not isinstance(self.guidance_bos, bool):
+            raise ConfigError(f"{SPEC_FILE}: guidance_bos must be true or false, got {self.guidance_bos!r}")
         if self.family != "chameleon":
             raise CheckpointError(f"{SPEC_FILE}: family must be 'chameleon' for this adapter, got {self.family!r}")
         lo_hi = self.image_token_range
@@ -100,11 +116,16 @@ class ChameleonSpec:
             raise ConfigError(f"{SPEC_FILE}: {err}; keys allowed: {sorted(known)}") from None
 
     @classmethod
-    def lumina(cls, tokenizer: Any, vocabulary_map: dict[str, int] | None) -> ChameleonSpec:
-        """Lumina-mGPT's ids (its public inference code) for a checkpoint without pardecode.json."""
+    def lumina(
+        cls, tokenizer: Any, vocabulary_map: dict[str, int] | None, size: tuple[int, int] = (768, 768)
+    ) -> ChameleonSpec:
+        """Lumina-mGPT's ids and settings (its public inference code) for a checkpoint without
+        pardecode.json, generating `size` = (W, H) images by default."""
         image = sorted(v for k, v in (vocabulary_map or {}).items() if k.startswith("IMGIMG"))
         bos = tokenizer.bos_token_id
         return cls(
+            default_size=size,
+            guidance_bos=False,
             bos_id=0 if bos is None else int(bos),
             separator_id=hf.token_id(tokenizer, LUMINA_SEPARATOR),
             start_of_image_id=8197,
@@ -136,18 +157,116 @@ class ChameleonSpec:
         return size[1] // self.pixels_per_token, size[0] // self.pixels_per_token
 
 
-def read_spec(root: Path, tokenizer: Any, vocabulary_map: dict[str, int] | None) -> ChameleonSpec:
-    """The checkpoint's pardecode.json, else Lumina-mGPT's defaults."""
+def lumina_size(root: Path) -> int | None:
+    """The resolution a Lumina-mGPT checkpoint's name states (Lumina-mGPT-7B-512 -> 512), if any.
+
+    The hub cache keeps the name in a parent directory (models--Alpha-VLLM--Lumina-mGPT-7B-768/...).
+    """
+    for part in reversed(root.resolve().parts):
+        m = LUMINA_SIZE_IN_NAME.search(part)
+        if m:
+            return int(m.group(1))
+    return None
+
+
+def _target_size(value: Any) -> tuple[int, int]:
+    side = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not (isinstance(side, (tuple, list)) and len(side) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in side)):
+        raise ConfigError(f"target_size must be the checkpoint's resolution in pixels (512, 768, 1024), got {value!r}")
+    return tuple(side)
+
+
+def read_spec(
+    root: Path, tokenizer: Any, vocabulary_map: dict[str, int] | None, target_size: Any = None
+) -> ChameleonSpec:
+    """The checkpoint's pardecode.json, else Lumina-mGPT's defaults at the checkpoint's resolution:
+    `target_size` if given, else the one its name states."""
     path = root / SPEC_FILE
     if not path.is_file():
-        return ChameleonSpec.lumina(tokenizer, vocabulary_map)
+        if target_size is None:
+            side = lumina_size(root)
+            if side is None:
+                raise CheckpointError(
+                    f"{str(root)!r} does not state the resolution it was trained for (neither a {SPEC_FILE} nor a "
+                    "name like Lumina-mGPT-7B-768); pass target_size=512, 768 or 1024 to match the checkpoint"
+                )
+            target_size = side
+        return ChameleonSpec.lumina(tokenizer, vocabulary_map, _target_size(target_size))
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise CheckpointError(f"cannot read {path}: {err}") from None
     if not isinstance(data, dict):
         raise CheckpointError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return ChameleonSpec.from_dict(data)
+    spec = ChameleonSpec.from_dict(data)
+    return spec if target_size is None else attrs.evolve(spec, default_size=_target_size(target_size))
+
+
+def _weight_files(root: Path) -> list[Path]:
+    """The safetensors files of checkpoint `root` (one file, or the shards its index names)."""
+    index = root / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError) as err:
+            raise CheckpointError(f"cannot read {index}: {err!r}") from None
+        return [root / n for n in names]
+    single = root / "model.safetensors"
+    return [single] if single.is_file() else []
+
+
+_NORM_KEY = re.compile(r"model\.layers\.\d+\.self_attn\.(q|k)_norm\.(weight|bias)")
+
+
+def lumina_norms(root: Path, config: dict[str, Any]) -> dict[str, tuple[Path, int]]:
+    """The per-shard q_norm/k_norm tensors of a Lumina-mGPT-layout checkpoint: key -> (file, heads).
+
+    Empty for a transformers-layout checkpoint (one row per head already). A shape that is neither
+    is a CheckpointError.
+    """
+    from safetensors import safe_open
+
+    files = _weight_files(root)
+    if not files:
+        if "ChameleonXLLMXForConditionalGeneration" in (config.get("architectures") or []):
+            raise CheckpointError(
+                f"{str(root)!r} is a Lumina-mGPT checkpoint without safetensors weights; pardecode reads "
+                "Lumina-mGPT's published safetensors layout only"
+            )
+        return {}
+    heads = {"q": config.get("num_attention_heads"), "k": config.get("num_key_value_heads") or config.get("num_attention_heads")}
+    out: dict[str, tuple[Path, int]] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as f:
+            for key in f.keys():
+                m = _NORM_KEY.fullmatch(key)
+                if not m:
+                    continue
+                rows, want = f.get_slice(key).get_shape()[0], heads[m.group(1)]
+                if rows == want:
+                    continue
+                if not isinstance(want, int) or rows < 1 or want % rows:
+                    raise CheckpointError(
+                        f"{file.name}: {key} has {rows} rows, which cannot be spread over {want} attention heads"
+                    )
+                out[key] = (file, want)
+    return out
+
+
+@torch.no_grad()
+def expand_norms(model: Any, norms: dict[str, tuple[Path, int]]) -> None:
+    """Copy each per-shard norm row over its shard's heads (Lumina-mGPT's run-time repeat_interleave)."""
+    from safetensors import safe_open
+
+    for key, (file, heads) in norms.items():
+        with safe_open(str(file), framework="pt") as f:
+            stored = f.get_tensor(key)
+        try:
+            param = model.get_parameter(key)
+        except AttributeError:
+            raise CheckpointError(f"{file.name}: {key} has no counterpart in transformers' Chameleon") from None
+        param.copy_(stored.repeat_interleave(heads // stored.shape[0], dim=0).to(param.device, param.dtype))
 
 
 class ChameleonBackbone(hf.HFBackbone):
@@ -182,16 +301,23 @@ class ChameleonBackbone(hf.HFBackbone):
         self._reserved = set(range(lo, hi)) | {
             spec.bos_id, spec.separator_id, spec.start_of_image_id, spec.end_of_image_id, spec.end_of_line_id
         }
+        names = config.vocabulary_map or (tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else None)
+        self._codebook_index = _codebook_index(names, self.vocab_size)
+        if image_decoder is None and spec.image_decoder is not None:
+            image_decoder = (root or Path(".")) / spec.image_decoder
+        if image_decoder is None and root is not None:
+            image_decoder = find_vqgan(root)
+        if image_decoder is not None and not isinstance(image_decoder, (str, Path)) and not callable(image_decoder):
+            raise ConfigError(f"image_decoder must be a callable or a path, got {type(image_decoder).__name__}")
         self._decoder_source = image_decoder
         self._decoder: ImageDecoder | None = None
         self.no_images_reason: str | None = None
-        if image_decoder is None and spec.image_decoder is None:
+        if image_decoder is None:
             self.no_images_reason = (
                 f"backbone {name!r} has no image decoder: transformers ships Chameleon's VQ encoder only. "
-                "Pass image_decoder=<callable taking Long[N, rows, cols] codebook indices> to decode images."
+                "Pass vqgan=<directory with Meta's vqgan.yaml and vqgan.ckpt> (Lumina-mGPT's "
+                "ckpts/chameleon/tokenizer) or image_decoder=<callable taking Long[N, rows, cols] codebook indices>."
             )
-        elif image_decoder is not None and not isinstance(image_decoder, (str, Path)) and not callable(image_decoder):
-            raise ConfigError(f"image_decoder must be a callable or a file path, got {type(image_decoder).__name__}")
 
     @classmethod
     def from_pretrained(
@@ -199,18 +325,29 @@ class ChameleonBackbone(hf.HFBackbone):
         path: str | Path,
         *,
         tokenizer: Any = None,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = hf.AUTO,
+        device: str | torch.device = hf.AUTO,
+        device_map: Any = None,
         image_decoder: ImageDecoder | str | Path | None = None,
+        target_size: Any = None,
         name: str = "chameleon",
     ) -> ChameleonBackbone:
+        """The checkpoint in directory `path`: transformers' layout or Lumina-mGPT's as published.
+
+        `image_decoder` is a callable, a VQGAN directory or a patch codebook file; without one, a VQGAN
+        directory in or beside the checkpoint is used (`VQGAN_PLACES`). `target_size` is the resolution
+        the checkpoint was trained for, when neither pardecode.json nor its name states it.
+        """
         from transformers import ChameleonForConditionalGeneration
 
+        root = hf.checkpoint_dir(path, ("chameleon",), "chameleon")
+        norms = lumina_norms(root, hf.read_config(root))
         root, tokenizer, model = hf.load_pretrained(
-            path, family="chameleon", model_types=("chameleon",), model_class=ChameleonForConditionalGeneration,
-            tokenizer=tokenizer, dtype=dtype, device=device,
+            root, family="chameleon", model_types=("chameleon",), model_class=ChameleonForConditionalGeneration,
+            tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, reshaped=norms,
         )
-        spec = read_spec(root, tokenizer, model.config.vocabulary_map)
+        expand_norms(model, norms)
+        spec = read_spec(root, tokenizer, model.config.vocabulary_map, target_size)
         backbone = cls(model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name)
         return backbone.with_checkpoint_noise(root)
 
@@ -221,8 +358,8 @@ class ChameleonBackbone(hf.HFBackbone):
         *,
         tokenizer: Any,
         spec: ChameleonSpec | dict[str, Any] | None = None,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = hf.AUTO,
+        device: str | torch.device = hf.AUTO,
         image_decoder: ImageDecoder | None = None,
         name: str = "chameleon",
     ) -> ChameleonBackbone:
@@ -263,7 +400,8 @@ class ChameleonBackbone(hf.HFBackbone):
         image_head = [spec.start_of_image_id, *self.size_tokens(rows, cols)]
         texts = [spec.prompt(width, height, p) for p in prompts]
         cond = [[spec.bos_id, *ids, spec.separator_id, *image_head] for ids in hf.tokenize(self.tokenizer, texts)]
-        uncond = [[spec.bos_id, *image_head] for _ in prompts] if sampling.uses_cfg else None
+        guidance = [spec.bos_id, *image_head] if spec.guidance_bos else image_head
+        uncond = [list(guidance) for _ in prompts] if sampling.uses_cfg else None
         layout = GridLayout(
             rows=rows,
             cols=cols,
@@ -278,10 +416,14 @@ class ChameleonBackbone(hf.HFBackbone):
         """The decoder from codebook indices to images, loaded on first use."""
         if self._decoder is None:
             source = self._decoder_source
-            if source is None and self.spec.image_decoder is not None:
-                source = (self.root or Path(".")) / self.spec.image_decoder
             if isinstance(source, (str, Path)):
-                source = _load_patch_decoder(Path(source))
+                source = _load_decoder(Path(source), self.device)
+            scale = getattr(getattr(source, "config", None), "downsampling", None)
+            if scale is not None and scale != self.spec.pixels_per_token:
+                raise CheckpointError(
+                    f"the VQGAN at {str(self._decoder_source)!r} draws {scale} px per token, but this checkpoint's "
+                    f"images have {self.spec.pixels_per_token} px per token"
+                )
             self._decoder = source
         return self._decoder
 
@@ -289,15 +431,55 @@ class ChameleonBackbone(hf.HFBackbone):
         decoder = self.image_decoder() if self.no_images_reason is None else None
         if decoder is None:
             return None
-        codes = session.layout.grid(tokens.cpu()) - self.spec.image_token_range[0]
-        return hf.to_pil(decoder(codes))
+        grid = session.layout.grid(tokens.cpu())
+        from .vqgan import VQGANDecoder, to_images
+
+        if isinstance(decoder, VQGANDecoder):  # Meta's codebook order, spelled by the image tokens' names
+            if self._codebook_index is None:
+                raise CheckpointError("the config's vocabulary_map names no IMGIMG image tokens for the VQGAN codebook")
+            return to_images(decoder(self._codebook_index[grid]))
+        return hf.to_pil(decoder(grid - self.spec.image_token_range[0]))
 
 
-def _load_patch_decoder(path: Path) -> ImageDecoder:
-    """The project's patch tokenizer (pardecode.fashion.tokenizer) stored at `path`, as a decoder."""
-    if not path.is_file():
-        raise CheckpointError(f"image decoder file {str(path)!r} does not exist")
-    from ..fashion.tokenizer import PatchTokenizer  # imported lazily: only the default model needs it
+def _codebook_index(vocabulary_map: dict[str, int] | None, vocab_size: int) -> torch.Tensor | None:
+    """Long[vocab]: the VQGAN codebook index of each image token, read from its name (IMGIMG + one
+    letter A-J per digit + Z, Meta's spelling); -1 elsewhere. None without such names."""
+    table = torch.full((vocab_size,), -1, dtype=torch.long)
+    found = False
+    for name, tid in (vocabulary_map or {}).items():
+        m = re.fullmatch(r"IMGIMG([A-J]+)Z", name)
+        if m and 0 <= tid < vocab_size:
+            table[tid] = int("".join(str(ord(c) - ord("A")) for c in m.group(1)))
+            found = True
+    return table if found else None
 
-    tokenizer = PatchTokenizer.load(path)
-    return tokenizer.decode
+
+def find_vqgan(root: Path) -> Path | None:
+    """A VQGAN directory in or beside checkpoint `root` (see VQGAN_PLACES), if there is one."""
+    from .vqgan import is_vqgan_dir
+
+    for place in VQGAN_PLACES:
+        if is_vqgan_dir(root / place):
+            return root / place
+    return None
+
+
+def _load_decoder(path: Path, device: torch.device) -> ImageDecoder:
+    """The image decoder stored at `path`: Meta's VQGAN (a directory with vqgan.yaml and vqgan.ckpt, or
+    either file) or the project's patch codebook (a .safetensors file, pardecode.fashion.tokenizer)."""
+    from .vqgan import CONFIG_FILE, WEIGHTS_FILE, VQGANDecoder, is_vqgan_dir
+
+    if path.name in (CONFIG_FILE, WEIGHTS_FILE):
+        path = path.parent
+    if is_vqgan_dir(path):
+        return VQGANDecoder.load(path, device=device)
+    if path.is_file() and path.suffix == ".safetensors":
+        from ..fashion.tokenizer import PatchTokenizer  # imported lazily: only the default model needs it
+
+        return PatchTokenizer.load(path).decode
+    if not path.exists():
+        raise CheckpointError(f"image decoder {str(path)!r} does not exist")
+    raise CheckpointError(
+        f"image decoder {str(path)!r} is neither a VQGAN directory ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
+        "patch codebook (.safetensors)"
+    )

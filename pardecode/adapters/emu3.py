@@ -4,11 +4,14 @@ Quirks owned here: the prompt `bos + text + <|image start|>{h}*{w}<|image token|
 reference generator's quality suffix, the negative prompt as the guidance branch, the image span
 [rows x (cols visual tokens + <|extra_200|>), EOF, EOI, EOS], and decoding through Emu3's own VQ
 decoder. Visual tokens are the `<|visual token......|>` entries of the config's vocabulary map.
+Prompts and the size prompt are tokenised one digit per token, as Emu3's own tokenizer (Qwen's
+pre-tokeniser) does; the tokenizer rebuilt for the transformers conversion would merge "90" into one.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import attrs
@@ -25,6 +28,8 @@ REFERENCE_NEGATIVE = (
     "lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, cropped, "
     "worst quality, low quality, normal quality, jpeg artifacts, signature, watermark, username, blurry."
 )
+#: one decimal digit: Emu3's tokenizer (Qwen's pre-tokeniser) never merges digits
+DIGIT = re.compile(r"(\d)")
 #: special token names, used when the tokenizer does not name them itself (attribute in parentheses)
 SPECIAL_NAMES = {
     "boi_token": "<|image start|>",
@@ -63,11 +68,23 @@ def _special_id(tokenizer: Any, role: str) -> int:
     return hf.token_id(tokenizer, name if isinstance(name, str) else SPECIAL_NAMES[role])
 
 
+#: the original layout (BAAI/Emu3-Gen: remote code, the VQ model in BAAI/Emu3-VisionTokenizer)
+ORIGINAL_LAYOUT = {
+    "Emu3": (
+        "remote code with the VQ model in a separate repository (BAAI/Emu3-VisionTokenizer). Use the "
+        "transformers conversion BAAI/Emu3-Gen-hf, or convert this one with transformers' "
+        "src/transformers/models/emu3/convert_emu3_weights_to_hf.py (in the transformers source tree), "
+        "then pass path= to the converted directory"
+    ),
+}
+
+
 class Emu3Backbone(hf.StyledBackbone):
     """An Emu3 generator: text model + lm_head for scoring, the VQ decoder for images."""
 
     family = "emu3"
     model_types = ("emu3",)
+    foreign_layouts = ORIGINAL_LAYOUT
     start_options = ("size", "negative_prompt")
 
     def __init__(self, model: Any, tokenizer: Any, style: Emu3Style | None = None, *, name: str = "emu3"):
@@ -114,9 +131,18 @@ class Emu3Backbone(hf.StyledBackbone):
         return size[1] // f, size[0] // f
 
     def _rows(self, texts: list[str], rows: int, cols: int) -> list[list[int]]:
-        tail = [self.ids["boi_token"], *hf.tokenize(self.tokenizer, [f"{rows}*{cols}"])[0],
-                self.ids["image_wrapper_token"]]
-        return [[self.tokenizer.bos_token_id, *ids, *tail] for ids in hf.tokenize(self.tokenizer, texts)]
+        tail = [self.ids["boi_token"], *self.size_prompt(rows, cols), self.ids["image_wrapper_token"]]
+        return [[self.tokenizer.bos_token_id, *self.tokenize(t), *tail] for t in texts]
+
+    def tokenize(self, text: str) -> list[int]:
+        """Token ids of `text` with every digit a token of its own, as Emu3's own tokenizer splits them
+        (its pre-tokeniser isolates each digit; text between digits is tokenised as usual)."""
+        pieces = [p for p in DIGIT.split(text) if p]
+        return [i for ids in hf.tokenize(self.tokenizer, pieces) for i in ids]
+
+    def size_prompt(self, rows: int, cols: int) -> list[int]:
+        """Token ids of "{rows}*{cols}": 9, 0, *, 9, 0 for 90 x 90 tokens."""
+        return self.tokenize(f"{rows}*{cols}")
 
     def encode(
         self, prompts: list[str], sampling: SamplingConfig, size: Any = None, negative_prompt: str | None = None

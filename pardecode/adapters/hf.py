@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import inspect
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -28,10 +28,15 @@ from ..core.errors import CheckpointError, ConfigError
 from ..core.layout import TokenLayout
 from ..core.noise import NoiseConditioning
 from ..core.quiet import quiet_loading
+from .kv import ReservedLayer, reserved_cache
 
 _B = TypeVar("_B", bound="HFBackbone")
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+#: `dtype`/`device` value that picks for the machine and the checkpoint (see `choose_dtype`, `parse_device`)
+AUTO = "auto"
+#: accelerate's named placements of a model over the available devices
+DEVICE_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 def parse_dtype(value: str | torch.dtype) -> torch.dtype:
@@ -40,15 +45,20 @@ def parse_dtype(value: str | torch.dtype) -> torch.dtype:
         return value
     if isinstance(value, str) and value.removeprefix("torch.") in DTYPES:
         return DTYPES[value.removeprefix("torch.")]
-    raise ConfigError(f"dtype must be one of {sorted(DTYPES)}, got {value!r}")
+    raise ConfigError(f"dtype must be 'auto' or one of {sorted(DTYPES)}, got {value!r}")
 
 
 def parse_device(value: str | torch.device) -> torch.device:
-    """A torch device that exists on this machine ("cpu", "cuda", "cuda:1", "mps")."""
+    """A torch device that exists on this machine ("auto", "cpu", "cuda", "cuda:1", "mps").
+
+    "auto" is the first CUDA device when there is one, else the CPU.
+    """
+    if value == AUTO:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(value)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"device must be like 'cpu', 'cuda', 'cuda:0' or 'mps', got {value!r}") from None
+        raise ConfigError(f"device must be like 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps', got {value!r}") from None
     if device.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if device.index is not None and device.index >= count or count == 0:
@@ -57,22 +67,81 @@ def parse_device(value: str | torch.device) -> torch.device:
         if not torch.backends.mps.is_available():
             raise ConfigError(f"device {value!r} is not available here; use 'cpu'")
     elif device.type != "cpu":
-        raise ConfigError(f"device must be 'cpu', 'cuda[:i]' or 'mps', got {value!r}")
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got {value!r}")
     return device
 
 
-def checkpoint_dir(path: str | Path, model_types: Sequence[str], family: str) -> Path:
-    """The checkpoint directory `path`, checked to hold a transformers model of one of `model_types`."""
+def choose_dtype(value: str | torch.dtype, device: torch.device, stored: torch.dtype | None) -> torch.dtype:
+    """The dtype to load in: `value`, or for "auto" bfloat16 on CUDA (what published weights are made
+    for) and elsewhere the dtype the checkpoint is stored in (`stored`; float32 when unknown)."""
+    if value != AUTO:
+        return parse_dtype(value)
+    if device.type == "cuda":
+        return torch.bfloat16
+    return stored if stored in DTYPES.values() else torch.float32
+
+
+def stored_dtype(config: dict[str, Any]) -> torch.dtype | None:
+    """The dtype a checkpoint's config.json says its weights are stored in, if it says one we load."""
+    for section in (config, config.get("text_config") or {}, config.get("language_config") or {}):
+        name = section.get("dtype") or section.get("torch_dtype") if isinstance(section, dict) else None
+        if isinstance(name, str) and name.removeprefix("torch.") in DTYPES:
+            return DTYPES[name.removeprefix("torch.")]
+    return None
+
+
+def accelerate_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("accelerate") is not None
+
+
+def placement(device: torch.device, device_map: Any) -> dict[str, Any]:
+    """from_pretrained keywords that put the weights where they run.
+
+    `device_map` (accelerate's "auto", "balanced", "sequential" or a {module: device} dict) spreads a
+    model too large for one device; it needs accelerate. Without one, accelerate (when installed) loads
+    every tensor straight onto `device`; otherwise the model is loaded on the host in its final dtype
+    and moved once.
+    """
+    if device_map is not None:
+        if not (isinstance(device_map, str) and device_map in DEVICE_MAPS or isinstance(device_map, dict)):
+            raise ConfigError(
+                f"device_map must be one of {sorted(DEVICE_MAPS)} or a {{module: device}} mapping, got {device_map!r}"
+            )
+        if not accelerate_available():
+            raise ConfigError(f"device_map={device_map!r} needs accelerate: pip install 'pardecode[big]'")
+        return {"device_map": device_map}
+    return {"device_map": str(device)} if accelerate_available() else {}
+
+
+def read_config(root: Path) -> dict[str, Any]:
+    """The parsed config.json of checkpoint directory `root`."""
+    path = root / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{str(root)!r} has no config.json: not a transformers checkpoint directory")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} must hold a JSON object, got {type(config).__name__}")
+    return config
+
+
+def checkpoint_dir(
+    path: str | Path, model_types: Sequence[str], family: str, foreign: dict[str, str] | None = None
+) -> Path:
+    """The checkpoint directory `path`, checked to hold a transformers model of one of `model_types`.
+
+    `foreign` maps the model_type of a known non-transformers layout of the family to what to do with it.
+    """
     root = Path(path).expanduser()
     if not root.is_dir():
         raise CheckpointError(f"{family} checkpoint directory {str(root)!r} does not exist")
-    config = root / "config.json"
-    if not config.is_file():
-        raise CheckpointError(f"{str(root)!r} has no config.json: not a transformers checkpoint directory")
-    try:
-        model_type = json.loads(config.read_text()).get("model_type")
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {config}: {err}") from None
+    model_type = read_config(root).get("model_type")
+    if model_type in (foreign or {}):
+        raise CheckpointError(f"{str(root)!r} holds {family} in its original {model_type!r} layout: {foreign[model_type]}")
     if model_type not in model_types:
         raise CheckpointError(
             f"{str(root)!r} holds a {model_type!r} model, but the {family} adapter reads model_type "
@@ -108,17 +177,32 @@ def load_pretrained(
     tokenizer: Any,
     dtype: str | torch.dtype,
     device: str | torch.device,
+    device_map: Any = None,
+    foreign: dict[str, str] | None = None,
+    reshaped: Collection[str] = (),
 ) -> tuple[Path, Any, Any]:
     """(root, tokenizer, model): the `model_class` checkpoint in directory `path`, on `device`.
 
     The tokenizer is the checkpoint's own unless `tokenizer` (a directory or tokenizer object)
-    overrides it.
+    overrides it. Weights are read in their final dtype (see `choose_dtype`), never as a float32 copy,
+    and placed by `placement`. `reshaped` names weights stored in another shape, which the caller
+    fills in after loading; any other shape mismatch is a CheckpointError.
     """
-    root = checkpoint_dir(path, model_types, family)
-    dtype, device = parse_dtype(dtype), parse_device(device)
+    root = checkpoint_dir(path, model_types, family, foreign)
+    device = parse_device(device)
+    dtype = choose_dtype(dtype, device, stored_dtype(read_config(root)))
+    where = placement(device, device_map)
     tokenizer = load_tokenizer(root if tokenizer is None else tokenizer, family)
+    options = {"ignore_mismatched_sizes": True, "output_loading_info": True} if reshaped else {}
     with quiet_loading():
-        model = model_class.from_pretrained(str(root), dtype=dtype).to(device)
+        model = model_class.from_pretrained(str(root), dtype=dtype, **where, **options)
+    if reshaped:
+        model, info = model
+        unexpected = sorted(key for key, *_ in info["mismatched_keys"] if key not in reshaped)
+        if unexpected:
+            raise CheckpointError(f"{str(root)!r}: weights of unexpected shape for {family}: {unexpected[:5]}")
+    if not where:
+        model = model.to(device)
     return root, tokenizer, model
 
 
@@ -135,7 +219,8 @@ def build_random(
     """(tokenizer, model): a randomly initialised `model_class` of `config`, which must be a `config_class`."""
     if not isinstance(config, config_class):
         raise ConfigError(f"config must be a transformers {config_class.__name__}, got {type(config).__name__}")
-    dtype, device = parse_dtype(dtype), parse_device(device)
+    device = parse_device(device)
+    dtype = choose_dtype(dtype, device, None)
     tokenizer = load_tokenizer(tokenizer, family)
     model = model_class(config).to(device=device, dtype=dtype)
     return tokenizer, model
@@ -332,8 +417,9 @@ class HFSession(Session):
         inputs = self._inputs(window)
         positions = self._live_rows(self._prompt_len) + self._rows(window.offsets.to(self.device))
         keys = torch.cat([self._live_rows(self._prompt_valid), self._rows(window.key_valid.to(self.device))], 1)
-        if window.first:
-            self._cache = DynamicCache(config=self.body.config)
+        if window.first:  # room for the prompt, the span and a wide window before any re-allocation
+            room = self._prompt_ids.shape[1] + self.layout.length + q + 1
+            self._cache = reserved_cache(self.body.config, room)
             positions = torch.cat([self._prompt_pos, positions], 1)
         fed = positions.shape[1]
         # slots and positions coincide without padding and holes: plain causal attention suffices
@@ -343,7 +429,8 @@ class HFSession(Session):
             mask = additive_mask(keys, fed, self._dtype) if self._padded or window.has_holes else None
         cache = {self._cache_keyword: self._cache}
         hidden = self.body(**inputs, attention_mask=mask, position_ids=positions, **cache, use_cache=True).last_hidden_state
-        logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float()
+        # .to: under a multi-device device_map the head may sit on another device than the inputs
+        logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float().to(self.device)
         self.span_slots += q
         if self._live is not None:  # finished rows: zeros, which the loop never reads
             full = logits.new_zeros(self.batch * self.branches, *logits.shape[1:])
@@ -358,17 +445,21 @@ class HFSession(Session):
             self._cache.crop(-n)
             self.span_slots -= n
 
+    @torch.inference_mode()
     def compact(self, index: torch.Tensor) -> bool:
         layers = getattr(self._cache, "layers", None)
-        if not layers or not all(type(layer) is DynamicLayer and layer.is_initialized for layer in layers):
+        if not layers or not all(type(layer) in (DynamicLayer, ReservedLayer) and layer.is_initialized for layer in layers):
             return False  # sliding-window or quantised caches keep their holes
         rows = self._rows(index.to(self.device))
         prompt = self._prompt_ids.shape[1]
-        for layer in layers:
+        kept = prompt + index.shape[1]
+        for layer in layers:  # gather the kept slots, then write them back in place at the front
             heads, _, dim = layer.keys.shape[1:]
-            at = rows[:, None, :, None].expand(-1, heads, -1, dim)
-            layer.keys = torch.cat([layer.keys[..., :prompt, :], layer.keys[..., prompt:, :].gather(2, at)], 2)
-            layer.values = torch.cat([layer.values[..., :prompt, :], layer.values[..., prompt:, :].gather(2, at)], 2)
+            at = rows.to(layer.keys.device)[:, None, :, None].expand(-1, heads, -1, dim)  # layers may be spread
+            keys, values = layer.keys[..., prompt:, :].gather(2, at), layer.values[..., prompt:, :].gather(2, at)
+            layer.keys, layer.values = layer.keys[..., :kept, :], layer.values[..., :kept, :]
+            layer.keys[..., prompt:, :].copy_(keys)
+            layer.values[..., prompt:, :].copy_(values)
         self.span_slots = index.shape[1]
         return True
 
@@ -492,6 +583,8 @@ class StyledBackbone(HFBackbone):
 
     family: ClassVar[str]  # also the default registry name
     model_types: ClassVar[tuple[str, ...]]  # config.model_type values a checkpoint may declare
+    #: model_type of the family's original (non-transformers) layout -> what to do with such a checkpoint
+    foreign_layouts: ClassVar[dict[str, str]] = {}
 
     @classmethod
     def transformers_classes(cls) -> tuple[type, type]:
@@ -499,21 +592,28 @@ class StyledBackbone(HFBackbone):
         raise NotImplementedError
 
     @classmethod
+    def checkpoint_style(cls, root: Path, style: Any) -> Any:
+        """`style` completed with what checkpoint `root` says about itself (default: unchanged)."""
+        return style
+
+    @classmethod
     def from_pretrained(
         cls,
         path: str | Path,
         *,
         tokenizer: Any = None,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = AUTO,
+        device: str | torch.device = AUTO,
+        device_map: Any = None,
         style: Any = None,
         name: str | None = None,
     ):
         """The checkpoint in `path` (a directory), with its noise conditioning if it ships one."""
         root, tokenizer, model = load_pretrained(
             path, family=cls.family, model_types=cls.model_types, model_class=cls.transformers_classes()[1],
-            tokenizer=tokenizer, dtype=dtype, device=device,
+            tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, foreign=cls.foreign_layouts,
         )
+        style = cls.checkpoint_style(root, style)
         return cls(model, tokenizer, style, name=name or cls.family).with_checkpoint_noise(root)
 
     @classmethod
@@ -523,8 +623,8 @@ class StyledBackbone(HFBackbone):
         *,
         tokenizer: Any,
         style: Any = None,
-        dtype: str | torch.dtype = "float32",
-        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = AUTO,
+        device: str | torch.device = AUTO,
         name: str | None = None,
     ):
         """A randomly initialised model of `config` (tiny models for tests, experiments)."""

@@ -7,10 +7,14 @@ is allowed everywhere and the layout is a `FreeLayout`); the prompt is the DeepS
 closed by <begin_of_image>; the unconditional row is the prompt with every token but bos and
 <begin_of_image> replaced by the pad token (same length, all attended), as Janus' own generator does.
 The image size is fixed by the checkpoint (384 px, 24 x 24 tokens for Janus-Pro).
+Janus-1.3B and Janus-Pro share weights' layout but not their prompt roles (`User` vs `<|User|>`);
+the variant is read from the checkpoint's name unless the style names it.
 """
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -21,22 +25,61 @@ from ..core.errors import ConfigError
 from ..core.layout import FreeLayout
 from . import hf
 
-#: the reference generator's prompt: DeepSeek's SFT format with an empty system prompt
-REFERENCE_TEMPLATE = "<|User|>: {prompt}\n\n<|Assistant|>:"
+#: the reference generators' prompts: DeepSeek's SFT format with an empty system prompt, whose roles
+#: are "<|User|>"/"<|Assistant|>" in Janus-Pro's examples and "User"/"Assistant" in Janus-1.3B's
+TEMPLATES = {
+    "janus-pro": "<|User|>: {prompt}\n\n<|Assistant|>:",
+    "janus-1.3b": "User: {prompt}\n\nAssistant:",
+}
+DEFAULT_VARIANT = "janus-pro"
+REFERENCE_TEMPLATE = TEMPLATES[DEFAULT_VARIANT]
+#: the original layout (deepseek-ai/Janus*: remote code)
+ORIGINAL_LAYOUT = {
+    "multi_modality": (
+        "remote code that transformers does not read. Use a transformers conversion (e.g. deepseek-community/"
+        "Janus-Pro-7B or Janus-Pro-1B), or convert this one with transformers' "
+        "src/transformers/models/janus/convert_janus_weights_to_hf.py (in the transformers source tree), "
+        "then pass path= to the converted directory"
+    ),
+}
+
+
+def variant_of(root: Path) -> str | None:
+    """The Janus variant a checkpoint directory's name (or a hub cache path around it) spells, if any."""
+    for part in reversed(root.resolve().parts):
+        if re.search(r"janus[-_]?pro", part, re.IGNORECASE):
+            return "janus-pro"
+        if re.search(r"janus[-_]?1\.3b", part, re.IGNORECASE):
+            return "janus-1.3b"
+    return None
 
 
 @attrs.frozen
 class JanusStyle:
-    """The reference generator's prompt format and sampling settings, each overridable."""
+    """The reference generator's prompt format and sampling settings, each overridable.
 
-    prompt_template: str = REFERENCE_TEMPLATE
+    `variant` ("janus-pro" or "janus-1.3b") picks the reference prompt roles; None reads it from the
+    checkpoint's name, and Janus-Pro's when the name does not say. `prompt_template` overrides both.
+    """
+
+    variant: str | None = None
+    prompt_template: str | None = None
     cfg_scale: float = 5.0
     top_k: int = 0
 
     def __attrs_post_init__(self):
-        if not isinstance(self.prompt_template, str) or "{prompt}" not in self.prompt_template:
+        if self.variant is not None and self.variant not in TEMPLATES:
+            raise ConfigError(f"variant must be one of {sorted(TEMPLATES)}, got {self.variant!r}")
+        if self.prompt_template is not None and (
+            not isinstance(self.prompt_template, str) or "{prompt}" not in self.prompt_template
+        ):
             raise ConfigError(f"prompt_template must contain '{{prompt}}', got {self.prompt_template!r}")
         SamplingConfig(top_k=self.top_k, cfg_scale=self.cfg_scale)
+
+    @property
+    def template(self) -> str:
+        """The prompt template in use."""
+        return self.prompt_template or TEMPLATES[self.variant or DEFAULT_VARIANT]
 
 
 class JanusBackbone(hf.StyledBackbone):
@@ -44,6 +87,7 @@ class JanusBackbone(hf.StyledBackbone):
 
     family = "janus"
     model_types = ("janus",)
+    foreign_layouts = ORIGINAL_LAYOUT
     start_options = ("size",)
 
     def __init__(self, model: Any, tokenizer: Any, style: JanusStyle | None = None, *, name: str = "janus"):
@@ -78,6 +122,11 @@ class JanusBackbone(hf.StyledBackbone):
         return int(pad)
 
     @classmethod
+    def checkpoint_style(cls, root: Path, style: JanusStyle | None) -> JanusStyle:
+        style = style or JanusStyle()
+        return style if style.variant is not None else attrs.evolve(style, variant=variant_of(root))
+
+    @classmethod
     def transformers_classes(cls) -> tuple[type, type]:
         from transformers import JanusConfig, JanusForConditionalGeneration
 
@@ -89,7 +138,7 @@ class JanusBackbone(hf.StyledBackbone):
                 f"size {size!r} is not producible: this Janus checkpoint generates {self.size[0]}x{self.size[1]} "
                 "images only"
             )
-        texts = [self.style.prompt_template.format(prompt=p) for p in prompts]
+        texts = [self.style.template.format(prompt=p) for p in prompts]
         bos = self.tokenizer.bos_token_id
         cond = [[bos, *ids, self.boi_id] for ids in hf.tokenize(self.tokenizer, texts)]
         uncond = [[bos] + [self.pad_id] * (len(r) - 2) + [self.boi_id] for r in cond] if sampling.uses_cfg else None

@@ -262,6 +262,8 @@ class Fronts:
 
         take = use.sum(1)
         ctx.committed = ctx.committed + take
+        d.remaining = (ctx.length - ctx.committed).tolist()
+        ctx.longest_remaining = max(d.remaining)
         ctx.step += 1
         d.counts.append(take)
         d.step_seconds.append(time.perf_counter() - start)

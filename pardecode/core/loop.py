@@ -12,18 +12,21 @@ early, which keeps the output distribution exact.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
 from .backbone import Backbone, NoisyInputs, Session, Window
 from .config import SamplingConfig
+from .cost import CostProfile, profile_for
 from .errors import BackboneError, ConfigError
 from .fronts import Fronts
+from .layout import TokenLayout
 from .sampling import target_probs
-from .strategy import DecodeContext, Proposal, Strategy, Verdict
+from .strategy import DecodeContext, Proposal, Strategy
 from .trace import DecodeResult, Trace
+from .windows import WindowPlanner
 
 HOLE_FRACTION = 0.25  # compact the span cache once holes exceed this fraction of its slots
 
@@ -32,20 +35,42 @@ def _check_proposal(proposal: Proposal, batch: int, vocab: int, strategy: Strate
     tokens = proposal.tokens
     if tokens.dim() != 2 or tokens.shape[0] != batch or tokens.dtype != torch.long:
         raise ConfigError(f"strategy {strategy.name!r} proposed {tuple(tokens.shape)} {tokens.dtype}; expected Long[{batch}, W]")
-    if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= vocab):
-        raise ConfigError(f"strategy {strategy.name!r} proposed token ids outside [0, {vocab})")
+    if tokens.numel():
+        low, high = torch.stack(torch.aminmax(tokens)).tolist()
+        if low < 0 or high >= vocab:
+            raise ConfigError(f"strategy {strategy.name!r} proposed token ids outside [0, {vocab})")
 
 
-def _check_verdict(verdict: Verdict, width: int, strategy: Strategy) -> None:
-    acc = verdict.accepted
-    if int(acc.min()) < 0 or int(acc.max()) > width:
-        raise ConfigError(f"strategy {strategy.name!r} accepted {acc.tolist()} drafts of a window of {width}")
+def allowed_lookup(layout: TokenLayout, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor | None]:
+    """The layout's allowed-token masks, computed once per decode for every span offset.
+
+    Each pass then indexes a table instead of rebuilding masks. Offsets past the span's end (drafts
+    of rows near their end, never committed) share the mask of the first offset past it. A layout
+    that allows no token somewhere is refused here, once, instead of at every pass.
+    """
+    table = layout.allowed(torch.arange(layout.length + 1, device=device))
+    if table is None:
+        return lambda offsets: None
+    if not bool(table.any(-1).all()):
+        raise BackboneError("the layout allows no token at some position; check the adapter's layout")
+    last = layout.length
+    return lambda offsets: table[offsets.clamp(max=last)]
 
 
 class Decoder:
-    """One decode of a batch: the state the loop carries from pass to pass."""
+    """One decode of a batch: the state the loop carries from pass to pass.
 
-    def __init__(self, backbone: Backbone, session: Session, strategy: Strategy, sampling: SamplingConfig, seed: int):
+    Per-row progress is mirrored in Python integers (one transfer per pass), so the per-pass
+    decisions (which rows run, how wide a window may be, when to compact) need no tensor round trip.
+    """
+
+    def __init__(
+        self, backbone: Backbone, session: Session, strategy: Strategy, sampling: SamplingConfig, seed: int,
+        profile: CostProfile | None = None, start_options: dict[str, Any] | None = None,
+    ):
+        """`profile` sizes automatic windows (default: the stored one for the session's
+        `start_options`, measured if missing)."""
+        self.start_options = start_options or {}
         self.backbone, self.session, self.strategy, self.sampling = backbone, session, strategy, sampling
         self.layout = session.layout
         batch, length = session.batch, session.layout.length
@@ -59,14 +84,23 @@ class Decoder:
             sampling=sampling,
             generator=generator,
             device=device,
-            allowed_at=self.layout.allowed,
-            tokens=torch.zeros(batch, length, dtype=torch.long, device=device),
+            allowed_at=allowed_lookup(self.layout, device),
+            # room for a full window past any row's end: the commit scatters whole windows
+            tokens=torch.zeros(batch, 2 * length + 1, dtype=torch.long, device=device),
             committed=torch.zeros(batch, dtype=torch.long, device=device),
             token_embeddings=backbone.token_embeddings if backbone.noise_ready() else None,
             backbone=backbone.name,
+            longest_remaining=length,
             layout=self.layout,
         )
+        self.ctx.planner = self._plan
+        self._planner: WindowPlanner | None = None if profile is None else WindowPlanner.for_profile(profile)
+        self._planned: tuple[int, int, int] | None = None  # (step, widest, window) of the last choice
+        self.setup_seconds = 0.0
+        self.rows = torch.arange(batch, device=device)
+        self.remaining = [length] * batch  # per row, mirrored from ctx.committed
         self.span_valid = torch.zeros(batch, 0, dtype=torch.bool, device=device)
+        self.valid_counts = [0] * batch  # valid span slots per row (span_valid.sum(1))
         self.widths: list[int] = []
         self.counts: list[torch.Tensor] = []
         self.forward_seconds: list[float] = []
@@ -75,6 +109,7 @@ class Decoder:
 
     def step(self) -> None:
         ctx, start = self.ctx, time.perf_counter()
+        first_plan = self._planner is None  # the profile may be loaded during this propose
         # propose
         proposal = self.strategy.propose(ctx)
         if proposal.offsets is not None or self.fronts is not None:  # placed slots: core/fronts.py
@@ -83,11 +118,10 @@ class Decoder:
         _check_proposal(proposal, ctx.batch, ctx.vocab_size, self.strategy)
         width = proposal.width
         first = ctx.step == 0
-        rows = torch.arange(ctx.batch, device=ctx.device)
         if first:
             inputs, offsets = proposal.tokens, ctx.offsets(width)
         else:
-            pending = ctx.tokens[rows, ctx.committed - 1].unsqueeze(1)
+            pending = ctx.tokens.gather(1, (ctx.committed - 1).unsqueeze(1))
             inputs, offsets = torch.cat([pending, proposal.tokens], 1), ctx.offsets(width + 1, start=-1)
         noisy = proposal.noisy
         if noisy is not None and not first:  # the pending token is always fed clean (level 0)
@@ -99,8 +133,7 @@ class Decoder:
 
         # score: exactly one forward pass, counted here
         t0 = time.perf_counter()
-        running = ctx.committed < ctx.length
-        active = None if bool(running.all()) else running
+        active = None if min(self.remaining) > 0 else ctx.committed < ctx.length
         scores = self.session.forward(Window(inputs, offsets, key_valid, first, noisy, active))
         self.forward_seconds.append(time.perf_counter() - t0)
         self.widths.append(width)
@@ -113,51 +146,69 @@ class Decoder:
 
         # verify
         verdict = self.strategy.verify(ctx, proposal, p)
-        _check_verdict(verdict, width, self.strategy)
 
-        # commit: drafts[:accepted] then next_token, capped at each row's remaining length
-        remaining = ctx.length - ctx.committed
-        take = torch.minimum(verdict.accepted + 1, remaining)
-        candidates = torch.cat([proposal.tokens, proposal.tokens.new_zeros(ctx.batch, 1)], 1)
-        candidates[rows, verdict.accepted] = verdict.next_token
-        slot = torch.arange(width + 1, device=ctx.device)
-        write = slot < take.unsqueeze(1)
-        positions = (ctx.committed.unsqueeze(1) + slot).clamp(max=ctx.tokens.shape[1] - 1)
-        ctx.tokens[rows.unsqueeze(1).expand_as(positions)[write], positions[write]] = candidates[write]
+        # commit: drafts[:accepted] then next_token, capped at each row's remaining length. The
+        # whole window is written; slots past `take` lie beyond `committed` and are overwritten later.
+        take = torch.minimum(verdict.accepted + 1, ctx.length - ctx.committed)
+        accepted, taken = torch.stack([verdict.accepted, take]).tolist()
+        if min(accepted) < 0 or max(accepted) > width:
+            raise ConfigError(f"strategy {self.strategy.name!r} accepted {accepted} drafts of a window of {width}")
+        candidates = torch.cat([proposal.tokens, verdict.next_token.unsqueeze(1)], 1)
+        candidates[self.rows, verdict.accepted] = verdict.next_token
+        if ctx.length - min(self.remaining) + width + 1 > ctx.tokens.shape[1]:  # a window wider than the span
+            ctx.tokens = torch.cat([ctx.tokens, ctx.tokens.new_zeros(ctx.batch, width + 1)], 1)
+        slots = ctx.committed.unsqueeze(1) + torch.arange(width + 1, device=ctx.device)
+        ctx.tokens.scatter_(1, slots, candidates)
 
         # cache: keep the slots of inputs that are now committed; the newest token stays pending
-        keep = torch.where(take > 0, take - 1 + (0 if first else 1), 0)
-        kept = int(keep.max())
+        keep = [t - 1 + (0 if first else 1) if t > 0 else 0 for t in taken]
+        kept = max(keep)
         if inputs.shape[1] - kept:
             self.session.crop(inputs.shape[1] - kept)
-        new_valid = torch.arange(inputs.shape[1], device=ctx.device) < keep.unsqueeze(1)
-        self.span_valid = torch.cat([self.span_valid, new_valid[:, :kept]], 1)
+        new_valid = torch.arange(kept, device=ctx.device) < torch.tensor(keep, device=ctx.device).unsqueeze(1)
+        self.span_valid = torch.cat([self.span_valid, new_valid], 1)
+        self.valid_counts = [c + k for c, k in zip(self.valid_counts, keep)]
+        if self._planner is not None:
+            self._planner.stats.update(accepted, width, [r > 0 for r in self.remaining])
         self._compact_if_sparse()
 
         ctx.committed = ctx.committed + take
+        self.remaining = [r - t for r, t in zip(self.remaining, taken)]
+        ctx.longest_remaining = max(self.remaining)
         ctx.step += 1
         self.counts.append(take)
-        self.step_seconds.append(time.perf_counter() - start)
+        self.step_seconds.append(time.perf_counter() - start - self.setup_seconds * first_plan)
+
+    def _plan(self, widest: int) -> int:
+        """The window of this pass for a strategy that sizes it automatically (`window="auto"`)."""
+        if self._planner is None:  # once per decode; its time is not a pass's
+            t0 = time.perf_counter()
+            self._planner = WindowPlanner.for_profile(profile_for(self.backbone, self.sampling, self.ctx.batch, self.start_options))
+            self.setup_seconds += time.perf_counter() - t0
+        step = self.ctx.step
+        if self._planned is None or self._planned[:2] != (step, widest):
+            rows = sum(r > 0 for r in self.remaining)
+            self._planned = (step, widest, self._planner.choose(rows, widest))
+        return self._planned[2]
 
     def _compact_if_sparse(self) -> None:
         """Drop the cache's holes once they are more than a quarter of its span slots."""
-        valid = self.span_valid
-        counts = valid.sum(1)
-        longest = int(counts.max()) if valid.numel() else 0
-        if valid.shape[1] - longest <= HOLE_FRACTION * valid.shape[1]:
+        slots, longest = self.span_valid.shape[1], max(self.valid_counts)
+        if slots - longest <= HOLE_FRACTION * slots:
             return
-        order = torch.sort((~valid).to(torch.uint8), dim=1, stable=True).indices[:, :longest]
+        order = torch.sort((~self.span_valid).to(torch.uint8), dim=1, stable=True).indices[:, :longest]
         if self.session.compact(order):
-            self.span_valid = torch.arange(longest, device=valid.device) < counts.unsqueeze(1)
+            counts = torch.tensor(self.valid_counts, device=self.span_valid.device)
+            self.span_valid = torch.arange(longest, device=self.span_valid.device) < counts.unsqueeze(1)
 
     def run(self, max_passes: int | None = None) -> DecodeResult:
         self.strategy.reset(self.ctx)
         limit = max_passes if max_passes is not None else self.ctx.length + 1
-        while bool((self.ctx.committed < self.ctx.length).any()):
+        while max(self.remaining) > 0:
             if self.ctx.step >= limit:
                 raise BackboneError(f"decode did not finish within {limit} forward passes")
             self.step()
-        trace = Trace(self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds)
+        trace = Trace(self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds, self.setup_seconds)
         return DecodeResult(self.ctx.tokens[:, : self.ctx.length].clone(), trace, self.session)
 
 
@@ -169,12 +220,14 @@ def decode(
     sampling: SamplingConfig | None = None,
     seed: int = 0,
     strategy_options: dict[str, Any] | None = None,
+    profile: CostProfile | None = None,
     **start_options: Any,
 ) -> DecodeResult:
     """Decode one batch of `prompts` with `strategy` (an instance or a registered name).
 
     `sampling` defaults to the backbone's reference settings; `start_options` go to
-    `backbone.start` (image size, ...).
+    `backbone.start` (image size, ...). `profile` is the cost profile automatic windows are
+    chosen with (default: this machine's stored profile of the backbone, measured when missing).
     """
     if isinstance(strategy, str):
         from .plugins import plugins
@@ -186,4 +239,4 @@ def decode(
         raise ConfigError(f"prompts must be a non-empty list of strings, got {prompts!r}")
     sampling = sampling or backbone.default_sampling
     session = backbone.start(list(prompts), sampling, **start_options)
-    return Decoder(backbone, session, strategy, sampling, seed).run()
+    return Decoder(backbone, session, strategy, sampling, seed, profile, start_options).run()

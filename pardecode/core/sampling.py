@@ -37,10 +37,11 @@ def guided_logits(scores: Scores, sampling: SamplingConfig) -> torch.Tensor:
 
 
 def filter_logits(logits: torch.Tensor, allowed: torch.Tensor | None, sampling: SamplingConfig) -> torch.Tensor:
-    """Apply mask, temperature, top-k and top-p; removed tokens get -inf."""
+    """Apply mask, temperature, top-k and top-p; removed tokens get -inf.
+
+    `allowed` must allow at least one token per position (the loop checks the layout once).
+    """
     if allowed is not None:
-        if not bool(allowed.any(-1).all()):
-            raise BackboneError("the layout allows no token at some position; check the adapter's layout")
         logits = logits.masked_fill(~allowed, float("-inf"))
     if sampling.greedy:
         return logits
@@ -63,10 +64,14 @@ def target_probs(
     scores: Scores, allowed: torch.Tensor | None, sampling: SamplingConfig, *, step: int = 0
 ) -> torch.Tensor:
     """Float[B, W+1, V] target distribution p of a forward pass's logits (one-hot when greedy)."""
-    for name, logits in (("conditional", scores.cond), ("unconditional", scores.uncond)):
-        if logits is not None:
-            check_finite(logits, f"forward pass {step} ({name} branch)")
-    logits = filter_logits(guided_logits(scores, sampling), allowed, sampling)
+    guided = guided_logits(scores, sampling)
+    # a non-finite logit in either branch makes the guided logits non-finite: one check per pass
+    if not bool(torch.isfinite(guided).all()):
+        for name, logits in (("conditional", scores.cond), ("unconditional", scores.uncond)):
+            if logits is not None:
+                check_finite(logits, f"forward pass {step} ({name} branch)")
+        raise BackboneError(f"forward pass {step}: guidance scale {sampling.cfg_scale} overflowed the logits")
+    logits = filter_logits(guided, allowed, sampling)
     if sampling.greedy:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(torch.float32)
     return logits.softmax(-1)

@@ -32,6 +32,9 @@ def _placement(proposal: "Proposal", attribute, value) -> None:
         raise ConfigError(f"Proposal.{attribute.name} must be {dtype} {list(shape)}, got {value.dtype} {list(value.shape)}")
 
 
+AUTO_WIDEST = 64  # the widest window an automatic choice may take
+
+
 @attrs.frozen
 class Proposal:
     """Drafts for span offsets n..n+W-1 of every row (W may be 0: plain AR).
@@ -78,6 +81,9 @@ class DecodeContext:
     #: is noise-conditioned (denoising strategies need it)
     token_embeddings: Callable[[torch.Tensor], torch.Tensor] | None = None
     backbone: str = ""  # the backbone's registry name, for error messages
+    longest_remaining: int = 0  # tokens the longest-running row still has to commit (kept by the loop)
+    #: the loop's window planner: widest -> the window with the most expected tokens per second
+    planner: Callable[[int], int] | None = None
     layout: TokenLayout | None = None  # the span's layout (row-parallel strategies need its grid)
     #: Bool[B, length] offsets committed / committed and cached; kept only once a proposal places
     #: slots (core.fronts), where commits need not be a prefix. None on the single-window path.
@@ -100,7 +106,14 @@ class DecodeContext:
         draft, so drafts stop one short of the longest remaining row. Near the end of the span a
         wide window would otherwise spend most of each pass on slots no row can keep.
         """
-        return max(0, min(window, int((self.length - self.committed).max()) - 1))
+        return max(0, min(window, self.longest_remaining - 1))
+
+    def draft_width(self, window: int | str, widest: int = AUTO_WIDEST) -> int:
+        """Draft slots to score this pass: `window`, or for "auto" the planner's choice among
+        0..`widest` (see `pardecode.core.windows`), narrowed by `useful_width`."""
+        if window == "auto":
+            window = self.planner(widest) if self.planner is not None else widest
+        return self.useful_width(window)
 
     def allowed(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor | None:
         """Bool[B, width, V] allowed tokens at the next `width` offsets (after `start`), or None."""
@@ -111,6 +124,20 @@ def positive_int(name: str):
     def check(_, attribute, value):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+
+    return check
+
+
+def window_size(name: str = "window"):
+    """Validator: a positive integer, or "auto" (chosen per pass for throughput)."""
+    integer = positive_int(name)
+
+    def check(inst, attribute, value):
+        if value != "auto":
+            try:
+                integer(inst, attribute, value)
+            except ConfigError:
+                raise ConfigError(f"{name} must be an integer >= 1 or 'auto', got {value!r}") from None
 
     return check
 

@@ -16,6 +16,8 @@ class Trace:
     committed: torch.Tensor  # Long[passes, B]: tokens each row committed at each pass (0 once done)
     forward_seconds: list[float]
     step_seconds: list[float]
+    #: one-off time outside the passes: loading or measuring the cost profile of automatic windows
+    setup_seconds: float = 0.0
 
     @property
     def forward_passes(self) -> int:
@@ -53,6 +55,7 @@ class Trace:
             "committed": self.committed.T.tolist(),
             "forward_seconds": self.forward_seconds,
             "step_seconds": self.step_seconds,
+            "setup_seconds": self.setup_seconds,
         }
 
 

@@ -37,21 +37,31 @@ def _at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0], device=x.device), index]
 
 
-def acceptance_probability(p: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None) -> torch.Tensor:
-    """Float[B, W]: min(1, p_i(x_i) / q_i(x_i)) for each draft (q one-hot when None)."""
+def acceptance_probability(
+    p: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None, given: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Float[B, W]: min(1, p_i(x_i) / q_i(x_i)) for each draft (q one-hot when None).
+
+    `given` (Bool[B, W]) marks drafts that were given rather than sampled: their q is one-hot on
+    the draft whatever `q` holds there, so no dense one-hot q has to be built for them.
+    """
     p_draft = p[:, : drafts.shape[1]].gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
     if q is None:
         return p_draft
     q_draft = q.gather(-1, drafts.unsqueeze(-1)).squeeze(-1)
+    if given is not None:
+        q_draft = q_draft.masked_fill(given, 1.0)
     return (p_draft / q_draft.clamp_min(torch.finfo(q.dtype).tiny)).clamp(max=1)
 
 
 def correction_distribution(
-    p: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None, accepted: torch.Tensor
+    p: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None, accepted: torch.Tensor,
+    given: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Float[B, V]: the distribution of the token after `accepted` drafts.
 
     normalize(max(0, p - q)) at a rejected slot; p itself at the bonus slot (every draft kept).
+    `given` as in `acceptance_probability`.
     """
     width = drafts.shape[1]
     p_next = _at(p, accepted)
@@ -62,6 +72,9 @@ def correction_distribution(
         q_next = torch.nn.functional.one_hot(_at(drafts, slot), p.shape[-1]).to(p.dtype)
     else:
         q_next = _at(q, slot)
+        if given is not None:
+            one_hot = torch.nn.functional.one_hot(_at(drafts, slot), p.shape[-1]).to(p.dtype)
+            q_next = torch.where(_at(given, slot).unsqueeze(-1), one_hot, q_next)
     residual = (p_next - q_next).clamp_min(0)
     mass = residual.sum(-1, keepdim=True)
     # mass == 0 only when p == q at that slot, where rejection has probability 0 anyway
@@ -74,16 +87,17 @@ def speculative_accept(
     drafts: torch.Tensor,
     q: torch.Tensor | None,
     generator: torch.Generator | None = None,
+    given: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Speculative sampling: the committed tokens are distributed exactly as p, whatever q is.
 
     Draft i is accepted with probability min(1, p_i(x_i) / q_i(x_i)), left to right; the first
     rejected slot is resampled from normalize(max(0, p - q)); if every draft passes, the bonus
-    slot is sampled from p.
+    slot is sampled from p. `given` (Bool[B, W]) marks drafts whose q is one-hot on the draft.
     """
     u = torch.rand(drafts.shape, generator=generator, device=p.device, dtype=p.dtype)
-    accepted = first_false(u < acceptance_probability(p, drafts, q))
-    return accepted, sample(correction_distribution(p, drafts, q, accepted), generator)
+    accepted = first_false(u < acceptance_probability(p, drafts, q, given))
+    return accepted, sample(correction_distribution(p, drafts, q, accepted, given), generator)
 
 
 def greedy_accept(p: torch.Tensor, drafts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

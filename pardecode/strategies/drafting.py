@@ -47,6 +47,11 @@ def fresh_tokens(ctx: DecodeContext, offsets: torch.Tensor, left: torch.Tensor |
     return torch.where(ok, repeated, drawn)
 
 
+def auto_or(window: int | str, value: int) -> int:
+    """`window`, or `value` when the window is chosen automatically."""
+    return value if window == "auto" else window
+
+
 def narrowed(width: int, *states: torch.Tensor | None) -> list[torch.Tensor | None]:
     """Per-slot states [B, W, ...] cut to their first `width` slots (see `DecodeContext.useful_width`)."""
     return [None if state is None else state[:, :width] for state in states]
@@ -92,9 +97,14 @@ class CoupledDraws:
         u = torch.rand(shape, generator=self.generator, device=self.device).clamp_(min=torch.finfo(torch.float32).tiny)
         return -torch.log(-torch.log(u))
 
-    def narrow(self, width: int) -> None:
-        """Keep the noise of the first `width` draft slots (and the bonus slot after them)."""
-        self.noise = self.noise[:, : width + 1]
+    def fit(self, width: int) -> None:
+        """Noise for exactly `width` draft slots and the bonus slot after them: the first slots keep
+        theirs; positions new to the window get fresh noise (an automatic window grew)."""
+        batch, have, vocab = self.noise.shape
+        if have > width + 1:
+            self.noise = self.noise[:, : width + 1]
+        elif have < width + 1:
+            self.noise = torch.cat([self.noise, self._fresh((batch, width + 1 - have, vocab))], 1)
 
     def draw(self, p: torch.Tensor) -> torch.Tensor:
         """Long[B, W+1]: the coupled draw of every slot of p [B, W+1, V]."""

@@ -12,7 +12,7 @@ import attrs
 import torch
 
 from ..core.errors import ConfigError
-from ..core.strategy import DecodeContext, Proposal, Strategy, Verdict, positive_int
+from ..core.strategy import DecodeContext, Proposal, Strategy, Verdict, window_size
 from ..core.verify import greedy_accept
 from .drafting import carry_over, check_init, fresh_tokens, narrowed
 
@@ -23,7 +23,8 @@ class Jacobi(Strategy):
 
     name = "jacobi"
 
-    window: int = attrs.field(default=16, validator=positive_int("window"))
+    #: drafts per pass, or "auto": chosen before each pass for throughput (`pardecode.core.windows`)
+    window: int | str = attrs.field(default="auto", validator=window_size())
     init: str = attrs.field(default="random", validator=check_init)
     _drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
 
@@ -36,15 +37,28 @@ class Jacobi(Strategy):
         self._drafts = None
 
     def propose(self, ctx: DecodeContext) -> Proposal:
-        width = ctx.useful_width(self.window)
+        width = ctx.draft_width(self.window)
         if self._drafts is None:
             self._drafts = fresh_tokens(ctx, ctx.offsets(width), None, self.init)
+        have = self._drafts.shape[1]
+        if width > have:  # an automatic window grew: new slots start fresh
+            self._widen(ctx, fresh_tokens(ctx, ctx.offsets(width - have, start=have), self._left_of(ctx, have), self.init))
         self._narrow(width)
         return Proposal(self._drafts)
+
+    def _left_of(self, ctx: DecodeContext, slot: int) -> torch.Tensor | None:
+        """Long[B]: the token just before draft slot `slot` (None before anything is committed)."""
+        if slot:
+            return self._drafts[:, slot - 1]
+        return ctx.tokens.gather(1, (ctx.committed - 1).unsqueeze(1))[:, 0] if ctx.step else None
 
     def _narrow(self, width: int) -> None:
         """Drop draft state past `width` (slots past every row's end are never scored again)."""
         (self._drafts,) = narrowed(width, self._drafts)
+
+    def _widen(self, ctx: DecodeContext, fresh: torch.Tensor) -> None:
+        """Append fresh drafts (Long[B, k]) after the current ones."""
+        self._drafts = torch.cat([self._drafts, fresh], 1)
 
     # the two points where speculative Jacobi decoding differs
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):

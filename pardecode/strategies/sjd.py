@@ -15,7 +15,7 @@ import torch
 
 from ..core.strategy import DecodeContext
 from ..core.verify import sample, speculative_accept
-from .drafting import CoupledDraws, carry_over, check_coupling, narrowed
+from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed
 from .jacobi import Jacobi
 
 
@@ -27,33 +27,37 @@ class SJD(Jacobi):
 
     coupling: str = attrs.field(default="independent", validator=check_coupling)
     _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    _given: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # fresh: q one-hot
     _coupled: CoupledDraws | None = attrs.field(default=None, init=False, repr=False)
 
     def reset(self, ctx: DecodeContext) -> None:
-        self._drafts, self._q = None, None
+        self._drafts, self._q, self._given = None, None, None
         self._coupled = None
         if self.coupling == "gumbel":
-            self._coupled = CoupledDraws(ctx.batch, self.window, ctx.vocab_size, ctx.generator, ctx.device)
+            self._coupled = CoupledDraws(ctx.batch, auto_or(self.window, 0), ctx.vocab_size, ctx.generator, ctx.device)
+
+    def _widen(self, ctx: DecodeContext, fresh: torch.Tensor) -> None:
+        super()._widen(ctx, fresh)
+        if self._q is not None:  # fresh drafts are given: q one-hot, whatever _q holds there
+            self._q = torch.cat([self._q, self._q.new_zeros(*fresh.shape, self._q.shape[-1])], 1)
+            self._given = torch.cat([self._given, torch.ones_like(fresh, dtype=torch.bool)], 1)
 
     def _narrow(self, width: int) -> None:
-        self._drafts, self._q = narrowed(width, self._drafts, self._q)
+        self._drafts, self._q, self._given = narrowed(width, self._drafts, self._q, self._given)
         if self._coupled is not None:
-            self._coupled.narrow(width)
+            self._coupled.fit(width)
 
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
-        q = self._q
-        if q is None:  # first pass: every draft is fresh
-            q = torch.nn.functional.one_hot(drafts, ctx.vocab_size).to(p.dtype)
-        return speculative_accept(p, drafts, q, ctx.generator)
+        # q is None at the first pass: every draft is fresh, q one-hot
+        return speculative_accept(p, drafts, self._q, ctx.generator, self._given)
 
     def outputs(self, ctx: DecodeContext, p: torch.Tensor) -> torch.Tensor:
         return sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
 
     def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
         stale = super()._redraft(ctx, outputs, p, accepted, next_token)
-        q, _ = carry_over(p, accepted, stale.shape[1])
-        fresh = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(p.dtype)
-        self._q = torch.where(stale.unsqueeze(-1), fresh, q)
+        self._q, _ = carry_over(p, accepted, stale.shape[1])
+        self._given = stale  # fresh drafts: q one-hot, whatever _q holds there
         if self._coupled is not None:
             self._coupled.advance(accepted)
         return stale

@@ -25,9 +25,9 @@ import torch
 from ..core.backbone import NoisyInputs
 from ..core.errors import ConfigError
 from ..core.noise import NoiseSchedule, ddim_step, vp_coefficients
-from ..core.strategy import DecodeContext, Proposal, Strategy, Verdict, positive_int
+from ..core.strategy import AUTO_WIDEST, DecodeContext, Proposal, Strategy, Verdict, positive_int, window_size
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
-from .drafting import CoupledDraws, carry_over, check_coupling, narrowed, random_tokens
+from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed, random_tokens
 
 
 def _schedule_value(_, attribute, value):
@@ -42,7 +42,8 @@ class SJD2(Strategy):
     name = "sjd2"
 
     # defaults chosen with the `sjd2-tuning` benchmark suite on fashion-sjd2 (README, "Measured results")
-    window: int = attrs.field(default=64, validator=positive_int("window"))
+    #: drafts per pass, or "auto": chosen before each pass for throughput (`pardecode.core.windows`)
+    window: int | str = attrs.field(default="auto", validator=window_size())
     steps: int = attrs.field(default=4, validator=positive_int("steps"))
     sigma_min: float = attrs.field(default=0.1, validator=_schedule_value)
     sigma_max: float = attrs.field(default=10.0, validator=_schedule_value)
@@ -74,12 +75,14 @@ class SJD2(Strategy):
         self._tokens = self._q = self._k = self._z = None
         self._coupled = None
         if self.coupling == "gumbel":
-            self._coupled = CoupledDraws(ctx.batch, self.window, ctx.vocab_size, ctx.generator, ctx.device)
+            self._coupled = CoupledDraws(ctx.batch, auto_or(self.window, 0), ctx.vocab_size, ctx.generator, ctx.device)
 
     # --- fresh slots --------------------------------------------------------------------------
     def _staircase(self, ctx: DecodeContext, slots: torch.Tensor) -> torch.Tensor:
-        """Steps a fresh slot at window index j needs: rising linearly from 1 (front) to `steps` (end)."""
-        k = torch.ceil(self.steps * (slots + 1).float() / self.window).long()
+        """Steps a fresh slot at window index j needs: rising linearly from 1 (front) to `steps` at
+        the widest window. An automatic window keeps the staircase of its widest choice, so a slot's
+        noise level depends on its distance from the front, not on this pass's width."""
+        k = torch.ceil(self.steps * (slots + 1).float() / auto_or(self.window, AUTO_WIDEST)).long()
         return k.clamp(1, self.steps)
 
     def _fresh(self, ctx: DecodeContext, offsets: torch.Tensor, slots: torch.Tensor):
@@ -99,13 +102,18 @@ class SJD2(Strategy):
 
     # --- the strategy ---------------------------------------------------------------------------
     def propose(self, ctx: DecodeContext) -> Proposal:
-        width = ctx.useful_width(self.window)
+        width = ctx.draft_width(self.window)
         if self._tokens is None:
             slots = torch.arange(width, device=ctx.device)
             self._tokens, self._q, self._k, self._z = self._fresh(ctx, ctx.offsets(width), slots)
+        have = self._tokens.shape[1]
+        if width > have:  # an automatic window grew: the new slots start as fresh noise
+            fresh = self._fresh(ctx, ctx.offsets(width - have, start=have), torch.arange(have, width, device=ctx.device))
+            state = (self._tokens, self._q, self._k, self._z)
+            self._tokens, self._q, self._k, self._z = (torch.cat([old, new], 1) for old, new in zip(state, fresh))
         self._tokens, self._q, self._k, self._z = narrowed(width, self._tokens, self._q, self._k, self._z)
         if self._coupled is not None:
-            self._coupled.narrow(width)
+            self._coupled.fit(width)
         noisy = self._k > 0
         inputs = NoisyInputs(embeds=self._z * noisy.unsqueeze(-1), level=self._sigmas[self._k]) if noisy.any() else None
         return Proposal(self._tokens, inputs)

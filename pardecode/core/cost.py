@@ -1,0 +1,197 @@
+"""What one pass costs on this machine: a measured profile of the backbone, kept on disk.
+
+Parallel decoding pays off only when the tokens a pass commits outweigh what the wider pass costs,
+and that trade depends on the model, the device, the dtype, the threads and the batch. A
+`CostProfile` holds the median seconds of one loop pass (forward and framework together) by live
+generation rows and draft window, measured by running the loop itself. It is stored under
+`profile_dir()` keyed by backbone, device, dtype, threads and pardecode version; decodes that choose
+their window automatically load it, or measure the rows they need on the fly and add them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+
+from .backbone import Backbone
+from .config import SamplingConfig
+from .errors import ConfigError
+
+#: windows measured by default: AR (0) and powers of two up to the widest auto window
+WINDOWS = (0, 1, 2, 4, 8, 16, 32, 64)
+WARMUP_PASSES = 2  # the prefill and one more pass are not timed
+TIMED_PASSES = 4
+CALIBRATION_WINDOW = 16
+UNSHAPED_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "_commit_hash"}
+PROMPT = "a photo"  # any prompt will do: cost does not depend on content
+
+
+def profile_dir() -> Path:
+    """Where profiles live: $PARDECODE_CACHE/profiles, else ~/.cache/pardecode/profiles."""
+    root = os.environ.get("PARDECODE_CACHE") or Path.home() / ".cache" / "pardecode"
+    return Path(root) / "profiles"
+
+
+def profile_key(backbone: Backbone, sampling: SamplingConfig, start_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a profile's figures depend on."""
+    from .. import __version__
+
+    body = getattr(backbone, "body", None)
+    config = getattr(body, "config", None)
+    model = ""
+    if config is not None:  # the architecture, not where it was loaded from or saved by
+        shape = {k: v for k, v in config.to_dict().items() if k not in UNSHAPED_CONFIG_KEYS}
+        model = hashlib.sha1(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    first = next(body.parameters()) if body is not None else None
+    return {
+        "backbone": backbone.name,
+        "model": model,
+        "device": str(first.device) if first is not None else "cpu",
+        "dtype": str(first.dtype).removeprefix("torch.") if first is not None else "float32",
+        "threads": torch.get_num_threads(),
+        "guidance": sampling.uses_cfg,
+        "start": json.dumps(start_options or {}, sort_keys=True, default=str),
+        "pardecode": __version__,
+    }
+
+
+def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
+    """Piecewise-linear through (xs, ys), extended linearly past both ends."""
+    if len(xs) == 1:
+        return ys[0] * max(x, 1) / max(xs[0], 1)  # one batch size measured: cost grows with rows
+    i = 1
+    while i < len(xs) - 1 and xs[i] < x:
+        i += 1
+    x0, x1, y0, y1 = xs[i - 1], xs[i], ys[i - 1], ys[i]
+    return max(y0 + (y1 - y0) * (x - x0) / (x1 - x0), 1e-9)
+
+
+@attrs.frozen
+class CostProfile:
+    """Median seconds of one pass by live rows (`batches`) and window (`windows`), plus the draft
+    acceptance measured on the way (a prior for the first passes of a decode)."""
+
+    key: dict[str, Any]
+    batches: tuple[int, ...] = attrs.field(converter=tuple)
+    windows: tuple[int, ...] = attrs.field(converter=tuple)
+    seconds: tuple[tuple[float, ...], ...] = attrs.field(converter=lambda rows: tuple(map(tuple, rows)))
+    acceptance: tuple[float, ...] = attrs.field(converter=tuple, default=())
+
+    def __attrs_post_init__(self):
+        if list(self.batches) != sorted(set(self.batches)) or list(self.windows) != sorted(set(self.windows)):
+            raise ConfigError("a cost profile's batches and windows must be increasing")
+        if len(self.seconds) != len(self.batches) or any(len(r) != len(self.windows) for r in self.seconds):
+            raise ConfigError("a cost profile needs one time per batch and window")
+
+    def pass_seconds(self, rows: int, window: int) -> float:
+        """Estimated seconds of one pass of `rows` live rows scoring `window` drafts each."""
+        per_batch = [_interpolate(self.windows, row, window) for row in self.seconds]
+        return _interpolate(self.batches, per_batch, rows)
+
+    def merged(self, other: CostProfile) -> CostProfile:
+        """This profile with `other`'s batch sizes added (theirs win where both have one)."""
+        if other.windows != self.windows:
+            return other
+        rows = dict(zip(self.batches, self.seconds)) | dict(zip(other.batches, other.seconds))
+        batches = sorted(rows)
+        return attrs.evolve(self, batches=batches, seconds=[rows[b] for b in batches],
+                            acceptance=other.acceptance or self.acceptance)
+
+    # --- storage ------------------------------------------------------------------------------
+    @staticmethod
+    def path_for(key: dict[str, Any]) -> Path:
+        name = "-".join(str(key[k]) for k in ("backbone", "model", "device", "dtype"))
+        name += f"-t{key['threads']}-cfg{int(key['guidance'])}-v{key['pardecode']}"
+        if key["start"] != "{}":  # non-default image sizes and other start options
+            name += "-" + hashlib.sha1(key["start"].encode()).hexdigest()[:8]
+        name += ".json"
+        return profile_dir() / name.replace("/", "_").replace(":", "_")
+
+    def save(self) -> Path:
+        path = self.path_for(self.key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(attrs.asdict(self), indent=1))
+        tmp.replace(path)  # never a half-written profile, even when interrupted
+        return path
+
+    @classmethod
+    def load(cls, key: dict[str, Any]) -> CostProfile | None:
+        path = cls.path_for(key)
+        try:
+            data = json.loads(path.read_text())
+            profile = cls(**data)
+        except (OSError, ValueError, TypeError):
+            return None  # missing or unreadable: measured again
+        return profile if profile.key == key else None
+
+
+def measure(
+    backbone: Backbone,
+    batches: Sequence[int],
+    *,
+    sampling: SamplingConfig | None = None,
+    windows: Sequence[int] = WINDOWS,
+    rounds: int = 3,
+    prompt: str = PROMPT,
+    start_options: dict[str, Any] | None = None,
+) -> CostProfile:
+    """Time the loop on `backbone`: `rounds` interleaved runs of every (batch, window) setting.
+
+    `start_options` (image size, ...) go to `backbone.start`: a pass's cost depends on them.
+    """
+    start_options = start_options or {}
+    from .loop import Decoder, decode
+    from .windows import AcceptanceStats
+    from .plugins import plugins
+
+    sampling = sampling or backbone.default_sampling
+    draw = sampling if not sampling.greedy else attrs.evolve(sampling, temperature=1.0)
+    registry = plugins().strategies
+    times: dict[tuple[int, int], list[float]] = {(b, w): [] for b in batches for w in windows}
+    for r in range(rounds):
+        for b in batches:
+            for w in windows:
+                session = backbone.start([prompt] * b, draw, **start_options)
+                strategy = registry.get("sjd").factory(window=w) if w else registry.get("ar").factory()
+                decoder = Decoder(backbone, session, strategy, draw, seed=r)
+                strategy.reset(decoder.ctx)
+                while decoder.ctx.step < WARMUP_PASSES + TIMED_PASSES and max(decoder.remaining) > 0:
+                    decoder.step()
+                times[b, w] += decoder.step_seconds[WARMUP_PASSES:] or decoder.step_seconds[-1:]  # short spans
+    # a wider window never costs less: a running maximum irons out timing noise
+    medians = ((statistics.median(times[b, w]) for w in windows) for b in batches)
+    seconds = [list(itertools.accumulate(row, max)) for row in medians]
+    # one whole decode at a middling window: how acceptance falls along the window, as a prior
+    calibration = decode(backbone, registry.get("sjd").factory(window=CALIBRATION_WINDOW), [prompt], sampling=draw,
+                         **start_options)
+    acceptance = AcceptanceStats.of_trace(calibration.trace, max(windows)).rates(max(windows))
+    key = profile_key(backbone, draw, start_options)
+    return CostProfile(key, sorted(batches), list(windows), seconds, acceptance)
+
+
+def profile_for(
+    backbone: Backbone, sampling: SamplingConfig, rows: int, start_options: dict[str, Any] | None = None
+) -> CostProfile:
+    """The stored profile of `backbone` covering `rows` live rows (1 and `rows` measured if missing)."""
+    key = profile_key(backbone, sampling, start_options)
+    stored = CostProfile.load(key)
+    if stored is not None and rows in stored.batches and 1 in stored.batches:
+        return stored
+    wanted = sorted({1, rows} - set(stored.batches if stored else ()))
+    fresh = measure(backbone, wanted, sampling=sampling, start_options=start_options)
+    profile = stored.merged(fresh) if stored else fresh
+    try:
+        profile.save()
+    except OSError:
+        pass  # a read-only cache still decodes, it just measures again next time
+    return profile
