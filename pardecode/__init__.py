@@ -4,7 +4,7 @@ from .api import get_backbone, get_strategy, list_plugins
 from .core.backbone import Backbone, Scores, Session, Window
 from .core.config import SamplingConfig
 from .core.errors import BackboneError, CheckpointError, ConfigError, PardecodeError, UnknownNameError
-from .core.layout import FreeLayout, GridLayout, TokenLayout
+from .core.layout import FreeLayout, Grid, GridLayout, ImageGridLayout, TokenLayout
 from .core.loop import decode
 from .core.plugins import hookimpl
 from .core.strategy import DecodeContext, Proposal, Strategy, Verdict
@@ -12,7 +12,7 @@ from .core.trace import DecodeResult, Trace
 
 __all__ = [
     "Backbone", "BackboneError", "CheckpointError", "ConfigError", "DecodeContext", "DecodeResult",
-    "FreeLayout", "GridLayout", "PardecodeError", "Proposal", "SamplingConfig", "Scores", "Session",
+    "FreeLayout", "Grid", "GridLayout", "ImageGridLayout", "PardecodeError", "Proposal", "SamplingConfig", "Scores", "Session",
     "Strategy", "TokenLayout", "Trace", "UnknownNameError", "Verdict", "Window", "decode",
     "get_backbone", "get_strategy", "hookimpl", "list_plugins",
 ]

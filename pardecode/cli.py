@@ -37,19 +37,50 @@ def _window(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto', got {text!r}") from None
 
 
-def _add_decode_options(p: argparse.ArgumentParser, default_backbone: str) -> None:
-    p.add_argument("--backbone", default=default_backbone, help="registered backbone name (see `pardecode list`)")
-    p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="backbone option, e.g. path=/ckpt")
-    p.add_argument("--strategy", default="sjd", help="registered strategy name (see `pardecode list`)")
-    p.add_argument("-S", "--strategy-option", action="append", metavar="KEY=VALUE", help="strategy option, e.g. init=repeat")
-    p.add_argument("--window", type=_window, help="draft window of parallel strategies: an integer, or 'auto' "
-                   "(chosen per pass for throughput from this machine's cost profile; the default)")
-    p.add_argument("--cfg", type=float, dest="cfg_scale", help="classifier-free guidance scale (1 = off)")
-    p.add_argument("--top-k", type=int, help="keep the k most likely tokens (0 = off)")
-    p.add_argument("--top-p", type=float, help="nucleus sampling mass (1 = off)")
-    p.add_argument("--temperature", type=float, help="sampling temperature (0 = greedy)")
-    p.add_argument("--batch", type=int, default=1, help="images decoded together")
-    p.add_argument("--seed", type=int, default=0)
+REFERENCE = "default: the backbone's reference setting"
+
+
+def _add_decode_options(p: argparse.ArgumentParser, default_backbone: str, default_window: int | None = None) -> None:
+    p.add_argument("--backbone", default=default_backbone, help="registered backbone name, see `pardecode list` (default: %(default)s)")
+    p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="backbone option, e.g. path=/ckpt (repeatable; `pardecode list` shows each backbone's)")
+    p.add_argument("--strategy", default="sjd", help="registered strategy name, see `pardecode list` (default: %(default)s)")
+    p.add_argument("-S", "--strategy-option", action="append", metavar="KEY=VALUE", help="strategy option, e.g. init=repeat (repeatable; `pardecode list` shows each strategy's)")
+    window_default = f"default: {default_window}" if default_window else "default: the strategy's own, 'auto' for the built-ins"
+    p.add_argument("--window", type=_window, help="draft window of strategies that take one: an integer, or 'auto' "
+                   f"(chosen per pass for throughput from this machine's cost profile) ({window_default})")
+    p.add_argument("--cfg", type=float, dest="cfg_scale", help=f"classifier-free guidance scale, 1 = off ({REFERENCE})")
+    p.add_argument("--top-k", type=int, help=f"keep the k most likely tokens, 0 = off ({REFERENCE})")
+    p.add_argument("--top-p", type=float, help=f"nucleus sampling mass, 1 = off ({REFERENCE})")
+    p.add_argument("--temperature", type=float, help=f"sampling temperature, 0 = greedy ({REFERENCE})")
+    p.add_argument("--batch", type=int, default=1, help="images decoded together (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.set_defaults(default_window=default_window)
+
+
+def _strategy_options(args) -> dict[str, Any]:
+    """-S options plus --window, refusing a window the strategy has no use for or one given twice."""
+    from .core.options import options_of
+    from .core.plugins import plugins
+
+    opts = _options(args.strategy_option, "--strategy-option")
+    if args.window is None:
+        window, flag = args.default_window, None
+    else:
+        window, flag = args.window, f"--window {args.window}"
+    if window is None:
+        return opts
+    factory = plugins().strategies.get(args.strategy).factory
+    takes_window = any(o.name == "window" for o in options_of(factory)[0])
+    if flag is None:  # a command's own default: only for strategies that take a window
+        if takes_window and "window" not in opts:
+            opts["window"] = window
+        return opts
+    if not takes_window:
+        raise PardecodeError(f"{flag} does not apply: strategy {args.strategy!r} takes no window")
+    if "window" in opts and opts["window"] != window:
+        raise PardecodeError(f"window given twice: -S window={opts['window']} and {flag}; give one")
+    opts["window"] = window
+    return opts
 
 
 def _build(args):
@@ -57,11 +88,9 @@ def _build(args):
 
     from .api import get_backbone, get_strategy
 
-    backbone = get_backbone(args.backbone, **_options(args.backbone_option, "--backbone-option"))
-    strategy_opts = _options(args.strategy_option, "--strategy-option")
-    if args.window is not None and args.strategy != "ar":
-        strategy_opts["window"] = args.window
+    strategy_opts = _strategy_options(args)
     strategy = get_strategy(args.strategy, **strategy_opts)
+    backbone = get_backbone(args.backbone, **_options(args.backbone_option, "--backbone-option"))
     overrides = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "cfg_scale") if getattr(args, k) is not None}
     sampling = attrs.evolve(backbone.default_sampling, **overrides)
     if args.batch < 1:
@@ -76,12 +105,25 @@ def cmd_list(args) -> int:
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
-    for kind, entries in listing.items():
-        print(f"{kind}:")
+    for kind in ("strategies", "backbones"):
+        entries = listing[kind]
+        flag = "-S" if kind == "strategies" else "-B"
+        print(f"{kind} (options: {flag} KEY=VALUE):")
         width = max((len(e["name"]) for e in entries), default=0)
         for e in entries:
             print(f"  {e['name']:<{width}}  {e['description']}")
+            options = [_describe_option(o) for o in e["options"]]
+            if e["more_options"]:
+                options.append("...")
+            print(f"  {'':<{width}}  options: {', '.join(options) or 'none'}")
+    for b in listing["broken"]:
+        print(f"skipped plugin {b['plugin']!r}: {b['error']}")
     return 0
+
+
+def _describe_option(option: dict[str, Any]) -> str:
+    kind = f": {option['type']}" if option["type"] else ""
+    return f"{option['name']}{kind} (required)" if option["required"] else f"{option['name']}{kind} = {option['default']!r}"
 
 
 def cmd_generate(args) -> int:
@@ -178,7 +220,7 @@ def cmd_overhead(args) -> int:
     backbone, strategy, sampling = _build(args)
     runs = []
     for r in range(args.repeats + 1):
-        res = decode(backbone, strategy, ["overhead"] * args.batch, sampling=sampling, seed=args.seed + r)
+        res = decode(backbone, strategy, [args.prompt] * args.batch, sampling=sampling, seed=args.seed + r)
         if r:  # the first run warms up
             runs.append(res.trace)
     forward = statistics.median(s for t in runs for s in t.forward_seconds)
@@ -200,28 +242,39 @@ def cmd_overhead(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with pardecode's one-line errors (argparse would print the whole usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"pardecode: error: {message} (see `{self.prog} --help`)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="pardecode", description="Parallel decoding for AR image generators")
+    root = _Parser(prog="pardecode", description="Parallel decoding for AR image generators")
     root.add_argument("--verbose", action="store_true", help="also show third-party logs and progress bars")
+    root.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = root.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="registered strategies and backbones")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("generate", help="decode images for a prompt and write a PNG grid")
-    p.add_argument("--prompt", required=True)
+    p = sub.add_parser("generate", help="decode images for a prompt and write a PNG grid",
+                       description="Decode images for a prompt and write a PNG grid.",
+                       epilog="`pardecode list` shows every strategy and backbone with its options, types and defaults.")
+    p.add_argument("--prompt", required=True, help="what to draw (the default model knows the ten Fashion-MNIST classes, e.g. 'a sneaker')")
     _add_decode_options(p, default_backbone="fashion")
     p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
     p.add_argument("--out", help="PNG grid to write")
-    p.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG grid")
+    p.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG grid (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("overhead", help="framework time per pass outside the forward (toy backbone by default)")
-    _add_decode_options(p, default_backbone="toy")
-    p.set_defaults(batch=8, window=32)
-    p.add_argument("--repeats", type=int, default=5)
+    _add_decode_options(p, default_backbone="toy", default_window=32)
+    p.set_defaults(batch=8)
+    p.add_argument("--repeats", type=int, default=5, help="timed decodes after one warm-up (default: %(default)s)")
+    p.add_argument("--prompt", default="a sneaker", help="prompt of every row (default: %(default)s)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_overhead)
 
@@ -241,7 +294,22 @@ def parser() -> argparse.ArgumentParser:
 
     for register in (register_train_demo, register_finetune, register_bench, register_speed):
         register(sub)
+    for command in sub.choices.values():  # also accepted after the command: `pardecode generate ... --debug`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return root
+
+
+def _report_skipped_plugins() -> None:
+    """One line per third-party plugin that failed to load; the rest of pardecode works without it."""
+    import warnings
+
+    from .core.plugins import PluginWarning, plugins
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PluginWarning)
+        skipped = plugins().broken
+    for b in skipped:
+        print(f"pardecode: warning: plugin {b.plugin!r} skipped: {b.error}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -251,10 +319,18 @@ def main(argv: list[str] | None = None) -> int:
 
         set_verbose(True)
     try:
+        _report_skipped_plugins()
         return args.func(args)
     except PardecodeError as err:
+        if args.debug:
+            raise
         print(f"pardecode: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("pardecode: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

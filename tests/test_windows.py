@@ -125,3 +125,11 @@ def test_measured_costs_never_fall_as_the_window_grows():
     assert all(a <= b for a, b in zip(p.seconds[0], p.seconds[0][1:]))
     assert len(p.acceptance) == 16 and all(0 <= a <= 1 for a in p.acceptance)
     assert profile_for(backbone, backbone.default_sampling, 2).batches == (1, 2)
+
+
+def test_increasing_fit_is_the_closest_non_decreasing_curve():
+    from pardecode.core.cost import increasing_fit
+
+    assert increasing_fit([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
+    assert increasing_fit([1.0, 5.0, 3.0, 4.0]) == [1.0, 4.0, 4.0, 4.0]  # one outlier pooled, not propagated
+    assert increasing_fit([3.0, 1.0]) == [2.0, 2.0]

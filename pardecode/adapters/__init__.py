@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import CheckpointError, ConfigError
+from ..core.options import options_of
 from ..core.plugins import hookimpl
 
 #: where the project's default model ships (written by the Fashion-MNIST training recipe)
@@ -43,10 +44,14 @@ def _load_styled(
     """A backbone of a family dressed by a style (Emu3, Janus): `backbone_class` loaded from the checkpoint
     `path`, or a random model of `config`, with `style_class(**style)`."""
     _source(family, path, config)
-    try:
-        settings = style_class(**style)
-    except TypeError as err:
-        raise ConfigError(f"{family}: {err}") from None
+    known = [o.name for o in options_of(style_class)[0]]
+    unknown = [k for k in style if k not in known]
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for backbone {family!r}; its options: path, "
+            f"config, tokenizer, dtype, device, and the style options {', '.join(known)}"
+        )
+    settings = style_class(**style)
     if path is not None:
         return backbone_class.from_pretrained(
             path, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, style=settings
@@ -134,7 +139,7 @@ def load_janus(
 
 def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, name: str = "fashion"):
     """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call."""
-    from .chameleon import ChameleonBackbone
+    from ..fashion.backbone import FashionBackbone
 
     root = Path(path) if path is not None else FASHION_DIR
     if not (root / "config.json").is_file():
@@ -142,7 +147,7 @@ def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Pat
             f"the {name!r} model is missing: no checkpoint at {str(root)!r}. It ships with the "
             "package once trained; until then use another backbone or pass path= to a trained copy."
         )
-    return ChameleonBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
+    return FashionBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
 
 
 def load_fashion_sjd2(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):

@@ -225,8 +225,6 @@ def lumina_norms(root: Path, config: dict[str, Any]) -> dict[str, tuple[Path, in
     Empty for a transformers-layout checkpoint (one row per head already). A shape that is neither
     is a CheckpointError.
     """
-    from safetensors import safe_open
-
     files = _weight_files(root)
     if not files:
         if "ChameleonXLLMXForConditionalGeneration" in (config.get("architectures") or []):
@@ -238,7 +236,7 @@ def lumina_norms(root: Path, config: dict[str, Any]) -> dict[str, tuple[Path, in
     heads = {"q": config.get("num_attention_heads"), "k": config.get("num_key_value_heads") or config.get("num_attention_heads")}
     out: dict[str, tuple[Path, int]] = {}
     for file in files:
-        with safe_open(str(file), framework="pt") as f:
+        with hf.safetensors_file(file) as f:
             for key in f.keys():
                 m = _NORM_KEY.fullmatch(key)
                 if not m:
@@ -257,10 +255,8 @@ def lumina_norms(root: Path, config: dict[str, Any]) -> dict[str, tuple[Path, in
 @torch.no_grad()
 def expand_norms(model: Any, norms: dict[str, tuple[Path, int]]) -> None:
     """Copy each per-shard norm row over its shard's heads (Lumina-mGPT's run-time repeat_interleave)."""
-    from safetensors import safe_open
-
     for key, (file, heads) in norms.items():
-        with safe_open(str(file), framework="pt") as f:
+        with hf.safetensors_file(file) as f:
             stored = f.get_tensor(key)
         try:
             param = model.get_parameter(key)

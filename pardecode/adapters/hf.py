@@ -10,9 +10,10 @@ positions), the additive 4D mask that hides padding and holes, the DynamicCache,
 from __future__ import annotations
 
 import abc
+import contextlib
 import inspect
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -194,8 +195,11 @@ def load_pretrained(
     where = placement(device, device_map)
     tokenizer = load_tokenizer(root if tokenizer is None else tokenizer, family)
     options = {"ignore_mismatched_sizes": True, "output_loading_info": True} if reshaped else {}
-    with quiet_loading():
-        model = model_class.from_pretrained(str(root), dtype=dtype, **where, **options)
+    try:
+        with quiet_loading():
+            model = model_class.from_pretrained(str(root), dtype=dtype, **where, **options)
+    except Exception as err:  # truncated or foreign weights: SafetensorError, OSError, RuntimeError, ...
+        raise CheckpointError(f"cannot load the {family} weights in {str(root)!r}: {one_line(err)}") from None
     if reshaped:
         model, info = model
         unexpected = sorted(key for key, *_ in info["mismatched_keys"] if key not in reshaped)
@@ -204,6 +208,25 @@ def load_pretrained(
     if not where:
         model = model.to(device)
     return root, tokenizer, model
+
+
+@contextlib.contextmanager
+def safetensors_file(path: str | Path) -> Iterator[Any]:
+    """`safetensors.safe_open(path)`, with an unreadable or truncated file as a CheckpointError."""
+    from safetensors import safe_open
+
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except Exception as err:  # SafetensorError, OSError
+        raise CheckpointError(f"cannot read weights file {str(path)!r}: {one_line(err)}") from None
+    with handle as f:
+        yield f
+
+
+def one_line(err: BaseException, limit: int = 300) -> str:
+    """An exception as one short line: its type and the start of its message."""
+    text = " ".join(f"{type(err).__name__}: {err}".split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def build_random(

@@ -3,7 +3,7 @@
 Quirks owned here: image tokens live in a vocabulary of their own (the VQ codebook), embedded by
 `generation_embeddings` + `generation_aligner` and scored by `generation_head` rather than the text
 `lm_head`; the span is a bare rows x cols grid (no end-of-line or end tokens, so every codebook entry
-is allowed everywhere and the layout is a `FreeLayout`); the prompt is the DeepSeek chat format
+is allowed everywhere: an `ImageGridLayout` without a mask); the prompt is the DeepSeek chat format
 closed by <begin_of_image>; the unconditional row is the prompt with every token but bos and
 <begin_of_image> replaced by the pad token (same length, all attended), as Janus' own generator does.
 The image size is fixed by the checkpoint (384 px, 24 x 24 tokens for Janus-Pro).
@@ -22,7 +22,7 @@ import torch
 
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
-from ..core.layout import FreeLayout
+from ..core.layout import ImageGridLayout
 from . import hf
 
 #: the reference generators' prompts: DeepSeek's SFT format with an empty system prompt, whose roles
@@ -142,7 +142,11 @@ class JanusBackbone(hf.StyledBackbone):
         bos = self.tokenizer.bos_token_id
         cond = [[bos, *ids, self.boi_id] for ids in hf.tokenize(self.tokenizer, texts)]
         uncond = [[bos] + [self.pad_id] * (len(r) - 2) + [self.boi_id] for r in cond] if sampling.uses_cfg else None
-        return hf.Encoded(cond=cond, uncond=uncond, layout=FreeLayout(self.rows * self.cols))
+        return hf.Encoded(cond=cond, uncond=uncond, layout=self.layout())
+
+    def layout(self) -> ImageGridLayout:
+        """rows x cols codebook entries, nothing else: strategies see the grid, no token is masked."""
+        return ImageGridLayout(self.rows, self.cols, self.image_tokens, self.vocab_size)
 
     def images(self, tokens: torch.Tensor, session: hf.HFSession) -> list[Any]:
         with torch.inference_mode():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..core.errors import ConfigError
 
@@ -44,7 +45,7 @@ def _list_suites() -> int:
 def _run(args) -> int:
     from ..cli import _options
     from .report import build_report
-    from .results import Shard
+    from .results import ResultsDir, Shard
     from .runner import run_suite
     from .suite import load_suite
 
@@ -58,13 +59,30 @@ def _run(args) -> int:
     elif args.backbone_option:
         raise ConfigError("--backbone-option needs --backbone")
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
-    outcome = run_suite(suite, args.out, shard=shard, threads=args.threads, progress=not args.no_progress)
+    try:
+        outcome = run_suite(suite, args.out, shard=shard, threads=args.threads, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        mine = [run.id for i, run in enumerate(suite.runs()) if shard.takes(i)]
+        saved = len(set(mine) & ResultsDir(args.out).done())
+        print(
+            f"\npardecode: interrupted: {saved} of {len(mine)} runs{'' if shard.count == 1 else f' of shard {shard}'} "
+            f"are saved in {args.out}; run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     print(
         f"{suite.name} shard {shard}: {outcome.ran} run(s) in {outcome.seconds:.1f} s, "
         f"{outcome.skipped} already recorded, {outcome.assigned} assigned"
     )
-    if not args.no_report:
-        print(f"wrote {build_report(args.out)}")
+    if args.no_report:
+        return 0
+    recorded = len({run.id for run in suite.runs()} & ResultsDir(args.out).done())
+    total = len(suite.runs())
+    if recorded < total:  # other shards are still running: a report now would be partial
+        print(f"no report yet: {recorded} of {total} runs recorded; once every shard has finished: "
+              f"pardecode bench --merge {args.out}")
+        return 0
+    print(f"wrote {build_report(args.out)}")
     return 0
 
 
@@ -82,7 +100,7 @@ def register(subparsers) -> None:
     p.add_argument("--backbone", help="run the suite on this backbone instead of its own (e.g. toy for a smoke test)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="option of --backbone")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-report", action="store_true", help="only record runs (e.g. shards; merge later)")
+    p.add_argument("--no-report", action="store_true", help="only record runs (a shard writes the report only once every run is recorded)")
     p.add_argument("--merge", metavar="DIR", help="build DIR/report.md from every shard's results")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two results directories")
     p.add_argument("--list-suites", action="store_true", help="list the built-in suites")

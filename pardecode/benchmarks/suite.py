@@ -122,8 +122,8 @@ class BackboneSpec:
 
         try:
             return get_backbone(self.name, **self.options)
-        except TypeError as err:
-            raise ConfigError(f"suite: backbone {self.label!r} options {self.options}: {err}") from None
+        except ConfigError as err:
+            raise ConfigError(f"suite: backbone {self.label!r}: {err}") from None
 
 
 @attrs.frozen
@@ -145,7 +145,7 @@ class Setting:
 
         try:
             return get_strategy(self.strategy, **self.params)
-        except TypeError as err:
+        except ConfigError as err:
             raise ConfigError(f"suite: strategy {self.label!r}: {err}") from None
 
     def sampling_for(self, backbone) -> SamplingConfig:

@@ -85,6 +85,8 @@ class Session(abc.ABC):
     batch: int
     #: the layout every row's generated span follows
     layout: TokenLayout
+    #: where the model runs: the loop builds its tensors and random generator here (cpu if unset)
+    device: torch.device
     #: True when `forward` honours `Window.attention` (needed by proposals that place slots)
     supports_attention: bool = False
 
@@ -114,6 +116,8 @@ class Backbone(abc.ABC):
     vocab_size: int
     #: sampling settings of the family's reference generator
     default_sampling: SamplingConfig = SamplingConfig()
+    #: a prompt the backbone accepts, for measurements where any prompt will do
+    example_prompt: str = "a photo"
 
     @abc.abstractmethod
     def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options: Any) -> Session:

@@ -11,7 +11,6 @@ their window automatically load it, or measure the rows they need on the fly and
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import statistics
@@ -25,11 +24,12 @@ import torch
 from .backbone import Backbone
 from .config import SamplingConfig
 from .errors import ConfigError
+from .strategy import Proposal, Strategy, Verdict
 
 #: windows measured by default: AR (0) and powers of two up to the widest auto window
 WINDOWS = (0, 1, 2, 4, 8, 16, 32, 64)
-WARMUP_PASSES = 2  # the prefill and one more pass are not timed
-TIMED_PASSES = 4
+WARMUP_PASSES = 2  # the pass that skips to mid-span and one more are not timed
+TIMED_PASSES = 5
 CALIBRATION_WINDOW = 16
 UNSHAPED_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "_commit_hash"}
 PROMPT = "a photo"  # any prompt will do: cost does not depend on content
@@ -135,6 +135,31 @@ class CostProfile:
         return profile if profile.key == key else None
 
 
+def increasing_fit(values: Sequence[float]) -> list[float]:
+    """The non-decreasing sequence closest to `values` in least squares (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, count]
+    for v in values:
+        blocks.append([v, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            (m1, n1), (m2, n2) = blocks.pop(-2), blocks.pop()
+            blocks.append([(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2])
+    return [m for m, n in blocks for _ in range(n)]
+
+
+class SkipAhead(Strategy):
+    """Timing aid, never a decoding strategy: one pass that keeps half the span unverified, so the
+    passes timed after it attend to a cache as long as a decode's average."""
+
+    name = "skip-ahead"
+
+    def propose(self, ctx):
+        width = ctx.useful_width(ctx.length // 2)
+        return Proposal(torch.zeros(ctx.batch, width, dtype=torch.long, device=ctx.device))
+
+    def verify(self, ctx, proposal, p):
+        return Verdict(torch.full((ctx.batch,), proposal.width, device=ctx.device), p[:, -1].argmax(-1))
+
+
 def measure(
     backbone: Backbone,
     batches: Sequence[int],
@@ -142,14 +167,16 @@ def measure(
     sampling: SamplingConfig | None = None,
     windows: Sequence[int] = WINDOWS,
     rounds: int = 3,
-    prompt: str = PROMPT,
+    prompt: str | None = None,
     start_options: dict[str, Any] | None = None,
 ) -> CostProfile:
     """Time the loop on `backbone`: `rounds` interleaved runs of every (batch, window) setting.
 
     `start_options` (image size, ...) go to `backbone.start`: a pass's cost depends on them.
+    `prompt` defaults to one the backbone accepts (`Backbone.example_prompt`).
     """
     start_options = start_options or {}
+    prompt = prompt or getattr(backbone, "example_prompt", PROMPT)
     from .loop import Decoder, decode
     from .windows import AcceptanceStats
     from .plugins import plugins
@@ -162,15 +189,16 @@ def measure(
         for b in batches:
             for w in windows:
                 session = backbone.start([prompt] * b, draw, **start_options)
+                decoder = Decoder(backbone, session, SkipAhead(), draw, seed=r)
+                decoder.step()  # to mid-span: a pass's cost grows with the cache it attends to
                 strategy = registry.get("sjd").factory(window=w) if w else registry.get("ar").factory()
-                decoder = Decoder(backbone, session, strategy, draw, seed=r)
+                decoder.strategy = strategy
                 strategy.reset(decoder.ctx)
                 while decoder.ctx.step < WARMUP_PASSES + TIMED_PASSES and max(decoder.remaining) > 0:
                     decoder.step()
                 times[b, w] += decoder.step_seconds[WARMUP_PASSES:] or decoder.step_seconds[-1:]  # short spans
-    # a wider window never costs less: a running maximum irons out timing noise
-    medians = ((statistics.median(times[b, w]) for w in windows) for b in batches)
-    seconds = [list(itertools.accumulate(row, max)) for row in medians]
+    # a wider window never costs less: the closest non-decreasing curve irons out timing noise
+    seconds = [increasing_fit([statistics.median(times[b, w]) for w in windows]) for b in batches]
     # one whole decode at a middling window: how acceptance falls along the window, as a prior
     calibration = decode(backbone, registry.get("sjd").factory(window=CALIBRATION_WINDOW), [prompt], sampling=draw,
                          **start_options)

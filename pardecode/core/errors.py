@@ -12,10 +12,11 @@ class ConfigError(PardecodeError, ValueError):
 class UnknownNameError(PardecodeError, KeyError):
     """A strategy or backbone name that no plugin registered."""
 
-    def __init__(self, kind: str, name: str, known: list[str]):
+    def __init__(self, kind: str, name: str, known: list[str], note: str = ""):
         self.kind, self.name, self.known = kind, name, sorted(known)
         plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
-        super().__init__(f"unknown {kind} {name!r}; known {plural}: {', '.join(self.known) or '(none)'}")
+        message = f"unknown {kind} {name!r}; known {plural}: {', '.join(self.known) or '(none)'}"
+        super().__init__(message + (f" ({note})" if note else ""))
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

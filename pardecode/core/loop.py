@@ -11,6 +11,7 @@ early, which keeps the output distribution exact.
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -91,6 +92,7 @@ class Decoder:
             token_embeddings=backbone.token_embeddings if backbone.noise_ready() else None,
             backbone=backbone.name,
             longest_remaining=length,
+            grid=self.layout.image_grid(),
             layout=self.layout,
         )
         self.ctx.planner = self._plan
@@ -140,6 +142,8 @@ class Decoder:
         expected = (ctx.batch, width + 1, ctx.vocab_size)
         if tuple(scores.cond.shape) != expected:
             raise BackboneError(f"backbone {self.backbone.name!r} returned logits {tuple(scores.cond.shape)}, expected {expected}")
+        if self.sampling.uses_cfg:
+            self._check_guidance(scores.uncond, expected)
 
         # process
         p = target_probs(scores, ctx.allowed(width + 1), self.sampling, step=ctx.step)
@@ -191,6 +195,18 @@ class Decoder:
             self._planned = (step, widest, self._planner.choose(rows, widest))
         return self._planned[2]
 
+    def _check_guidance(self, uncond: torch.Tensor | None, expected: tuple[int, ...]) -> None:
+        """Guidance was asked for: refuse a session that returned no unconditional branch, or one of
+        another shape (a [B, 1, V] branch would broadcast into a silently wrong guidance)."""
+        name = self.backbone.name
+        if uncond is None:
+            raise BackboneError(
+                f"backbone {name!r} returned no unconditional logits (Scores.uncond) although cfg_scale is "
+                f"{self.sampling.cfg_scale}; its session must score the guidance branch, or use cfg_scale 1"
+            )
+        if tuple(uncond.shape) != expected:
+            raise BackboneError(f"backbone {name!r} returned unconditional logits {tuple(uncond.shape)}, expected {expected}")
+
     def _compact_if_sparse(self) -> None:
         """Drop the cache's holes once they are more than a quarter of its span slots."""
         slots, longest = self.span_valid.shape[1], max(self.valid_counts)
@@ -230,13 +246,17 @@ def decode(
     chosen with (default: this machine's stored profile of the backbone, measured when missing).
     """
     if isinstance(strategy, str):
-        from .plugins import plugins
+        from ..api import get_strategy
 
-        strategy = plugins().strategies.get(strategy).factory(**(strategy_options or {}))
+        strategy = get_strategy(strategy, **(strategy_options or {}))
     elif strategy_options:
         raise ConfigError("strategy_options only apply when the strategy is given by name")
+    elif not isinstance(strategy, Strategy):
+        raise ConfigError(f"strategy must be a registered name or a pardecode.Strategy, got {type(strategy).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be an integer in [0, 2**63), got {seed!r}")
     if isinstance(prompts, str) or not len(prompts):
         raise ConfigError(f"prompts must be a non-empty list of strings, got {prompts!r}")
     sampling = sampling or backbone.default_sampling
     session = backbone.start(list(prompts), sampling, **start_options)
-    return Decoder(backbone, session, strategy, sampling, seed, profile, start_options).run()
+    return Decoder(backbone, session, strategy, sampling, int(seed), profile, start_options).run()

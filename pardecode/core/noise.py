@@ -140,6 +140,7 @@ class NoiseConditioning(nn.Module):
             state = load_file(str(weights))
             module = cls(cfg["dim"], state["mean"], state["std"], cfg["frequencies"], cfg["hidden"])
             module.load_state_dict(state)
-        except (OSError, KeyError, ValueError, RuntimeError) as err:
-            raise CheckpointError(f"cannot load the noise conditioning in {directory}: {err}") from None
+        except Exception as err:  # a truncated file is a SafetensorError; a foreign one a KeyError, ...
+            reason = " ".join(f"{type(err).__name__}: {err}".split())
+            raise CheckpointError(f"cannot load the noise conditioning in {directory}: {reason}") from None
         return module

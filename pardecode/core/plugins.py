@@ -12,6 +12,9 @@ where the module defines ``@hookimpl def pardecode_register_strategies(register)
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
+import inspect
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +50,18 @@ class Hooks:
         """
 
 
+class PluginWarning(UserWarning):
+    """A third-party plugin failed to load or to register, and was skipped."""
+
+
+@attrs.frozen
+class Broken:
+    """A plugin that was skipped: its name and why, in one line."""
+
+    plugin: str
+    error: str
+
+
 @attrs.frozen
 class Entry:
     """A registered strategy or backbone."""
@@ -60,9 +75,10 @@ class Entry:
 class Registry:
     """Name -> factory tables for one kind of plugin object."""
 
-    def __init__(self, kind: str):
-        self.kind = kind
+    def __init__(self, kind: str, base: type | None = None, broken: list[Broken] | None = None):
+        self.kind, self.base = kind, base
         self.entries: dict[str, Entry] = {}
+        self.broken = broken if broken is not None else []  # skipped plugins, named when a lookup fails
 
     def register_from(self, plugin: str) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any], description: str = "") -> None:
@@ -71,6 +87,12 @@ class Registry:
             if name in self.entries:
                 other = self.entries[name].plugin
                 raise ConfigError(f"{self.kind} {name!r} registered twice (by {other} and {plugin})")
+            if not callable(factory):
+                raise ConfigError(f"{self.kind} {name!r}: the factory must be callable, got {type(factory).__name__}")
+            if self.base is not None and inspect.isclass(factory) and not issubclass(factory, self.base):
+                raise ConfigError(
+                    f"{self.kind} {name!r}: {factory.__name__} is not a subclass of pardecode.{self.base.__name__}"
+                )
             self.entries[name] = Entry(name, factory, description.strip().splitlines()[0] if description else "", plugin)
 
         return register
@@ -79,7 +101,8 @@ class Registry:
         try:
             return self.entries[name]
         except KeyError:
-            raise UnknownNameError(self.kind, name, list(self.entries)) from None
+            note = "; ".join(f"plugin {b.plugin!r} was skipped: {b.error}" for b in self.broken)
+            raise UnknownNameError(self.kind, name, list(self.entries), note) from None
 
     def names(self) -> list[str]:
         return sorted(self.entries)
@@ -89,21 +112,51 @@ class Plugins:
     """The plugin manager with its two registries, filled once from built-ins and entry points."""
 
     def __init__(self, load_entry_points: bool = True):
+        from .backbone import Backbone
+        from .strategy import Strategy
+
         self.manager = pluggy.PluginManager(PROJECT)
         self.manager.add_hookspecs(Hooks)
+        #: third-party plugins skipped because they failed to import or to register
+        self.broken: list[Broken] = []
         for name in BUILTIN_PLUGINS:
             self.manager.register(importlib.import_module(name), name=name)
         if load_entry_points:
-            self.manager.load_setuptools_entrypoints(PROJECT)
-        self.strategies = Registry("strategy")
-        self.backbones = Registry("backbone")
+            self._load_entry_points()
+        self.strategies = Registry("strategy", Strategy, self.broken)
+        self.backbones = Registry("backbone", Backbone, self.broken)
         for hook, registry in (
             (self.manager.hook.pardecode_register_strategies, self.strategies),
             (self.manager.hook.pardecode_register_backbones, self.backbones),
         ):
             # call each implementation on its own so every entry records which plugin made it
             for impl in reversed(hook.get_hookimpls()):
-                impl.function(register=registry.register_from(impl.plugin_name))
+                if impl.plugin_name in BUILTIN_PLUGINS:  # our own: a failure is a bug, shown in full
+                    impl.function(register=registry.register_from(impl.plugin_name))
+                    continue
+                try:
+                    impl.function(register=registry.register_from(impl.plugin_name))
+                except Exception as err:  # one broken plugin must not break every command
+                    self._skip(impl.plugin_name, err)
+
+    def _load_entry_points(self) -> None:
+        """Import every `pardecode` entry point on its own; one that fails is skipped and recorded."""
+        for ep in importlib.metadata.entry_points(group=PROJECT):
+            if self.manager.get_plugin(ep.name) is not None or self.manager.is_blocked(ep.name):
+                continue
+            try:
+                self.manager.register(ep.load(), name=ep.name)
+            except Exception as err:
+                self._skip(ep.name, err)
+
+    def _skip(self, plugin: str, err: Exception) -> None:
+        reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line
+        self.broken.append(Broken(plugin, reason))
+        for registry in (getattr(self, "strategies", None), getattr(self, "backbones", None)):
+            if registry is not None:  # what it registered before failing goes too
+                registry.entries = {k: e for k, e in registry.entries.items() if e.plugin != plugin}
+        if self.manager.get_plugin(plugin) is not None:
+            self.manager.unregister(name=plugin)
 
 
 _PLUGINS: Plugins | None = None
@@ -114,6 +167,8 @@ def plugins() -> Plugins:
     global _PLUGINS
     if _PLUGINS is None:
         _PLUGINS = Plugins()
+        for broken in _PLUGINS.broken:
+            warnings.warn(f"plugin {broken.plugin!r} skipped: {broken.error}", PluginWarning, stacklevel=2)
     return _PLUGINS
 
 

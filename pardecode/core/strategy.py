@@ -18,7 +18,7 @@ import torch
 from .backbone import NoisyInputs
 from .config import SamplingConfig
 from .errors import ConfigError
-from .layout import TokenLayout
+from .layout import Grid, TokenLayout
 
 
 def _placement(proposal: "Proposal", attribute, value) -> None:
@@ -84,6 +84,9 @@ class DecodeContext:
     longest_remaining: int = 0  # tokens the longest-running row still has to commit (kept by the loop)
     #: the loop's window planner: widest -> the window with the most expected tokens per second
     planner: Callable[[int], int] | None = None
+    #: where the image cells sit in the span (rows, cols, stride, cell mask), from the session's
+    #: layout; None when the span has no 2-D structure
+    grid: Grid | None = None
     layout: TokenLayout | None = None  # the span's layout (row-parallel strategies need its grid)
     #: Bool[B, length] offsets committed / committed and cached; kept only once a proposal places
     #: slots (core.fronts), where commits need not be a prefix. None on the single-window path.

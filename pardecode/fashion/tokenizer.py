@@ -148,7 +148,10 @@ class PatchTokenizer:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"codebook file {path} does not exist")
-        tensors = load_file(str(path))
+        try:
+            tensors = load_file(str(path))
+        except Exception as err:  # truncated or not a safetensors file
+            raise CheckpointError(f"cannot read codebook file {path}: {' '.join(str(err).split())}") from None
         if "codebook" not in tensors:
             raise CheckpointError(f"{path} holds no 'codebook' tensor (found {sorted(tensors)})")
         return cls(tensors["codebook"])

@@ -42,6 +42,16 @@ class TrainingSet:
         return cols >= self.ids.shape[1] - self.span
 
 
+def noisable_offsets(layout) -> torch.Tensor:
+    """Bool[length]: span offsets whose token is not forced by the layout (image cells, or every
+    offset of a span without end-of-line and end tokens)."""
+    grid = layout.image_grid()
+    if grid is not None:
+        return grid.cells.clone()
+    allowed = layout.allowed(torch.arange(layout.length))
+    return allowed.sum(-1) > 1 if allowed is not None else torch.ones(layout.length, dtype=torch.bool)
+
+
 def training_set(
     backbone, prompts: Sequence[str], spans: torch.Tensor, *, uncond_rate: float = 0.1, seed: int = 0, **encode_options
 ) -> TrainingSet:
@@ -70,10 +80,7 @@ def training_set(
     for i, r in enumerate(rows):  # once per data set
         head[i, width - len(r) :] = torch.tensor(r)
         valid[i, width - len(r) :] = True
-    offsets = torch.arange(layout.length)
-    allowed = layout.allowed(offsets.unsqueeze(0))[0]
-    cells = allowed.sum(-1) > 1 if allowed is not None else torch.ones(layout.length, dtype=torch.bool)
-    noisable = torch.cat([torch.zeros(width, dtype=torch.bool), cells])
+    noisable = torch.cat([torch.zeros(width, dtype=torch.bool), noisable_offsets(layout)])
     ids = torch.cat([head, spans.long()], 1)
     return TrainingSet(ids, torch.cat([valid, torch.ones_like(spans, dtype=torch.bool)], 1), noisable, layout.length)
 

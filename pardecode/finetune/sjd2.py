@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from ..core.backbone import NoisyInputs
 from ..core.errors import ConfigError
 from ..core.noise import NoiseConditioning, vp_coefficients
+from ..core.quiet import quiet_loading
 from .data import TrainingSet
 from .noising import SegmentNoise
 
@@ -119,7 +120,8 @@ def save_checkpoint(backbone, out: Path) -> Path:
             keep = not item.name.startswith(("model", "noise_conditioning", "tokenizer", "config.json", "finetune"))
             if item.is_file() and keep:
                 shutil.copy2(item, out / item.name)
-    backbone.model.save_pretrained(str(out))
+    with quiet_loading():  # no "Writing model shards" bar
+        backbone.model.save_pretrained(str(out))
     backbone.noise.save(out)
     return out
 

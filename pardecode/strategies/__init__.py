@@ -5,12 +5,13 @@ from ..core.plugins import hookimpl
 
 @hookimpl
 def pardecode_register_strategies(register):
+    from .above import SJDAbove
     from .ar import AR
     from .jacobi import Jacobi
-    from .sjd import SJD
     from .pjd import PJD
+    from .sjd import SJD
     from .sjd2 import SJD2
     from .zipar import ZipAR
 
-    for cls in (AR, Jacobi, SJD, SJD2, ZipAR, PJD):
+    for cls in (AR, Jacobi, SJD, SJD2, SJDAbove, ZipAR, PJD):
         register(cls.name, cls, cls.__doc__)

@@ -1,0 +1,36 @@
+"""The default model as a backbone: the Chameleon adapter, plus a refusal of prompts it cannot draw.
+
+The model knows ten garments, each under a few phrasings; any other prompt ("a cat") would still
+decode, into some garment, so it is refused with the accepted phrasings instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..adapters.chameleon import ChameleonBackbone
+from ..adapters.hf import Encoded, check_prompts
+from ..core.config import SamplingConfig
+from ..core.errors import ConfigError
+from . import vocab
+
+
+def check_known(prompts: list[str], name: str) -> None:
+    """A ConfigError naming the first prompt that asks for no garment the model was trained on."""
+    for prompt in check_prompts(prompts):
+        if vocab.class_of_prompt(prompt) is None:
+            nouns = ", ".join(repr(p) for phrasings in vocab.PROMPTS_BY_CLASS.values() for p in phrasings[: len(phrasings) // 4])
+            raise ConfigError(
+                f"the {name!r} model does not know the prompt {prompt!r}; it draws the ten Fashion-MNIST "
+                f"classes, asked for as {nouns} (optionally 'a photo of ...', 'a picture of ...', 'an image of ...')"
+            )
+
+
+class FashionBackbone(ChameleonBackbone):
+    """The shipped Fashion-MNIST text-to-image model: a Chameleon backbone that knows ten prompts' worth."""
+
+    example_prompt = "a sneaker"
+
+    def encode(self, prompts: list[str], sampling: SamplingConfig, size: Any = None) -> Encoded:
+        check_known(prompts, self.name)
+        return super().encode(prompts, sampling, size=size)
