@@ -32,7 +32,7 @@ def test_generate_human_readable_and_errors(tmp_path, capsys):
     assert main(["generate", "--prompt", "a bag", "--strategy", "ar", "--out", str(tmp_path / "bag.png")]) == 0
     assert "forward passes for 211 tokens per image" in capsys.readouterr().out and (tmp_path / "bag.png").exists()
     for args, message in [
-        (["--strategy", "nope"], "unknown strategy 'nope'; known strategies: ar, jacobi, "),
+        (["--strategy", "nope"], "unknown strategy 'nope'; known strategies: ar, "),
         (["--top-p", "0"], "top_p must be in (0, 1]"),
         (["--batch", "0"], "--batch must be >= 1, got 0"),
         (["--strategy", "sjd2"], "backbone 'fashion' has no noise conditioning"),

@@ -55,12 +55,12 @@ def test_only_drafts_the_previous_pass_refined_count():
     assert stats.reached.sum() == 0
     # row 0 kept 1 of 4 last time: slots 0..2 are carried over; row 1 kept 3: slot 0 only
     stats._refined = [3, 1]
-    stats.update([4, 4], 4, [True, True])
-    assert stats.reached.tolist() == [2, 1, 1, 0] and stats.kept.tolist() == [2, 1, 1, 0]
+    stats.update([4, 4], 4, [True, True])  # a pass counts once: rows are averaged
+    assert stats.reached.tolist() == [1, 0.5, 0.5, 0] and stats.kept.tolist() == [1, 0.5, 0.5, 0]
     assert stats._refined == [0, 0]  # every draft was kept: the next window is all fresh
     stats._refined = [4, 4]
     stats.update([2, 0], 4, [True, False])  # finished rows do not count
-    assert stats.reached.tolist() == [3, 2, 2, 0]
+    assert stats.reached.tolist() == [2, 1.5, 1.5, 0]
 
 
 def test_planner_picks_ar_when_windows_are_dear_and_wide_windows_when_cheap():

@@ -423,6 +423,21 @@ class ChameleonBackbone(hf.HFBackbone):
             self._decoder = source
         return self._decoder
 
+    def image_codebook(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The patch codebook of the project's decoder when it is one (the default model), else the VQ
+        encoder's codebook (token id - image_token_range[0] indexes both); computed once."""
+        if not hasattr(self, "_codebook"):
+            decoder = self.image_decoder() if self.no_images_reason is None else None
+            owner = getattr(decoder, "__self__", None)
+            table = getattr(owner, "codebook", None)
+            if table is None:
+                quantize = getattr(getattr(getattr(self.model, "model", None), "vqmodel", None), "quantize", None)
+                table = None if quantize is None else quantize.embedding.weight
+            n = len(self.image_tokens)
+            ok = table is not None and len(table) >= n
+            self._codebook = (self.image_tokens.clone(), table[:n].detach().float().cpu().clone()) if ok else None
+        return self._codebook
+
     def images(self, tokens: torch.Tensor, session: hf.HFSession) -> list[Any] | None:
         decoder = self.image_decoder() if self.no_images_reason is None else None
         if decoder is None:

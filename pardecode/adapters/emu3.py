@@ -165,6 +165,17 @@ class Emu3Backbone(hf.StyledBackbone):
         )
         return hf.Encoded(cond=cond, uncond=uncond, layout=layout)
 
+    def image_codebook(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The VQ codebook rows of the visual tokens (by the vocabulary map's token -> code index); once."""
+        if not hasattr(self, "_codebook"):
+            img2bpe = self.model.model.vocabulary_mapping.img2bpe
+            codes = torch.tensor(sorted(img2bpe), dtype=torch.long)
+            ids = torch.tensor([img2bpe[int(c)] for c in codes], dtype=torch.long)
+            table = self.model.model.vqmodel.quantize.embedding.weight.detach().float().cpu()
+            keep = codes < len(table)
+            self._codebook = (ids[keep], table[codes[keep]].clone())
+        return self._codebook
+
     def images(self, tokens: torch.Tensor, session: hf.HFSession) -> list[Any]:
         layout = session.layout
         with torch.inference_mode():

@@ -148,6 +148,13 @@ class JanusBackbone(hf.StyledBackbone):
         """rows x cols codebook entries, nothing else: strategies see the grid, no token is masked."""
         return ImageGridLayout(self.rows, self.cols, self.image_tokens, self.vocab_size)
 
+    def image_codebook(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The VQ codebook: image token ids are its row indices; computed once."""
+        if not hasattr(self, "_codebook"):
+            table = self.model.model.vqmodel.quantize.embedding.weight.detach().float().cpu().clone()
+            self._codebook = (torch.arange(len(table)), table)
+        return self._codebook
+
     def images(self, tokens: torch.Tensor, session: hf.HFSession) -> list[Any]:
         with torch.inference_mode():
             pixels = self.model.decode_image_tokens(tokens.to(self.device))  # [B, H, W, C] in [-1, 1]

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from ..core.trace import Trace
+from .comparisons import Comparison, compare, pooled_per_image
 from .quality import Judge, Quality, Spread, judge_for, unpack_images
 from .suite import Suite
 
@@ -56,6 +57,10 @@ class SettingSummary:
     seed_quality: dict[int, Quality]
     check: str  # the lossless check's verdict
     acceptance: list[float]  # mean tokens committed by the pass that produced each span offset
+    #: pooled-image quality against the AR baseline with the same sampling (`comparisons`), or None
+    versus_ar: Comparison | None = None
+    #: lossy strategies: mean over images of the summed per-pass total variation bound, else None
+    tv_bound: float | None = None
 
 
 @attrs.frozen
@@ -207,7 +212,39 @@ def _setting_summary(
         seed_quality=per_seed,
         check=check,
         acceptance=trace.accepted_by_offset(first["length"]).tolist(),
+        tv_bound=float(np.mean([v for r in recs for v in r["tv_bound"]])) if "tv_bound" in first else None,
     )
+
+
+def _versus_ar(rows: list[SettingSummary], by_setting: dict[str, list[dict[str, Any]]], judge: Judge | None) -> list[SettingSummary]:
+    """Rows with their pooled-image comparison against the AR baseline of the same sampling."""
+    reference = getattr(judge, "reference_stats", None)
+    if judge is None or reference is None:
+        return rows
+    per_image: dict[str, Any] = {}
+
+    def pooled(label: str):
+        if label not in per_image:
+            per_image[label] = pooled_per_image(by_setting[label], judge)
+        return per_image[label]
+
+    by_label = {r.setting: r for r in rows}
+    stats: list[Any] = []
+    out = []
+    for row in rows:
+        base = by_label.get(row.baseline) if row.baseline else None
+        if base is None or base.setting == row.setting or base.sampling != row.sampling:
+            out.append(row)
+            continue
+        mine, ar = pooled(row.setting), pooled(base.setting)
+        if mine is None or ar is None:
+            out.append(row)
+            continue
+        if not stats:
+            stats.append(reference())
+        versus = compare(mine, ar, stats[0])
+        out.append(attrs.evolve(row, versus_ar=versus))
+    return out
 
 
 def summarize(suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[[str], Judge | None] = judge_for) -> list[BackboneSummary]:
@@ -225,6 +262,7 @@ def summarize(suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[
         judge = judges(spec.name)
         judged = {s: judge_images(recs, judge) for s, recs in by_setting.items()} if judge else {}
         rows = [_setting_summary(label, by_setting, judged, judge, expected[spec.label, label]) for label in by_setting]
+        rows = _versus_ar(rows, by_setting, judge)
         pooled_n = max((r.quality.n for r in rows if r.quality), default=None)
         real = judge.real_spread(pooled_n) if judge and pooled_n else None
         out.append(BackboneSummary(spec.label, spec.name, suite.batch, rows, real, pooled_n if real else None))

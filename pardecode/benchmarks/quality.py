@@ -107,6 +107,26 @@ class FashionJudge:
         report = self.evaluator.evaluate(gray, [class_of_prompt(p) for p in prompts])
         return Quality(report.n_images, report.prompt_agreement, report.frechet_distance)
 
+    def per_image(self, images: np.ndarray, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(Bool[N] image classified as its prompt's class, Float64[N, D] features): what the pooled
+        comparisons of `comparisons` resample."""
+        import torch
+
+        from ..fashion.vocab import class_of_prompt
+
+        gray = images.mean(-1).round().astype(np.uint8) if images.ndim == 4 else images
+        with torch.inference_mode():
+            features = self.evaluator.features(gray)
+            predicted = self.evaluator.model.classify(features).argmax(1).numpy()
+        wanted = np.array([class_of_prompt(p) for p in prompts])
+        return predicted == wanted, features.double().numpy()
+
+    def reference_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and covariance of the real test images' features (the Fréchet distance's reference)."""
+        from ..fashion.evaluator import gaussian_stats
+
+        return gaussian_stats(self.evaluator.reference_features("test")[0])
+
     def real_spread(self, n: int) -> tuple[Spread, Spread] | None:
         total = len(self.evaluator.reference_features("test")[0])
         repeats = min(10, total // n - 1) if n >= 2 else 0

@@ -118,6 +118,8 @@ def execute(run: Run, backbone: Any, spec: BackboneSpec, batch: int, judge: Judg
         "torch_threads": torch.get_num_threads(),
         "images": None,
     }
+    if "tv_bound" in trace.diagnostics:  # lossy strategies: per image, the summed per-pass TV bound
+        record["tv_bound"] = trace.diagnostics["tv_bound"].sum(0).tolist()
     if judge is not None and run.repeat == 0:
         images = backbone.images(result.tokens, result.session)
         record["images"] = pack_images(images) if images is not None else None

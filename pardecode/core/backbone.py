@@ -139,6 +139,15 @@ class Backbone(abc.ABC):
         """Float[..., D] normalised embeddings of tokens (the x0 targets of denoising)."""
         raise NotImplementedError(f"backbone {self.name!r} has no noise conditioning")
 
+    def image_codebook(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(token ids Long[K], embeddings Float[K, D]) of the image codebook, or None if there is none.
+
+        Row k is the latent vector (VQ codebook entry) the image decoder turns token ids[k] into:
+        tokens close in this space decode to similar image patches, which is what latent-
+        neighbourhood acceptance rules (LANTERN, GSD) rely on. Implementations compute it once.
+        """
+        return None
+
     def images(self, tokens: torch.Tensor, session: Session) -> list[Any] | None:
         """Decode Long[B, length] span tokens to images, or None if this backbone has no decoder."""
         return None

@@ -31,6 +31,7 @@ WINDOWS = (0, 1, 2, 4, 8, 16, 32, 64)
 WARMUP_PASSES = 2  # the pass that skips to mid-span and one more are not timed
 TIMED_PASSES = 5
 CALIBRATION_WINDOW = 16
+CALIBRATION_ROWS = 4  # rows of the calibration decode: four samples of the whole-decode acceptance
 UNSHAPED_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "_commit_hash"}
 PROMPT = "a photo"  # any prompt will do: cost does not depend on content
 
@@ -200,8 +201,8 @@ def measure(
     # a wider window never costs less: the closest non-decreasing curve irons out timing noise
     seconds = [increasing_fit([statistics.median(times[b, w]) for w in windows]) for b in batches]
     # one whole decode at a middling window: how acceptance falls along the window, as a prior
-    calibration = decode(backbone, registry.get("sjd").factory(window=CALIBRATION_WINDOW), [prompt], sampling=draw,
-                         **start_options)
+    calibration = decode(backbone, registry.get("sjd").factory(window=CALIBRATION_WINDOW), [prompt] * CALIBRATION_ROWS,
+                         sampling=draw, **start_options)
     acceptance = AcceptanceStats.of_trace(calibration.trace, max(windows)).rates(max(windows))
     key = profile_key(backbone, draw, start_options)
     return CostProfile(key, sorted(batches), list(windows), seconds, acceptance)

@@ -93,6 +93,7 @@ class Decoder:
             backbone=backbone.name,
             longest_remaining=length,
             grid=self.layout.image_grid(),
+            image_codebook=backbone.image_codebook,
             layout=self.layout,
         )
         self.ctx.planner = self._plan
@@ -107,6 +108,7 @@ class Decoder:
         self.counts: list[torch.Tensor] = []
         self.forward_seconds: list[float] = []
         self.step_seconds: list[float] = []
+        self.diagnostics: list[dict[str, torch.Tensor]] = []
         self.fronts: Fronts | None = None  # set once a proposal places its slots (core/fronts.py)
 
     def step(self) -> None:
@@ -181,6 +183,7 @@ class Decoder:
         ctx.longest_remaining = max(self.remaining)
         ctx.step += 1
         self.counts.append(take)
+        self.diagnostics.append(verdict.diagnostics)
         self.step_seconds.append(time.perf_counter() - start - self.setup_seconds * first_plan)
 
     def _plan(self, widest: int) -> int:
@@ -217,6 +220,12 @@ class Decoder:
             counts = torch.tensor(self.valid_counts, device=self.span_valid.device)
             self.span_valid = torch.arange(longest, device=self.span_valid.device) < counts.unsqueeze(1)
 
+    def _diagnostics(self) -> dict[str, torch.Tensor]:
+        """Name -> Float[passes, B] of every diagnostic any verdict reported (0 where one did not)."""
+        names = dict.fromkeys(k for d in self.diagnostics for k in d)
+        zero = torch.zeros(self.ctx.batch)
+        return {n: torch.stack([d[n].float().cpu() if n in d else zero for d in self.diagnostics]) for n in names}
+
     def run(self, max_passes: int | None = None) -> DecodeResult:
         self.strategy.reset(self.ctx)
         limit = max_passes if max_passes is not None else self.ctx.length + 1
@@ -224,7 +233,10 @@ class Decoder:
             if self.ctx.step >= limit:
                 raise BackboneError(f"decode did not finish within {limit} forward passes")
             self.step()
-        trace = Trace(self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds, self.setup_seconds)
+        trace = Trace(
+            self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds, self.setup_seconds,
+            self._diagnostics(),
+        )
         return DecodeResult(self.ctx.tokens[:, : self.ctx.length].clone(), trace, self.session)
 
 

@@ -61,6 +61,9 @@ class Verdict:
 
     accepted: torch.Tensor  # Long[B], 0..W
     next_token: torch.Tensor  # Long[B]
+    #: optional per-row diagnostics of this pass, name -> Float[B] (e.g. a lossy rule's "tv_bound");
+    #: the loop records them in `Trace.diagnostics`
+    diagnostics: dict[str, torch.Tensor] = attrs.field(factory=dict)
 
 
 @attrs.define
@@ -87,6 +90,9 @@ class DecodeContext:
     #: where the image cells sit in the span (rows, cols, stride, cell mask), from the session's
     #: layout; None when the span has no 2-D structure
     grid: Grid | None = None
+    #: the backbone's image codebook, () -> (token ids Long[K], embeddings Float[K, D]) or None
+    #: (see `Backbone.image_codebook`); strategies with latent neighbourhoods read it
+    image_codebook: Callable[[], tuple[torch.Tensor, torch.Tensor] | None] = lambda: None
     layout: TokenLayout | None = None  # the span's layout (row-parallel strategies need its grid)
     #: Bool[B, length] offsets committed / committed and cached; kept only once a proposal places
     #: slots (core.fronts), where commits need not be a prefix. None on the single-window path.

@@ -18,6 +18,10 @@ class Trace:
     step_seconds: list[float]
     #: one-off time outside the passes: loading or measuring the cost profile of automatic windows
     setup_seconds: float = 0.0
+    #: per-pass diagnostics a strategy attached to its verdicts, name -> Float[passes, B] (passes
+    #: without the entry hold 0); lossy strategies report "tv_bound" here: per pass and row, a bound
+    #: on the total variation distance between the committed tokens' distribution and AR's
+    diagnostics: dict[str, torch.Tensor] = attrs.field(factory=dict)
 
     @property
     def forward_passes(self) -> int:
@@ -56,6 +60,7 @@ class Trace:
             "forward_seconds": self.forward_seconds,
             "step_seconds": self.step_seconds,
             "setup_seconds": self.setup_seconds,
+            **({"diagnostics": {k: v.T.tolist() for k, v in self.diagnostics.items()}} if self.diagnostics else {}),
         }
 
 

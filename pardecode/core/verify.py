@@ -105,3 +105,74 @@ def greedy_accept(p: torch.Tensor, drafts: torch.Tensor) -> tuple[torch.Tensor, 
     best = p.argmax(-1)
     accepted = first_false(drafts == best[:, : drafts.shape[1]])
     return accepted, _at(best, accepted)
+
+
+def _residual(p: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """normalize(max(0, p - kept)) over the last axis; p itself where nothing is left."""
+    residual = (p - kept).clamp_min(0)
+    mass = residual.sum(-1, keepdim=True)
+    return torch.where(mass > 0, residual / mass.clamp_min(torch.finfo(p.dtype).tiny), p)
+
+
+def _one_hot_like(tokens: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(tokens, p.shape[-1]).to(p.dtype)
+
+
+def maximal_redraw(
+    p: torch.Tensor, previous: torch.Tensor, q: torch.Tensor | None, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Long[B, W+1]: a draw from p at every slot, maximally coupled with the slot's previous draft.
+
+    `previous` is Long[B, W] (drafts of the first W slots, drawn from q: Float[B, W, V], one-hot
+    when None); the last slot of p has no previous draft and gets an independent draw. At a slot
+    the previous draft x stays with probability min(1, p(x) / q(x)), else the slot is redrawn from
+    normalize(max(0, p - q)): the result is distributed exactly as p and equals x with probability
+    sum min(p, q) = 1 - TV(p, q), the most any coupling allows (the maximal coupling used to
+    stabilise Jacobi redraws in arXiv 2510.24211). Vectorised: one uniform and one residual draw
+    per slot.
+    """
+    width = previous.shape[1]
+    p_slots = p[:, :width]
+    q = _one_hot_like(previous, p) if q is None else q
+    stay = torch.rand(previous.shape, generator=generator, device=p.device, dtype=p.dtype)
+    stay = stay < acceptance_probability(p_slots, previous, q)
+    redrawn = sample(_residual(p_slots, q), generator)
+    tail = sample(p[:, width:], generator)
+    return torch.cat([torch.where(stay, previous, redrawn), tail], 1)
+
+
+def relaxed_accept(
+    p: torch.Tensor,
+    drafts: torch.Tensor,
+    q: torch.Tensor | None,
+    acceptance: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Speculative sampling with a relaxed acceptance rule; lossy unless the rule is min(1, p/q).
+
+    `acceptance` is Float[B, W, V]: for every slot, the probability of keeping each token should it
+    be the draft (a relaxed rule raises it above the exact min(1, p/q)). Drafts are kept left to
+    right while a uniform falls below their entry; the first rejected slot is resampled from
+    normalize(max(0, p - q * a)) (normalize(max(0, p - q)) when a is exact), the bonus slot from p.
+    Returns (accepted, next_token, tv): tv is Float[B, W+1], per slot the total variation distance
+    between the distribution of the token the rule commits there, q * a + (1 - sum q * a) * residual,
+    and p (both given the slot's prefix). It is 0 wherever the rule is exact; summed over a pass's
+    committed slots it bounds how far the pass's tokens are from AR sampling.
+    """
+    width = drafts.shape[1]
+    q = _one_hot_like(drafts, p) if q is None else q
+    a = acceptance.clamp(0, 1)
+    u = torch.rand(drafts.shape, generator=generator, device=p.device, dtype=p.dtype)
+    accepted = first_false(u < a.gather(-1, drafts.unsqueeze(-1)).squeeze(-1))
+    kept = q * a  # Float[B, W, V]: mass the rule keeps per draft token
+    residual = _residual(p[:, :width], kept)
+    rejected = (1 - kept.sum(-1, keepdim=True)).clamp_min(0)
+    out = kept + rejected * residual
+    tv = torch.cat([0.5 * (out - p[:, :width]).abs().sum(-1), p.new_zeros(p.shape[0], 1)], 1)
+    dist = torch.cat([residual, p[:, width:]], 1)
+    return accepted, sample(_at(dist, accepted), generator), tv
+
+
+def exact_acceptance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Float[B, W, V]: min(1, p/q) for every token (1 where q is 0): the lossless rule, tokenwise."""
+    return torch.where(q > 0, p / q.clamp_min(torch.finfo(q.dtype).tiny), torch.ones_like(q)).clamp(max=1)

@@ -24,11 +24,12 @@ from .cost import CostProfile
 
 #: windows the planner chooses among (capped by the strategy's widest window)
 CANDIDATES = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
-PRIOR_WEIGHT = 256.0  # tested drafts per position the profile's whole-decode acceptance counts as: the first passes of a decode (Jacobi iterations warming up) must not talk it out of the windows that pay off over the whole span
+PRIOR_WEIGHT = 64.0  # passes the profile's whole-decode acceptance counts as: the first passes of a decode (Jacobi iterations warming up) must not talk it out of the windows that pay off over the whole span
 
 
 class AcceptanceStats:
-    """Per window position j: passes in which a carried-over draft at j was tested, and kept.
+    """Per window position j: how often a carried-over draft at j was tested, and kept (per pass,
+    averaged over the rows still running).
 
     Only drafts the previous pass refined count (slot j of row b is one when j < previous width -
     previous accepted of b, the Jacobi carry-over): a fresh draft is a blind guess whatever the
@@ -60,8 +61,10 @@ class AcceptanceStats:
         carried = np.asarray([refined[b] for b in rows])[None]
         position = np.arange(width)[:, None]
         tested = (position <= kept) & (position < carried)  # every draft up to the first rejection
-        self.reached[:width] += tested.sum(1)
-        self.kept[:width] += (tested & (position < kept)).sum(1)
+        # a pass counts once, however many rows it holds: the rows of a batch warm up together, and
+        # a wide batch would otherwise let a decode's first passes outweigh the prior at once
+        self.reached[:width] += tested.mean(1)
+        self.kept[:width] += (tested & (position < kept)).mean(1)
 
     def expected_tokens(self, widest: int) -> np.ndarray:
         """E[tokens committed per row] for windows 0..widest."""

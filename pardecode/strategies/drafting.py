@@ -71,7 +71,10 @@ def carry_over(values: torch.Tensor, accepted: torch.Tensor, width: int) -> tupl
     return values.gather(1, index), stale
 
 
-COUPLINGS = ("independent", "gumbel")
+#: how redraws of unaccepted slots relate across passes: "independent" (fresh draws), "gumbel"
+#: (`CoupledDraws`: fixed noise per position) or "maximal" (`core.verify.maximal_redraw`: the previous
+#: draft stays with probability 1 - TV(p, q)); every one keeps verification exact
+COUPLINGS = ("independent", "gumbel", "maximal")
 
 
 def check_coupling(_, attribute, value):

@@ -5,7 +5,9 @@ speculative rule min(1, p/q), resamples the first rejection from max(0, p - q), 
 later slots from this pass's p (which becomes their q). Fresh drafts count as given tokens
 (q one-hot), as in the reference implementation. The reference redraws independently every pass
 (`coupling="independent"`, the default); `coupling="gumbel"` couples redraws across passes so
-drafts stop churning (the idea of coupled speculative decoding), still exactly.
+drafts stop churning (the idea of coupled speculative decoding), still exactly;
+`coupling="maximal"` keeps each previous draft with the largest probability any coupling allows, min(1, p(x)/q(x)), and redraws from max(0, p - q) otherwise (maximal coupling,
+as in speculative coupled decoding, arXiv 2510.24211).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import attrs
 import torch
 
 from ..core.strategy import DecodeContext
-from ..core.verify import sample, speculative_accept
+from ..core.verify import maximal_redraw, sample, speculative_accept
 from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed
 from .jacobi import Jacobi
 
@@ -52,7 +54,16 @@ class SJD(Jacobi):
         return speculative_accept(p, drafts, self._q, ctx.generator, self._given)
 
     def outputs(self, ctx: DecodeContext, p: torch.Tensor) -> torch.Tensor:
+        if self.coupling == "maximal":  # self._drafts / self._q are still this pass's drafts
+            return maximal_redraw(p, self._drafts, self.draft_q(ctx, p.dtype), ctx.generator)
         return sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
+
+    def draft_q(self, ctx: DecodeContext, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Float[B, W, V]: the distribution each current draft was drawn from (one-hot where given)."""
+        one_hot = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(dtype)
+        if self._q is None:
+            return one_hot
+        return torch.where(self._given.unsqueeze(-1), one_hot, self._q) if self._given is not None else self._q
 
     def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
         stale = super()._redraft(ctx, outputs, p, accepted, next_token)

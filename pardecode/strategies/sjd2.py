@@ -13,7 +13,8 @@ drafts and the noisy slots. Then, left to right:
   pass's p for them; at level 0 that token becomes a clean draft with q = p.
 Redraws are Gumbel-coupled across passes by default (`coupling="gumbel"`, see `CoupledDraws`):
 the denoising target and the drafts then move only when p does, which the measurements in the
-README show matters; `coupling="independent"` redraws afresh every pass.
+README show matters; `coupling="independent"` redraws afresh every pass; `coupling="maximal"` keeps
+each slot's last token with probability min(1, p/q) and redraws from max(0, p - q) otherwise.
 Slots that the layout forces (end-of-line, end tokens) are always clean.
 """
 
@@ -26,7 +27,7 @@ from ..core.backbone import NoisyInputs
 from ..core.errors import ConfigError
 from ..core.noise import NoiseSchedule, ddim_step, vp_coefficients
 from ..core.strategy import AUTO_WIDEST, DecodeContext, Proposal, Strategy, Verdict, positive_int, window_size
-from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
+from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, maximal_redraw, sample
 from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed, random_tokens
 
 
@@ -136,7 +137,10 @@ class SJD2(Strategy):
     def _advance(self, ctx: DecodeContext, p: torch.Tensor, accepted: torch.Tensor) -> None:
         """Shift the window past the committed tokens; Jacobi-update clean slots, denoise noisy ones."""
         width = self._tokens.shape[1]
-        draws = sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
+        if self.coupling == "maximal":  # a slot's last token moves only as far as p demands
+            draws = maximal_redraw(p, self._tokens, self._q, ctx.generator)
+        else:
+            draws = sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
         drawn, stale = carry_over(draws, accepted, width)
         p_new, _ = carry_over(p, accepted, width)
         pad = lambda x, v: torch.cat([x, torch.full_like(x[:, :1], v)], 1)  # noqa: E731 (index W: no old slot)

@@ -1,0 +1,62 @@
+"""SJD-PAC (arXiv 2603.18599): speculative Jacobi decoding with proactive drafting and adaptive
+continuation, the part of it that fits one draft window per pass. Lossless.
+
+SJD-PAC observes that about half of SJD's passes accept a single token, because after the first
+rejection SJD resamples every later draft and fills new slots blindly. Within one window per pass
+this strategy does the following, each step keeping the committed sequence exactly AR-distributed:
+
+- Adaptive continuation: drafts after the first rejection are not thrown away and resampled; each
+  is carried to the next pass and kept with probability min(1, p(x)/q(x)) under this pass's p for
+  its slot, redrawn from max(0, p - q) otherwise (`coupling="maximal"`, `core.verify.maximal_redraw`).
+  A draft moves only as far as the new distribution demands, so a run of drafts behind a rejected
+  slot usually survives to be verified again after the correction.
+- Proactive drafting: slots entering the window are drafted from the most recent prediction the
+  pass made (the bonus slot's p, restricted to the tokens the layout allows there) instead of
+  uniformly, with that distribution stored as their q, so the speculative rule min(1, p/q) stays
+  exact while fresh drafts land where the model puts its mass (`proactive=False`: SJD's fresh drafts).
+
+Not built here: the paper's verification of several continuation candidates for the corrected
+token (drafts that branch at the rejected slot) needs a draft tree, i.e. drafts at arbitrary
+positions with a tree attention mask; that belongs to the next version of the strategy contract,
+together with row-parallel drafting.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from ..core.strategy import DecodeContext
+from ..core.verify import sample
+from .drafting import check_coupling
+from .sjd import SJD
+
+
+@attrs.define
+class SJDPAC(SJD):
+    """SJD with adaptive continuation (maximal coupling of carried drafts) and proactive drafting."""
+
+    name = "sjd_pac"
+
+    coupling: str = attrs.field(default="maximal", validator=check_coupling)
+    proactive: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+
+    def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
+        stale = super()._redraft(ctx, outputs, p, accepted, next_token)
+        if not self.proactive or not bool(stale.any()):
+            return stale
+        width = stale.shape[1]
+        latest = p[:, -1:].expand(-1, width, -1)  # the furthest prediction of this pass
+        allowed = ctx.allowed(width, start=accepted + 1)
+        if allowed is not None:
+            latest = latest * allowed
+            mass = latest.sum(-1, keepdim=True)
+            uniform = allowed.to(p.dtype) / allowed.sum(-1, keepdim=True).clamp_min(1)
+            latest = torch.where(mass > 0, latest / mass.clamp_min(torch.finfo(p.dtype).tiny), uniform)
+        else:
+            latest = latest / latest.sum(-1, keepdim=True)
+        fresh = sample(latest, ctx.generator)
+        self._drafts = torch.where(stale, fresh, self._drafts)
+        self._q = torch.where(stale.unsqueeze(-1), latest, self._q)
+        self._given = torch.zeros_like(stale)  # every slot's q is now explicit
+        return stale
