@@ -119,7 +119,7 @@ def test_batch_rows_equal_single_row_decodes_when_greedy():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(UnknownNameError, match=r"unknown strategy 'nope'; known strategies: ar, entropy_sd, gsd, jacobi, lantern, sjd, "):
+    with pytest.raises(UnknownNameError, match=r"unknown strategy 'nope'; known strategies: ar, entropy_sd, gsd, jacobi, lantern, .*sjd, "):
         get_strategy("nope")
     with pytest.raises(UnknownNameError, match=r"unknown backbone 'nope'; known backbones: .*toy"):
         get_backbone("nope")

@@ -315,6 +315,23 @@ def additive_mask(key_valid: torch.Tensor, q: int, dtype: torch.dtype) -> torch.
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
+def placed_mask(prompt_valid: torch.Tensor, attention: torch.Tensor, first: bool, dtype: torch.dtype) -> torch.Tensor:
+    """Float[R, 1, q (+ P at the first pass), P + K] additive mask for placed slots (core.fronts).
+
+    Span inputs see every valid prompt token and the span slots `attention` (Bool[R, q, K]) allows;
+    at the first pass the prompt's own queries come first, causal over the valid prompt.
+    """
+    rows, q, k = attention.shape
+    p = prompt_valid.shape[1]
+    allowed = torch.cat([prompt_valid[:, None, :].expand(rows, q, p), attention], 2)
+    if first:
+        causal = torch.ones(p, p, dtype=torch.bool, device=attention.device).tril()
+        prompt = (causal[None] & prompt_valid[:, None, :]) | torch.eye(p, dtype=torch.bool, device=attention.device)[None]
+        allowed = torch.cat([torch.cat([prompt, prompt.new_zeros(rows, p, k)], 2), allowed], 1)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=attention.device)
+    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+
+
 @attrs.frozen
 class Encoded:
     """What a family adapter makes of a batch of prompts: token rows and the layout to generate."""
@@ -334,6 +351,8 @@ class HFSession(Session):
     Model rows: r < B are the conditional rows, r >= B the unconditional ones (row r - B's guidance
     branch); both are fed the same window, so one forward pass scores both branches.
     """
+
+    supports_attention = True
 
     def __init__(
         self,
@@ -427,7 +446,10 @@ class HFSession(Session):
             positions = torch.cat([self._prompt_pos, positions], 1)
         fed = positions.shape[1]
         # slots and positions coincide without padding and holes: plain causal attention suffices
-        mask = additive_mask(keys, fed, self._dtype) if self._padded or window.has_holes else None
+        if window.attention is not None:  # placed slots: the loop's own attention structure
+            mask = placed_mask(self._live_rows(self._prompt_valid), self._rows(window.attention.to(self.device)), window.first, self._dtype)
+        else:
+            mask = additive_mask(keys, fed, self._dtype) if self._padded or window.has_holes else None
         cache = {self._cache_keyword: self._cache}
         hidden = self.body(**inputs, attention_mask=mask, position_ids=positions, **cache, use_cache=True).last_hidden_state
         # .to: under a multi-device device_map the head may sit on another device than the inputs

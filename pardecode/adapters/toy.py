@@ -134,6 +134,8 @@ class ToyBackbone(Backbone):
 
 
 class ToySession(Session):
+    supports_attention = True
+
     def __init__(self, backbone: ToyBackbone, batch: int, layout: TokenLayout, prompt: torch.Tensor, valid: torch.Tensor):
         self.backbone, self.batch, self.layout = backbone, batch, layout
         self.prompt, self.prompt_valid = prompt, valid
@@ -141,6 +143,8 @@ class ToySession(Session):
         self.calls = 0
 
     def forward(self, window: Window) -> Scores:
+        if window.attention is not None:
+            return self._forward_placed(window)
         rows = self.prompt.shape[0]
         expand = rows // self.batch  # CFG rows see the same span inputs
         tokens = self.backbone.read_noisy(window.tokens, window).repeat(expand, 1)
@@ -156,6 +160,26 @@ class ToySession(Session):
         self.calls += 1
         cond, uncond = logits[: self.batch], (logits[self.batch :] if expand > 1 else None)
         return Scores(cond, uncond)
+
+    def _forward_placed(self, window: Window) -> Scores:
+        """Placed slots: each input's history is the prompt plus the span slots `attention` shows it,
+        at its true position (prompt + offset), as a real model reads position ids."""
+        expand = self.prompt.shape[0] // self.batch
+        tokens = self.backbone.read_noisy(window.tokens, window).repeat(expand, 1)
+        attention = window.attention.repeat(expand, 1, 1)
+        keys = torch.cat([self.slots, tokens], 1)
+        if attention.shape[2] != keys.shape[1]:
+            raise ConfigError(f"attention covers {attention.shape[2]} slots; cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")
+        prompt_sum = (self.prompt * self.prompt_valid).sum(1, keepdim=True)
+        sums = prompt_sum + (attention.long() * keys.unsqueeze(1)).sum(-1)
+        position = self.prompt_valid.sum(1, keepdim=True) + window.offsets.repeat(expand, 1) + 1
+        bb = self.backbone
+        logits = bb.table[position % bb.period, tokens, sums % bb.modulus]
+        if window.first:
+            logits = torch.cat([bb.logits_of(self.prompt, self.prompt_valid)[:, -1:], logits], 1)
+        self.slots = keys
+        self.calls += 1
+        return Scores(logits[: self.batch], logits[self.batch :] if expand > 1 else None)
 
     def crop(self, n: int) -> None:
         if n < 0:

@@ -19,6 +19,9 @@ Generated-span bookkeeping (all shapes per generation row b of B):
   so a row may hold invalid slots (holes) that it must never attend to. When holes pile up the
   loop asks the session to `compact` its cache; a session that cannot simply keeps them.
 - Rows finish at different passes; `Window.active` lets a session stop computing finished rows.
+- Placed slots (`core.fronts`): `Window.attention` then says exactly which span slots each input
+  attends to, replacing "earlier slots in window order" (fronts, trees, out-of-order commits). A
+  session that honours it sets `supports_attention`; the loop refuses placed slots otherwise.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class Window:
     #: Bool[B]: rows still generating (None: all). A finished row never becomes active again and its
     #: logits are ignored, so a session may stop computing it and return zeros in its place.
     active: torch.Tensor | None = None
+    #: Bool[B, q, S + q]: input i attends to span slot k (cached, then this pass's); every valid
+    #: prompt token is always visible. None: earlier-or-same slots that `key_valid` allows.
+    attention: torch.Tensor | None = None
 
     @property
     def has_holes(self) -> bool:
@@ -81,6 +87,8 @@ class Session(abc.ABC):
     layout: TokenLayout
     #: where the model runs: the loop builds its tensors and random generator here (cpu if unset)
     device: torch.device
+    #: True when `forward` honours `Window.attention` (needed by proposals that place slots)
+    supports_attention: bool = False
 
     @abc.abstractmethod
     def forward(self, window: Window) -> Scores:

@@ -22,6 +22,7 @@ from .backbone import Backbone, NoisyInputs, Session, Window
 from .config import SamplingConfig
 from .cost import CostProfile, profile_for
 from .errors import BackboneError, ConfigError
+from .fronts import Fronts
 from .layout import TokenLayout
 from .sampling import target_probs
 from .strategy import DecodeContext, Proposal, Strategy
@@ -93,6 +94,7 @@ class Decoder:
             longest_remaining=length,
             grid=self.layout.image_grid(),
             image_codebook=backbone.image_codebook,
+            layout=self.layout,
         )
         self.ctx.planner = self._plan
         self._planner: WindowPlanner | None = None if profile is None else WindowPlanner.for_profile(profile)
@@ -107,12 +109,16 @@ class Decoder:
         self.forward_seconds: list[float] = []
         self.step_seconds: list[float] = []
         self.diagnostics: list[dict[str, torch.Tensor]] = []
+        self.fronts: Fronts | None = None  # set once a proposal places its slots (core/fronts.py)
 
     def step(self) -> None:
         ctx, start = self.ctx, time.perf_counter()
         first_plan = self._planner is None  # the profile may be loaded during this propose
         # propose
         proposal = self.strategy.propose(ctx)
+        if proposal.offsets is not None or self.fronts is not None:  # placed slots: core/fronts.py
+            self.fronts = self.fronts or Fronts(self)
+            return self.fronts.step(proposal, start)
         _check_proposal(proposal, ctx.batch, ctx.vocab_size, self.strategy)
         width = proposal.width
         first = ctx.step == 0

@@ -18,7 +18,18 @@ import torch
 from .backbone import NoisyInputs
 from .config import SamplingConfig
 from .errors import ConfigError
-from .layout import Grid
+from .layout import Grid, TokenLayout
+
+
+def _placement(proposal: "Proposal", attribute, value) -> None:
+    if value is None:
+        return
+    if attribute.name == "attends" and proposal.offsets is None:
+        raise ConfigError("Proposal.attends needs Proposal.offsets (the slots' span offsets)")
+    b, w = proposal.tokens.shape[:2]
+    shape, dtype = ((b, w), torch.long) if attribute.name == "offsets" else ((b, w, w), torch.bool)
+    if tuple(value.shape) != shape or value.dtype != dtype:
+        raise ConfigError(f"Proposal.{attribute.name} must be {dtype} {list(shape)}, got {value.dtype} {list(value.shape)}")
 
 
 AUTO_WIDEST = 64  # the widest window an automatic choice may take
@@ -26,10 +37,18 @@ AUTO_WIDEST = 64  # the widest window an automatic choice may take
 
 @attrs.frozen
 class Proposal:
-    """Drafts for span offsets n..n+W-1 of every row (W may be 0: plain AR)."""
+    """Drafts for span offsets n..n+W-1 of every row (W may be 0: plain AR).
+
+    With `offsets`, the W slots are placed anywhere in the span instead (several fronts, or several
+    candidates for one offset; -1 marks an unused slot) and each slot may attend to the earlier slots
+    `attends` allows (default: every slot at a smaller offset); see `core.fronts` for the rest of
+    that contract. Without it the loop runs today's single window unchanged.
+    """
 
     tokens: torch.Tensor  # Long[B, W]
     noisy: NoisyInputs | None = None  # noise-conditioned inputs for the draft slots (SJD2)
+    offsets: torch.Tensor | None = attrs.field(default=None, validator=_placement)  # Long[B, W]
+    attends: torch.Tensor | None = attrs.field(default=None, validator=_placement)  # Bool[B, W, W]: slot i sees slot j
 
     @property
     def width(self) -> int:
@@ -74,6 +93,11 @@ class DecodeContext:
     #: the backbone's image codebook, () -> (token ids Long[K], embeddings Float[K, D]) or None
     #: (see `Backbone.image_codebook`); strategies with latent neighbourhoods read it
     image_codebook: Callable[[], tuple[torch.Tensor, torch.Tensor] | None] = lambda: None
+    layout: TokenLayout | None = None  # the span's layout (row-parallel strategies need its grid)
+    #: Bool[B, length] offsets committed / committed and cached; kept only once a proposal places
+    #: slots (core.fronts), where commits need not be a prefix. None on the single-window path.
+    done: torch.Tensor | None = None
+    cached: torch.Tensor | None = None
 
     def offsets(self, width: int, start: int | torch.Tensor = 0) -> torch.Tensor:
         """Long[B, width]: span offsets committed+start .. committed+start+width-1 of every row.
@@ -133,6 +157,9 @@ class Strategy(abc.ABC):
     name: ClassVar[str]
     #: True when the committed sequence is distributed exactly as AR sampling would produce it
     lossless: ClassVar[bool] = True
+    #: what a lossy strategy approximates when it commits a token whose conditioning context was not
+    #: all committed (placed slots only); without it the loop refuses such commits
+    approximation: ClassVar[str | None] = None
 
     def reset(self, ctx: DecodeContext) -> None:
         """Forget per-decode state before a new decode starts."""
@@ -143,4 +170,9 @@ class Strategy(abc.ABC):
 
     @abc.abstractmethod
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict:
-        """Decide what to keep given p: Float[B, W+1, V] for offsets committed..committed+W."""
+        """Decide what to keep given p: Float[B, W+1, V] for offsets committed..committed+W.
+
+        For a proposal with `offsets`, p[:, 1 + j] is slot j's next-token distribution (offset
+        offsets[j] + 1), p[:, 0] the prompt's (offset 0) at the first pass, and the answer is a
+        `core.fronts.Commits`.
+        """

@@ -8,11 +8,13 @@ def pardecode_register_strategies(register):
     from .above import SJDAbove
     from .ar import AR
     from .jacobi import Jacobi
-    from .sjd import SJD
+    from .pjd import PJD
     from .relaxed import GSD, EntropyAware, Lantern
+    from .sjd import SJD
     from .sjd2 import SJD2
     from .sjd_pac import SJDPAC
     from .sjd_reuse import SJDReuse
+    from .zipar import ZipAR
 
-    for cls in (AR, Jacobi, SJD, SJD2, SJDAbove, SJDPAC, SJDReuse, Lantern, GSD, EntropyAware):
+    for cls in (AR, Jacobi, SJD, SJD2, SJDAbove, SJDPAC, SJDReuse, Lantern, GSD, EntropyAware, ZipAR, PJD):
         register(cls.name, cls, cls.__doc__)

@@ -1,0 +1,72 @@
+"""Record or check the exact tokens of today's strategies (same seeds), to prove a loop change
+leaves their outputs bit-identical.
+
+    python benchmarks/bit_identity.py record FILE   # before the change
+    python benchmarks/bit_identity.py check FILE    # after: exits 1 on any difference
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+
+import torch
+
+from pardecode import SamplingConfig, decode, get_backbone, get_strategy
+from pardecode.adapters.toy import ToyBackbone
+
+PROMPTS = ["a sneaker", "a dress", "a bag", "an ankle boot"]
+SETTINGS = [  # (strategy, options, sampling)
+    ("ar", {}, None),
+    ("ar", {}, SamplingConfig(temperature=0)),
+    ("jacobi", {"window": 16}, SamplingConfig(temperature=0)),
+    ("sjd", {"window": 16}, None),
+    ("sjd", {"window": 8, "init": "repeat", "coupling": "gumbel"}, None),
+]
+
+
+def fingerprints() -> dict[str, str]:
+    out = {}
+    toys = {
+        "toy": ToyBackbone(vocab_size=6, length=40, seed=1),
+        "toy-grid": ToyBackbone(vocab_size=6, grid=(4, 5), seed=2),
+        "toy-noisy": ToyBackbone(vocab_size=6, grid=(4, 5), seed=2, noise_dim=4),
+    }
+    runs = [(name, bb) for name, bb in toys.items() if name != "toy-noisy"]
+    runs += [("fashion", get_backbone("fashion"))]
+    for bname, bb in runs:
+        for strat, opts, sampling in SETTINGS:
+            for seed in (0, 1):
+                res = decode(bb, get_strategy(strat, **opts), PROMPTS, sampling=sampling, seed=seed)
+                key = f"{bname}/{strat}/{json.dumps(opts, sort_keys=True)}/{sampling}/{seed}"
+                out[key] = hashlib.sha256(res.tokens.numpy().tobytes()).hexdigest()[:16] + f"/{res.forward_passes}"
+    sjd2_backbones = [("toy-noisy", toys["toy-noisy"]), ("fashion-sjd2", get_backbone("fashion-sjd2"))]
+    for bname, bb in sjd2_backbones:
+        for seed in (0, 1):
+            for opts in ({}, {"window": 16, "coupling": "independent"}):
+                res = decode(bb, get_strategy("sjd2", **opts), PROMPTS, seed=seed)
+                key = f"{bname}/sjd2/{json.dumps(opts, sort_keys=True)}/{seed}"
+                out[key] = hashlib.sha256(res.tokens.numpy().tobytes()).hexdigest()[:16] + f"/{res.forward_passes}"
+    return out
+
+
+def main(argv: list[str]) -> int:
+    torch.set_num_threads(1)
+    mode, path = argv
+    got = fingerprints()
+    if mode == "record":
+        with open(path, "w") as f:
+            json.dump(got, f, indent=1, sort_keys=True)
+        print(f"recorded {len(got)} fingerprints")
+        return 0
+    want = json.load(open(path))
+    bad = [k for k in want if want[k] != got.get(k)]
+    for k in bad:
+        print(f"DIFFERS {k}: {want[k]} -> {got.get(k)}")
+    print(f"{len(want) - len(bad)}/{len(want)} identical")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,280 @@
+"""Parallel Jacobi Decoding (PJD, arXiv 2606.05703): speculative Jacobi windows on several image
+rows at once, under a row-causal mask.
+
+Images depend mostly on nearby tokens, so instead of one long 1D window (whose acceptance
+saturates) PJD runs a short window on every active row: a row starts once the row above has `lag`
+committed cells, stays `lag` cells behind it (a cell is committed only once the row above holds
+its column + `lag`, so rows never overtake the context they read; `ahead` loosens that by as many
+columns), and at most `rows` rows are active at a time. Every pass scores, in one forward,
+the committed tokens the cache lacks and W drafts per active row; each row's drafts see the
+committed tokens and the earlier drafts of their own row only (the row-causal mask: another row's
+unverified drafts never leak in; `mask="causal"` lets them see the rows above too, and a row then
+follows what the row above commits in the same pass). Each row then verifies its window as SJD does (min(1, p/q),
+residual resample, bonus), keeps its accepted run plus one token, and carries the rest of the
+pass's outputs over as its next drafts (Jacobi update). A row's first drafts copy the token above
+(`init="above"`) or are uniform (`"random"`); redraws are Gumbel-coupled by default, as in SJD.
+
+Lossy where it approximates: the topmost active row sees its whole context, so its verification
+is exact speculative sampling; the rows below verify against a context that lacks the undecided
+rest of the rows above, and their keys keep that context. With `rows=1` only one row is active and
+the decode is exactly AR-distributed; the loop then checks every commit's context
+(`lossless` is True). This is an implementation from the paper's description (row-wise sliding
+windows, row-causal mask, rows started after enough context above); its constants are ours.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from ..core.errors import ConfigError
+from ..core.fronts import Commits, pending
+from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
+from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
+from .drafting import check_coupling, random_tokens
+from .zipar import forced_commits, grid_of, row_cells
+
+PJD_INITS = ("above", "random")
+PJD_MASKS = ("row", "causal")
+
+
+def _non_negative(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def _check_mask(_, attribute, value):
+    if value not in PJD_MASKS:
+        raise ConfigError(f"{attribute.name} must be one of {list(PJD_MASKS)}, got {value!r}")
+
+
+def _check_init(_, attribute, value):
+    if value not in PJD_INITS:
+        raise ConfigError(f"{attribute.name} must be one of {list(PJD_INITS)}, got {value!r}")
+
+
+@attrs.define
+class PJD(Strategy):
+    """Row-parallel speculative Jacobi: a window per active image row, row-causal mask (lossy; exact at rows=1)."""
+
+    name = "pjd"
+    approximation = "rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above"
+
+    # defaults chosen with the `fronts` benchmark suite on the default model (README, "Measured results")
+    window: int = attrs.field(default=4, validator=positive_int("window"))
+    lag: int = attrs.field(default=1, validator=positive_int("lag"))
+    rows: int = attrs.field(default=64, validator=positive_int("rows"))
+    #: columns a row may run past the `lag` limit (0: never; larger: more parallel, less context)
+    ahead: int = attrs.field(default=0, validator=lambda _, a, v: _non_negative(a.name, v))
+    #: "row": a row's drafts see committed tokens and their own row (the paper's row-causal mask);
+    #: "causal": also the drafts of the rows above, and a row may then follow the row above within
+    #: the same pass (its commits stop `lag` columns behind what the row above commits in that pass)
+    mask: str = attrs.field(default="row", validator=_check_mask)
+    init: str = attrs.field(default="above", validator=_check_init)
+    coupling: str = attrs.field(default="gumbel", validator=check_coupling)
+    # per image row: drafts for the row's next `window` cells and their draft distributions
+    _drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Long[B, R, W]
+    _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Float[B, R, W, V]
+    _live: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Bool[B, R]: has drafts
+    _noise: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Float[B, length, V]
+    _pass: dict | None = attrs.field(default=None, init=False, repr=False)  # this pass's fronts
+
+    @property
+    def lossless(self) -> bool:  # one active row: every verification sees its whole context
+        return self.rows == 1
+
+    def reset(self, ctx: DecodeContext) -> None:
+        grid = grid_of(ctx, self.name)
+        b, r, w, v = ctx.batch, grid.rows, self.window, ctx.vocab_size
+        # one spare row at index R: unused fronts read and write it, never a real row
+        self._drafts = torch.zeros(b, r + 1, w, dtype=torch.long, device=ctx.device)
+        self._q = torch.zeros(b, r + 1, w, v, device=ctx.device)
+        self._live = torch.zeros(b, r + 1, dtype=torch.bool, device=ctx.device)
+        self._noise = None
+        if self.coupling == "gumbel":  # one Gumbel vector per span offset, kept until it is committed
+            u = torch.rand(b, ctx.length, v, generator=ctx.generator, device=ctx.device)
+            self._noise = -torch.log(-torch.log(u.clamp_(min=torch.finfo(torch.float32).tiny)))
+
+    # --- which rows run ---------------------------------------------------------------------------
+    def _rows_state(self, ctx: DecodeContext, done: torch.Tensor):
+        """(cells Long[B, R], started Bool[B, R], complete Bool[B, R]) given committed offsets `done`."""
+        grid = ctx.layout
+        cells = row_cells(done, grid)
+        eol_above = torch.arange(grid.rows - 1, device=ctx.device) * (grid.cols + 1) + grid.cols
+        started = torch.cat([torch.ones_like(done[:, :1]), done[:, eol_above]], 1)
+        return cells, started, cells == grid.cols
+
+    def _fresh(self, ctx: DecodeContext, offsets: torch.Tensor) -> torch.Tensor:
+        """Long[...] first drafts at `offsets`: the committed token above, else uniform."""
+        drawn = random_tokens(ctx, offsets.reshape(ctx.batch, -1)).reshape(offsets.shape)
+        if self.init == "random" or ctx.done is None:
+            return drawn
+        above = (offsets - (ctx.layout.cols + 1)).clamp(min=0).reshape(ctx.batch, -1)
+        known = (offsets >= ctx.layout.cols + 1) & ctx.done.gather(1, above).reshape(offsets.shape)
+        return torch.where(known, ctx.tokens.gather(1, above).reshape(offsets.shape), drawn)
+
+    # --- the strategy ---------------------------------------------------------------------------
+    def propose(self, ctx: DecodeContext) -> Proposal:
+        grid = grid_of(ctx, self.name)
+        b, w, stride = ctx.batch, self.window, grid.cols + 1
+        done = ctx.done if ctx.done is not None else torch.zeros(b, ctx.length, dtype=torch.bool, device=ctx.device)
+        cells, started, complete = self._rows_state(ctx, done)
+        active = started & ~complete
+        count = active.sum(1)
+        f = int(count.max())
+        order = torch.sort((~active).to(torch.uint8), dim=1, stable=True).indices[:, :f]  # active rows first
+        front_ok = torch.arange(f, device=ctx.device) < count.unsqueeze(1)  # Bool[B, F]
+        row = torch.where(front_ok, order, grid.rows)  # unused fronts: the spare row
+        at_row = row.clamp(max=grid.rows - 1)
+        start = at_row * stride + cells.gather(1, at_row)  # Long[B, F]: the front's next offset
+        k = torch.arange(w, device=ctx.device)
+        offs = start.unsqueeze(2) + k  # Long[B, F, W]
+        row_end = (at_row * stride + grid.cols).unsqueeze(2)  # the row's end-of-line: drafts stop before it
+        # a row stays `lag` cells behind the row above (as zipar's window): column c is committed only
+        # once the row above holds c + lag cells, so every pass can still commit one token per row
+        above = at_row - 1
+        above_cells = torch.where(above >= 0, cells.gather(1, above.clamp(min=0)), grid.cols + self.lag + self.window)
+        above_cells = torch.where(above_cells >= grid.cols, grid.cols + self.lag + self.window, above_cells)
+        bound = above_cells + (self.window if self.mask == "causal" else 0)  # causal: the row above may move this pass
+        reach = (bound - self.lag + self.ahead - (start - at_row * stride)).clamp(0, self.window)
+        ok = front_ok.unsqueeze(2) & (offs < row_end) & (k < reach.unsqueeze(2))
+
+        # rows just started get fresh drafts
+        new = front_ok & ~self._live.gather(1, row)
+        if bool(new.any()):
+            fresh = self._fresh(ctx, offs.clamp(max=ctx.length - 1))
+            drafts = torch.where(new.unsqueeze(2), fresh, self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w)))
+            q = torch.nn.functional.one_hot(fresh, ctx.vocab_size).float()
+            old_q = self._q.gather(1, row[:, :, None, None].expand(-1, -1, w, ctx.vocab_size))
+            q = torch.where(new[:, :, None, None], q, old_q)
+            self._store(row, front_ok, drafts, q)
+            self._live = self._live.scatter(1, row, self._live.gather(1, row) | front_ok)
+        drafts = self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w))
+
+        # the front's input: the committed token just before it (the prompt's output at the first pass),
+        # fed again if the cache holds it already (a next token equal to the draft fed at its offset)
+        if ctx.done is None:  # first pass: row 0 alone, fed by the prompt
+            pend_off = pend_tok = torch.zeros(b, 0, dtype=torch.long, device=ctx.device)
+        else:
+            inputs = torch.zeros_like(done)
+            inputs[torch.arange(b, device=ctx.device).unsqueeze(1).expand_as(start)[front_ok & (start > 0)],
+                   (start - 1)[front_ok & (start > 0)]] = True
+            pend_off, pend_tok = pending(ctx, also=inputs)
+        p_count = pend_off.shape[1]
+        slot_of = torch.full((b, ctx.length + 1), -1, dtype=torch.long, device=ctx.device)
+        slot_of.scatter_(1, torch.where(pend_off >= 0, pend_off, ctx.length), torch.arange(p_count, device=ctx.device).expand(b, -1))
+        before = (start - 1).clamp(min=0)
+        input_slot = slot_of.gather(1, before)
+        input_entry = torch.where(start == 0, 0, 1 + input_slot)
+        if bool((front_ok & (start > 0) & (input_slot < 0)).any()):
+            raise ConfigError("pjd lost the input of a row front (its last token is cached already); this is a bug")
+        draft_entry = 1 + p_count + torch.arange(f * w, device=ctx.device).view(1, f, w)
+        entries = torch.cat([input_entry.unsqueeze(2), draft_entry.expand(b, -1, -1)], 2)  # [B, F, W+1]
+
+        slot_offs = torch.where(ok, offs, -1).view(b, f * w)
+        offsets = torch.cat([pend_off, slot_offs], 1)
+        tokens = torch.cat([pend_tok, drafts.reshape(b, f * w)], 1)
+        front = torch.cat([torch.full_like(pend_off, -1), torch.arange(f, device=ctx.device).repeat_interleave(w).expand(b, -1)], 1)
+        used = offsets >= 0
+        attends = (offsets[:, None, :] < offsets[:, :, None]) & used[:, None, :] & used[:, :, None]
+        if self.mask == "row":
+            attends &= (front[:, None, :] == -1) | (front[:, None, :] == front[:, :, None])
+        self._pass = dict(row=row, front_ok=front_ok, start=start, ok=ok, drafts=drafts, entries=entries,
+                          column=start - at_row * stride)
+        return Proposal(tokens, offsets=offsets, attends=attends)
+
+    def _store(self, row, front_ok, drafts, q) -> None:
+        """Write per-front drafts and q back to their image rows (inactive fronts untouched)."""
+        w, v = drafts.shape[2], q.shape[3]
+        keep_d = torch.where(front_ok.unsqueeze(2), drafts, self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w)))
+        keep_q = torch.where(front_ok[:, :, None, None], q, self._q.gather(1, row[:, :, None, None].expand(-1, -1, w, v)))
+        self._drafts = self._drafts.scatter(1, row.unsqueeze(2).expand(-1, -1, w), keep_d)
+        self._q = self._q.scatter(1, row[:, :, None, None].expand(-1, -1, w, v), keep_q)
+
+    def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
+        grid = ctx.layout
+        s = self._pass
+        row, front_ok, start, ok, drafts, entries = (s[k] for k in ("row", "front_ok", "start", "ok", "drafts", "entries"))
+        b, f, w = drafts.shape
+        v = ctx.vocab_size
+        pf = p.gather(1, entries.view(b, -1, 1).expand(-1, -1, v)).view(b * f, w + 1, v)
+        q = self._q.gather(1, row[:, :, None, None].expand(-1, -1, w, v)).view(b * f, w, v)
+        d = drafts.reshape(b * f, w)
+        valid = ok.reshape(b * f, w)
+        n_valid = valid.sum(1)
+        a = acceptance_probability(pf, d, q) * valid
+        u = torch.rand(a.shape, generator=ctx.generator, device=ctx.device)
+        accepted = first_false(u < a)
+        dist = correction_distribution(pf, d, q, accepted)
+        stopped = accepted >= n_valid  # every valid draft kept: the next token is a plain draw (bonus)
+        if self.mask == "causal" and f > 1:
+            accepted, capped = self._follow(ctx, accepted.view(b, f), s["column"], front_ok)
+            stopped = stopped | capped.view(-1)
+            accepted = accepted.view(-1)
+        dist = torch.where(stopped.unsqueeze(1), _at(pf, accepted), dist)
+        next_token = sample(dist, ctx.generator)
+
+        # commits: the accepted run, then the next token unless it would be the end-of-line
+        k = torch.arange(w + 1, device=ctx.device)
+        acc = accepted.view(b, f, 1)
+        offs = start.unsqueeze(2) + k
+        tokens = torch.where(k < acc, torch.cat([drafts, drafts[:, :, :1]], 2), next_token.view(b, f, 1))
+        cell = offs - row.clamp(max=grid.rows - 1).unsqueeze(2) * (grid.cols + 1)
+        use = front_ok.unsqueeze(2) & (k <= acc) & (cell < grid.cols)
+        drawn = Commits(torch.where(use, offs, -1).view(b, -1), tokens.view(b, -1), entries.view(b, -1))
+
+        self._advance(ctx, pf, accepted, row, front_ok, start)
+        after = ctx.done.clone()
+        rows_idx = torch.arange(b, device=ctx.device)[:, None, None].expand_as(offs)
+        after[rows_idx[use], offs[use]] = True
+        return Commits.cat(drawn, forced_commits(ctx, grid, after, self._starts(ctx, after)))
+
+    def _follow(self, ctx, accepted, column, front_ok):
+        """(accepted, capped) Long/Bool[B, F]: each row's run stopped `lag` columns behind the drafts
+        the row above keeps in this pass (the ones its drafts saw, and which are now committed);
+        fronts are active rows in order, so the row above an active row is the previous front or
+        complete. -1: the row commits nothing this pass (its next token would have seen a draft the
+        row above rejected). Stopping verification early keeps the stop's draw a plain sample of p."""
+        cols = ctx.layout.cols
+        out = [accepted[:, 0]]
+        capped = [torch.zeros_like(front_ok[:, 0])]
+        for i in range(1, accepted.shape[1]):  # one step per active row, not per token
+            above = column[:, i - 1] + out[-1].clamp(min=0)  # cells of the row above that this pass saw as final
+            limit = torch.where(front_ok[:, i - 1] & (above < cols), above - self.lag + self.ahead - column[:, i], cols)
+            limit = limit.clamp(min=-1)
+            capped.append(front_ok[:, i] & (accepted[:, i] > limit))
+            out.append(torch.minimum(accepted[:, i], limit))
+        return torch.stack(out, 1), torch.stack(capped, 1)
+
+    def _starts(self, ctx: DecodeContext, after: torch.Tensor) -> torch.Tensor:
+        """Bool[B, R]: rows whose end-of-line is committed now (the row below starts, or it is the last)."""
+        grid = ctx.layout
+        cells, started, complete = self._rows_state(ctx, after)
+        room = self.rows - (started & ~complete).sum(1, keepdim=True)
+        ready = ~started[:, 1:] & started[:, :-1] & (cells[:, :-1] >= min(self.lag, grid.cols))
+        if self.rows == 1:  # one row at a time: the next starts when this one is complete
+            ready &= complete[:, :-1]
+        ready &= ready.long().cumsum(1) <= room
+        return torch.cat([ready, complete[:, -1:]], 1)
+
+    def _advance(self, ctx, pf, accepted, row, front_ok, start) -> None:
+        """Jacobi update per row: this pass's outputs past the accepted run become the next drafts."""
+        b, f = row.shape
+        w, v = self.window, ctx.vocab_size
+        if self._noise is None:
+            outputs = sample(pf, ctx.generator)
+        else:
+            at = (start.unsqueeze(2) + torch.arange(w + 1, device=ctx.device)).clamp(max=ctx.length - 1).view(b, -1)
+            noise = self._noise.gather(1, at.unsqueeze(2).expand(-1, -1, v)).view(b * f, w + 1, v)
+            outputs = (pf.log() + noise).argmax(-1)
+        source = accepted.unsqueeze(1) + 1 + torch.arange(w, device=ctx.device)
+        stale = source > w
+        idx = source.clamp(max=w)
+        carried = outputs.gather(1, idx)
+        q = pf.gather(1, idx.unsqueeze(2).expand(-1, -1, v))
+        new_start = start + accepted.view(b, f) + 1
+        new_offs = (new_start.unsqueeze(2) + torch.arange(w, device=ctx.device)).clamp(max=ctx.length - 1)
+        fresh = self._fresh(ctx, new_offs).view(b * f, w)
+        drafts = torch.where(stale, fresh, carried)
+        q = torch.where(stale.unsqueeze(2), torch.nn.functional.one_hot(fresh, v).to(q.dtype), q)
+        self._store(row, front_ok, drafts.view(b, f, w), q.view(b, f, w, v))

@@ -1,0 +1,195 @@
+"""The loop's placed-slot path (core.fronts): same tokens as the single window when used as one,
+and a clear refusal for every way a strategy could bend the contract."""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+import torch
+
+from fronts_helpers import Placed
+from pardecode import ConfigError, SamplingConfig, decode, get_strategy
+from pardecode.adapters.toy import ToyBackbone
+from pardecode.core.fronts import Commits, pending
+from pardecode.core.strategy import DecodeContext, Proposal, Strategy
+
+PROMPTS = ["ab", "x", "hello"]
+
+
+@pytest.mark.parametrize("name,options,sampling", [
+    ("ar", {}, SamplingConfig()),
+    ("ar", {}, SamplingConfig(cfg_scale=2.0, top_k=3)),
+    ("jacobi", {"window": 6}, SamplingConfig(temperature=0)),
+    ("sjd", {"window": 5}, SamplingConfig()),
+    ("sjd", {"window": 7, "init": "repeat"}, SamplingConfig(cfg_scale=2.0, top_p=0.9)),
+    ("sjd", {"window": 9, "coupling": "gumbel"}, SamplingConfig(temperature=0.8)),
+])
+@pytest.mark.parametrize("grid", [None, (4, 5)])
+def test_a_window_placed_explicitly_decodes_the_same_tokens(name, options, sampling, grid):
+    """One window written as placed slots: the same p, the same draws, so the same tokens and passes
+    (rows advance by different amounts: holes, crops and compaction on the placed path too)."""
+    bb = ToyBackbone(vocab_size=6, length=40, grid=grid, seed=1)
+    for seed in (0, 1):
+        plain = decode(bb, get_strategy(name, **options), PROMPTS, sampling=sampling, seed=seed)
+        placed = decode(bb, Placed(get_strategy(name, **options)), PROMPTS, sampling=sampling, seed=seed)
+        assert torch.equal(plain.tokens, placed.tokens)
+        assert plain.trace.widths == [w - (i > 0) for i, w in enumerate(placed.trace.widths)]
+        assert torch.equal(plain.trace.committed, placed.trace.committed)
+
+
+@attrs.define
+class Scripted(Strategy):
+    """Plays fixed proposals and commits (one per pass) to probe the loop's checks."""
+
+    script: list = attrs.field(factory=list)
+    lossless_flag: bool = True
+    approx: str | None = None
+    name = "scripted"
+
+    @property
+    def lossless(self):  # noqa: D102
+        return self.lossless_flag
+
+    @property
+    def approximation(self):  # noqa: D102
+        return self.approx
+
+    def propose(self, ctx: DecodeContext) -> Proposal:
+        tokens, offsets, attends = self.script[ctx.step][0]
+        t = torch.tensor([tokens]).long()
+        return Proposal(t, offsets=torch.tensor([offsets]).long(), attends=None if attends is None else torch.tensor([attends]))
+
+    def verify(self, ctx, proposal, p) -> Commits:
+        offs, toks, src = self.script[ctx.step][1]
+        return Commits(torch.tensor([offs]).long(), torch.tensor([toks]).long(), torch.tensor([src]).long())
+
+
+def run(script, **kw):
+    bb = ToyBackbone(vocab_size=4, grid=(2, 3), seed=0)  # offsets 3 and 7 end-of-line, 8 end
+    return decode(bb, Scripted(script, **kw), ["ab"], sampling=SamplingConfig(temperature=0))
+
+
+# pass 0: prompt -> offset 0; also slots at 0 and 1 (drafts); commit 0 (prompt) and the forced EOL at 3
+P0 = (([1, 0], [0, 1], None), ([0, 3], [1, 2], [0, -1]))
+
+
+def test_out_of_order_commits_and_forced_tokens_are_accepted():
+    # pass 1: feed offsets 0 and 3; commit offset 1 from slot 0 (complete) and the row-2 cell 4 from EOL
+    # (incomplete: it misses offsets 1, 2, so only an approximation may)
+    script = [P0, (([1, 2], [0, 3], None), ([1, 4], [0, 1], [1, 2]))]
+    with pytest.raises(ConfigError, match="context was not all committed; a lossless strategy may not"):
+        run(script)
+    with pytest.raises(ConfigError, match="must name its `approximation`"):
+        run(script, lossless_flag=False)
+    script += [(([0, 1], [1, 4], None), ([2, 5, 6], [0, 0, 0], [1, 2, -1]))]
+    with pytest.raises(ConfigError, match="layout does not force"):
+        run(script, lossless_flag=False, approx="test")
+
+
+def test_every_contract_violation_is_refused_with_a_clear_error():
+    cases = [
+        ([(([1], [0], [[True]]), ([0], [1], [0]))], "attend to slot 0"),
+        ([(([1, 0], [1, 0], [[False, False], [True, False]]), ([0], [1], [0]))], "smaller offsets"),
+        ([(([1], [9], None), ([0], [1], [0]))], "outside the span"),
+        ([(([1], [0], None), ([0, 0], [1, 1], [0, 0]))], "twice in one pass"),
+        ([(([1], [0], None), ([0], [3], [0]))], "layout forbids"),
+        ([(([1], [0], None), ([2], [1], [1]))], "other than its source slot"),
+        ([(([1], [0], None), ([1], [1], [0]))], "prompt's p at an offset other than 0"),
+        ([P0, (([2], [0], None), ([1], [1], [1]))], "fed token 2 at committed offset 0"),
+        ([P0, (([1], [0], None), ([0], [1], [1]))], "already committed"),
+        ([P0, (([1], [0], None), ([1], [1], [0]))], "only the first pass fills"),
+    ]
+    for script, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            run(script)
+
+
+def test_placed_then_plain_is_refused():
+    @attrs.define
+    class Switches(Scripted):
+        def propose(self, ctx):
+            return super().propose(ctx) if ctx.step == 0 else Proposal(torch.zeros(1, 0, dtype=torch.long))
+
+    bb = ToyBackbone(vocab_size=4, grid=(2, 3), seed=0)
+    with pytest.raises(ConfigError, match="every later proposal must give offsets"):
+        decode(bb, Switches([P0]), ["ab"], sampling=SamplingConfig(temperature=0))
+
+
+def test_proposal_fields_are_validated_on_construction():
+    t = torch.zeros(2, 3, dtype=torch.long)
+    with pytest.raises(ConfigError, match="offsets must be"):
+        Proposal(t, offsets=torch.zeros(2, 2, dtype=torch.long))
+    with pytest.raises(ConfigError, match="attends needs"):
+        Proposal(t, attends=torch.zeros(2, 3, 3, dtype=torch.bool))
+    with pytest.raises(ConfigError, match="attends must be"):
+        Proposal(t, offsets=t, attends=torch.zeros(2, 3, 3))
+    with pytest.raises(ConfigError, match="Commits.tokens is"):
+        Commits(t, t[:, :1], t)
+
+
+def test_pending_lists_committed_tokens_the_cache_lacks():
+    ctx = attrs.make_class("C", ["done", "cached", "tokens"])(
+        torch.tensor([[1, 1, 0, 1], [0, 0, 0, 0]], dtype=torch.bool),
+        torch.tensor([[1, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.bool),
+        torch.tensor([[5, 6, 7, 8], [1, 2, 3, 4]]),
+    )
+    offs, toks = pending(ctx)
+    assert offs.tolist() == [[1, 3], [-1, -1]] and toks.tolist() == [[6, 8], [1, 1]]
+
+
+@pytest.mark.parametrize("family", ["chameleon", "emu3"])
+@pytest.mark.parametrize("name,options,lossy", [
+    ("zipar", {"window": 4}, {"window": 1}),
+    ("pjd", {"rows": 1, "window": 3}, {}),
+])
+def test_row_parallel_at_the_exact_knob_is_greedy_ar_on_hf_families(family, name, options, lossy):
+    """At temperature 0 the exact end of each knob reproduces greedy AR through a real session
+    (4x4 grids: zipar's window 4 waits for whole rows); the lossy end still yields a valid image."""
+    import tiny_models
+
+    bb = tiny_models.backbone(family)
+    size, sampling = tiny_models.SMALL_SIZE[family], SamplingConfig(temperature=0, cfg_scale=3.0)
+    ar = decode(bb, "ar", ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
+    exact = decode(bb, get_strategy(name, **options), ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
+    assert torch.equal(exact.tokens, ar.tokens) and exact.forward_passes < ar.forward_passes
+    lossy = decode(bb, get_strategy(name, **lossy), ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
+    assert bool(lossy.session.layout.is_valid(lossy.tokens).all()) and lossy.forward_passes < exact.forward_passes
+
+
+def test_row_parallel_strategies_refuse_a_span_without_rows():
+    with pytest.raises(ConfigError, match="has no grid layout"):
+        decode(ToyBackbone(length=8), get_strategy("zipar"), ["ab"])
+    with pytest.raises(ConfigError, match="has no grid layout"):
+        decode(ToyBackbone(length=8), get_strategy("pjd"), ["ab"])
+
+
+def test_a_cached_token_fed_again_replaces_its_cached_copy():
+    """Offset 0 is cached at pass 1 and fed again at pass 2: the slot at offset 1 sees it once, so
+    its context is whole (a lossless commit from it is accepted) and its p is the closed form's."""
+    script = [
+        (([], [], None), ([0], [1], [0])),
+        (([1], [0], None), ([1], [0], [1])),
+        (([1, 0], [0, 1], None), ([2], [0], [2])),
+    ]
+    seen = []
+
+    @attrs.define
+    class Recording(Scripted):
+        def verify(self, ctx, proposal, p):
+            seen.append(p)
+            return super().verify(ctx, proposal, p)
+
+    bb = ToyBackbone(vocab_size=4, grid=(2, 3), seed=0)  # cells hold 0 or 1; offset 3 is end-of-line
+    with pytest.raises(IndexError):  # the script stops before the span ends; what matters has run
+        decode(bb, Recording(script), ["ab"], sampling=SamplingConfig(temperature=0))
+    history = torch.tensor([bb.prompt_tokens("ab") + [1, 0]])
+    logits = bb.logits_of(history, torch.ones_like(history, dtype=torch.bool))[0, -1]
+    best = logits.masked_fill(~bb.layout().allowed(torch.tensor(2)), float("-inf")).argmax()
+    torch.testing.assert_close(seen[2][0, 2], torch.nn.functional.one_hot(best, 4).float())
+
+
+@pytest.mark.parametrize("options", [{}, {"mask": "causal", "window": 3}, {"lag": 2, "ahead": 1}, {"rows": 2}])
+def test_pjd_variants_decode_valid_grids_in_fewer_passes(options):
+    bb = ToyBackbone(vocab_size=6, grid=(5, 6), seed=2)
+    result = decode(bb, get_strategy("pjd", **options), PROMPTS, seed=4)
+    assert bool(bb.layout().is_valid(result.tokens).all()) and result.forward_passes < bb.layout().length // 2
