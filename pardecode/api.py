@@ -14,16 +14,20 @@ from .core.quiet import quiet_loading
 from .core.strategy import Strategy
 
 
+def _checked(kind: str, name: str, plugin: str, built: Any, expected: type) -> Any:
+    """`built`, refused with a line naming the plugin unless it is an `expected`."""
+    if not isinstance(built, expected):
+        raise ConfigError(
+            f"{kind} {name!r} (registered by {plugin}) built a {type(built).__name__}, not a "
+            f"pardecode.{expected.__name__}; the plugin's factory must return a {expected.__name__}"
+        )
+    return built
+
+
 def get_strategy(name: str, **options: Any) -> Strategy:
     """A registered strategy built with `options` (e.g. window=16); unknown options are refused by name."""
     entry = plugins().strategies.get(name)
-    strategy = build("strategy", name, entry.factory, options)
-    if not isinstance(strategy, Strategy):
-        raise ConfigError(
-            f"strategy {name!r} (registered by {entry.plugin}) built a {type(strategy).__name__}, "
-            "not a pardecode.Strategy; the plugin must register a Strategy subclass"
-        )
-    return strategy
+    return _checked("strategy", name, entry.plugin, build("strategy", name, entry.factory, options), Strategy)
 
 
 def get_backbone(name: str, **options: Any) -> Backbone:
@@ -34,12 +38,7 @@ def get_backbone(name: str, **options: Any) -> Backbone:
     quiet = quiet_loading() if "transformers" in sys.modules else contextlib.nullcontext()
     with quiet:
         backbone = build("backbone", name, entry.factory, options)
-    if not isinstance(backbone, Backbone):
-        raise ConfigError(
-            f"backbone {name!r} (registered by {entry.plugin}) built a {type(backbone).__name__}, "
-            "not a pardecode.Backbone; the plugin's factory must return a Backbone"
-        )
-    return backbone
+    return _checked("backbone", name, entry.plugin, backbone, Backbone)
 
 
 def list_plugins() -> dict[str, list[dict[str, Any]]]:
