@@ -44,6 +44,8 @@ def _add_decode_options(p: argparse.ArgumentParser, default_backbone: str, defau
     p.add_argument("--backbone", default=default_backbone, help="registered backbone name, see `pardecode list` (default: %(default)s)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="backbone option, e.g. path=/ckpt (repeatable; `pardecode list` shows each backbone's)")
     p.add_argument("--strategy", default="sjd", help="registered strategy name, see `pardecode list` (default: %(default)s)")
+    p.add_argument("--compile", action="store_true", help="run the backbone's forward through torch.compile (slower "
+                   "on the default model on a CPU: measured in HFBackbone.compile's docstring)")
     p.add_argument("-S", "--strategy-option", action="append", metavar="KEY=VALUE", help="strategy option, e.g. init=repeat (repeatable; `pardecode list` shows each strategy's)")
     window_default = f"default: {default_window}" if default_window else "default: the strategy's own, 'auto' for the built-ins"
     p.add_argument("--window", type=_window, help="draft window of strategies that take one: an integer, or 'auto' "
@@ -91,6 +93,10 @@ def _build(args):
     strategy_opts = _strategy_options(args)
     strategy = get_strategy(args.strategy, **strategy_opts)
     backbone = get_backbone(args.backbone, **_options(args.backbone_option, "--backbone-option"))
+    if getattr(args, "compile", False):
+        if not hasattr(backbone, "compile"):
+            raise PardecodeError(f"--compile needs a transformers backbone; {args.backbone!r} has no compiled forward")
+        backbone.compile()
     overrides = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "cfg_scale") if getattr(args, k) is not None}
     sampling = attrs.evolve(backbone.default_sampling, **overrides)
     if args.batch < 1:

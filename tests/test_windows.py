@@ -124,3 +124,25 @@ def test_increasing_fit_is_the_closest_non_decreasing_curve():
     assert increasing_fit([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]
     assert increasing_fit([1.0, 5.0, 3.0, 4.0]) == [1.0, 4.0, 4.0, 4.0]  # one outlier pooled, not propagated
     assert increasing_fit([3.0, 1.0]) == [2.0, 2.0]
+
+
+def test_compile_wraps_the_forward_and_decodes_the_same(monkeypatch):
+    import tiny_models
+
+    from pardecode.cli import main
+
+    wrapped = []
+
+    def fake_compile(fn, **options):  # the real one takes tens of seconds: the wiring is what is tested
+        wrapped.append(options)
+        return lambda *a, **k: fn(*a, **k)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    bb = tiny_models.backbone("chameleon")
+    greedy = SamplingConfig(temperature=0)
+    before = decode(bb, "sjd", ["a", "b"], sampling=greedy, size=tiny_models.SMALL_SIZE["chameleon"], strategy_options={"window": 4})
+    bb.compile()
+    after = decode(bb, "sjd", ["a", "b"], sampling=greedy, size=tiny_models.SMALL_SIZE["chameleon"], strategy_options={"window": 4})
+    del bb.body.forward, bb.body._pardecode_cache_keyword  # the tiny backbone is shared with other tests
+    assert wrapped == [{"dynamic": True}] and torch.equal(before.tokens, after.tokens)
+    assert main(["generate", "--backbone", "toy", "--prompt", "ab", "--compile", "--strategy", "ar"]) == 2
