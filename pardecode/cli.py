@@ -194,20 +194,21 @@ def cmd_profile(args) -> int:
     """Measure and store the cost of one pass by batch size and window (`pardecode.core.cost`)."""
     import torch
 
-    from .core.cost import CostProfile, measure, profile_key
+    import attrs
+
+    from .core.cost import measure, with_stored
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     backbone, _, sampling = _build(args)
     if any(b < 1 for b in args.batches):
-        raise PardecodeError(f"--batch values must be >= 1, got {args.batches}")
+        raise PardecodeError(f"--batches values must be >= 1, got {args.batches}")
     start = _options(args.start_option, "--start-option")
-    fresh = measure(backbone, sorted(set(args.batches)), sampling=sampling, start_options=start, rounds=args.rounds)
-    stored = CostProfile.load(profile_key(backbone, sampling, start))
-    profile = stored.merged(fresh) if stored else fresh
+    profile = with_stored(measure(backbone, sorted(set(args.batches)), sampling=sampling, start_options=start,
+                                  rounds=args.rounds))
     path = profile.save()
     if args.json:
-        print(json.dumps({"path": str(path), **{k: v for k, v in json.loads(path.read_text()).items()}}))
+        print(json.dumps({"path": str(path), **attrs.asdict(profile)}))
         return 0
     print(f"ms per pass on {args.backbone} ({profile.key['device']}, {profile.key['dtype']}, "
           f"{profile.key['threads']} threads, guidance {'on' if profile.key['guidance'] else 'off'}):")

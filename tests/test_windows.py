@@ -41,7 +41,7 @@ def test_profile_round_trips_and_ignores_foreign_or_broken_files(tmp_path, monke
 
 
 def test_the_online_correction_scales_the_calibrated_extra_tokens():
-    planner = WindowPlanner.for_profile(profile([[1.0, 2.0, 3.0, 5.0, 9.0]], tokens=[1.0, 1.5, 2.0, 2.5, 3.0]))
+    planner = WindowPlanner(profile([[1.0, 2.0, 3.0, 5.0, 9.0]], tokens=[1.0, 1.5, 2.0, 2.5, 3.0]))
     assert planner.expected_tokens(4) == pytest.approx(2.5)  # before any pass: the calibration
     for _ in range(WARMUP_PASSES):
         planner.update([3, 3], 4, [True, True])
@@ -56,8 +56,8 @@ def test_the_online_correction_scales_the_calibrated_extra_tokens():
 
 def test_planner_picks_ar_when_windows_are_dear_and_wide_windows_when_cheap():
     sure = [1.0, 1.95, 2.9, 4.8, 8.5]
-    dear = WindowPlanner.for_profile(profile([[1.0, 3.0, 5.0, 9.0, 17.0]], tokens=sure))
-    cheap = WindowPlanner.for_profile(profile([[1.0, 1.01, 1.02, 1.04, 1.08]], tokens=sure))
+    dear = WindowPlanner(profile([[1.0, 3.0, 5.0, 9.0, 17.0]], tokens=sure))
+    cheap = WindowPlanner(profile([[1.0, 1.01, 1.02, 1.04, 1.08]], tokens=sure))
     assert dear.choose(rows=4, widest=8) == 0
     assert cheap.choose(rows=4, widest=8) == 8
     assert cheap.choose(rows=4, widest=3) == 3  # never past the strategy's widest

@@ -162,8 +162,7 @@ def load_tokenizer(source: Any, family: str) -> Any:
             with quiet_loading():
                 return AutoTokenizer.from_pretrained(str(source))
         except (OSError, ValueError, ImportError) as err:  # older transformers: ImportError (protobuf)
-            reason = " ".join(str(err).split())  # one line
-            raise CheckpointError(f"cannot load a tokenizer from {str(source)!r}: {reason}") from None
+            raise CheckpointError(f"cannot load a tokenizer from {str(source)!r}: {one_line(err)}") from None
     if not callable(source):
         raise ConfigError(f"tokenizer must be a directory or a tokenizer object, got {type(source).__name__}")
     return source
@@ -314,7 +313,13 @@ def additive_mask(key_valid: torch.Tensor, q: int, dtype: torch.dtype) -> torch.
     q_slot = torch.arange(k - q, k, device=key_valid.device)[:, None]
     k_slot = torch.arange(k, device=key_valid.device)[None, :]
     allowed = ((k_slot <= q_slot)[None] & key_valid[:, None, :]) | (k_slot == q_slot)[None]
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=key_valid.device)
+    return _additive(allowed, dtype)
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Float[R, 1, q, K] from Bool[R, q, K]: 0 where a query may attend, finfo.min where not (a
+    boolean 4D mask is read wrongly by eager attention)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
     return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
 
 
@@ -331,8 +336,7 @@ def placed_mask(prompt_valid: torch.Tensor, attention: torch.Tensor, first: bool
         causal = torch.ones(p, p, dtype=torch.bool, device=attention.device).tril()
         prompt = (causal[None] & prompt_valid[:, None, :]) | torch.eye(p, dtype=torch.bool, device=attention.device)[None]
         allowed = torch.cat([torch.cat([prompt, prompt.new_zeros(rows, p, k)], 2), allowed], 1)
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=attention.device)
-    return mask.masked_fill_(~allowed, torch.finfo(dtype).min)[:, None]
+    return _additive(allowed, dtype)
 
 
 @attrs.frozen

@@ -77,9 +77,9 @@ def _interpolate(xs: Sequence[float], ys: Sequence[float], x: float) -> float:
 
 @attrs.frozen
 class CostProfile:
-    """Median seconds of one pass by live rows (`batches`) and window (`windows`), plus the draft
-    tokens each row commits per pass at every window (`tokens`, from whole calibration decodes:
-    the prior of the window planner)."""
+    """Median seconds of one pass by live rows (`batches`) and window (`windows`), and the tokens
+    each row commits per pass at every window (`tokens`, from whole calibration decodes: the prior
+    of the window planner)."""
 
     key: dict[str, Any]
     batches: tuple[int, ...] = attrs.field(converter=tuple)
@@ -178,11 +178,14 @@ def measure(
     rounds: int = 3,
     prompt: str | None = None,
     start_options: dict[str, Any] | None = None,
+    calibrate_tokens: bool = True,
 ) -> CostProfile:
     """Time the loop on `backbone`: `rounds` interleaved runs of every (batch, window) setting.
 
     `start_options` (image size, ...) go to `backbone.start`: a pass's cost depends on them.
-    `prompt` defaults to one the backbone accepts (`Backbone.example_prompt`).
+    `prompt` defaults to one the backbone accepts (`Backbone.example_prompt`). Without
+    `calibrate_tokens` the whole calibration decodes are skipped (the profile then has no `tokens`:
+    for adding batch sizes to a profile that has them, see `with_stored`).
     """
     start_options = start_options or {}
     prompt = prompt or getattr(backbone, "example_prompt", PROMPT)
@@ -209,7 +212,7 @@ def measure(
     seconds = [increasing_fit([statistics.median(times[b, w]) for w in windows]) for b in batches]
     # whole decodes at every window: tokens per pass as a decode sees them, warm-up and all
     tokens = [1.0] + [calibrate(backbone, registry.get("sjd").factory(window=w), prompt, draw, start_options)
-                      for w in windows if w]
+                      for w in windows if w] if calibrate_tokens else []
     key = profile_key(backbone, draw, start_options)
     return CostProfile(key, sorted(batches), list(windows), seconds, tokens[: len(windows)])
 
@@ -231,10 +234,17 @@ def profile_for(
     if stored is not None and rows in stored.batches and 1 in stored.batches:
         return stored
     wanted = sorted({1, rows} - set(stored.batches if stored else ()))
-    fresh = measure(backbone, wanted, sampling=sampling, start_options=start_options)
-    profile = stored.merged(fresh) if stored else fresh
+    calibrated = stored is not None and bool(stored.tokens) and stored.windows == WINDOWS
+    profile = with_stored(measure(backbone, wanted, sampling=sampling, start_options=start_options,
+                                  calibrate_tokens=not calibrated))
     try:
         profile.save()
     except OSError:
         pass  # a read-only cache still decodes, it just measures again next time
     return profile
+
+
+def with_stored(fresh: CostProfile) -> CostProfile:
+    """`fresh` merged into the stored profile of the same key, if there is one."""
+    stored = CostProfile.load(fresh.key)
+    return stored.merged(fresh) if stored is not None else fresh

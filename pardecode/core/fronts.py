@@ -41,8 +41,6 @@ from .strategy import Proposal
 if TYPE_CHECKING:
     from .loop import Decoder
 
-HOLE_FRACTION = 0.25  # as on the single window: compact once holes exceed this share of span slots
-
 
 def _long_matrix(name: str):
     def check(commits: "Commits", attribute, value) -> None:
@@ -100,14 +98,13 @@ class Fronts:
     # --- checks ---------------------------------------------------------------------------------
     def _slots(self, proposal: Proposal) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(used Bool[B, W], among Bool[B, W, W] attention within the pass, cached part Bool[B, W, S])."""
+        from .loop import check_proposal  # the single window's check of the tokens
+
         ctx, strategy = self.decoder.ctx, self.decoder.strategy
         tokens, offs = proposal.tokens, proposal.offsets
-        if tokens.dim() != 2 or tokens.shape[0] != ctx.batch or tokens.dtype != torch.long:
-            raise _fail(strategy, f"proposed {tuple(tokens.shape)} {tokens.dtype}; expected Long[{ctx.batch}, W]")
+        check_proposal(proposal, ctx.batch, ctx.vocab_size, strategy)
         if offs is None:
             raise _fail(strategy, "placed slots earlier in this decode; every later proposal must give offsets too")
-        if tokens.numel() and (int(tokens.min()) < 0 or int(tokens.max()) >= ctx.vocab_size):
-            raise _fail(strategy, f"proposed token ids outside [0, {ctx.vocab_size})")
         if offs.numel() and (int(offs.min()) < -1 or int(offs.max()) >= ctx.length):
             raise _fail(strategy, f"placed a slot outside the span [0, {ctx.length}) (-1 marks an unused slot)")
         used = offs >= 0
@@ -274,15 +271,12 @@ class Fronts:
         return used & ctx.done.gather(1, at) & (ctx.tokens.gather(1, at) == proposal.tokens)
 
     def _compact_if_sparse(self) -> None:
-        valid = self.valid
-        counts = valid.sum(1)
-        longest = int(counts.max()) if valid.numel() else 0
-        if valid.shape[1] - longest <= HOLE_FRACTION * valid.shape[1]:
-            return
-        order = torch.sort((~valid).to(torch.uint8), dim=1, stable=True).indices[:, :longest]
-        if self.decoder.session.compact(order):
+        from .loop import compact_holes  # the single window's compaction, holes and all
+
+        compacted = compact_holes(self.decoder.session, self.valid, self.valid.sum(1).tolist())
+        if compacted is not None:
+            order, self.valid = compacted
             self.offsets = self.offsets.gather(1, order)
-            self.valid = torch.arange(longest, device=valid.device) < counts.unsqueeze(1)
 
 
 def pending(ctx, also: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

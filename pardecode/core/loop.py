@@ -32,7 +32,7 @@ from .windows import WindowPlanner
 HOLE_FRACTION = 0.25  # compact the span cache once holes exceed this fraction of its slots
 
 
-def _check_proposal(proposal: Proposal, batch: int, vocab: int, strategy: Strategy) -> None:
+def check_proposal(proposal: Proposal, batch: int, vocab: int, strategy: Strategy) -> None:
     tokens = proposal.tokens
     if tokens.dim() != 2 or tokens.shape[0] != batch or tokens.dtype != torch.long:
         raise ConfigError(f"strategy {strategy.name!r} proposed {tuple(tokens.shape)} {tokens.dtype}; expected Long[{batch}, W]")
@@ -56,6 +56,25 @@ def allowed_lookup(layout: TokenLayout, device: torch.device) -> Callable[[torch
         raise BackboneError("the layout allows no token at some position; check the adapter's layout")
     last = layout.length
     return lambda offsets: table[offsets.clamp(max=last)]
+
+
+def compact_holes(
+    session: Session, valid: torch.Tensor, counts: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Have `session` drop the holes of its span cache once they exceed `HOLE_FRACTION` of its slots.
+
+    `valid` is Bool[B, S] (which cached span slots each row may see), `counts` its per-row sums.
+    Returns (order Long[B, S']: row b's new slot j was its slot order[b, j], the new `valid`), or
+    None when nothing moved (few holes, or a session that cannot compact).
+    """
+    slots, longest = valid.shape[1], max(counts)
+    if slots - longest <= HOLE_FRACTION * slots:
+        return None
+    order = torch.sort((~valid).to(torch.uint8), dim=1, stable=True).indices[:, :longest]
+    if not session.compact(order):
+        return None
+    per_row = torch.tensor(list(counts), device=valid.device)
+    return order, torch.arange(longest, device=valid.device) < per_row.unsqueeze(1)
 
 
 class Decoder:
@@ -97,8 +116,7 @@ class Decoder:
             layout=self.layout,
         )
         self.ctx.planner = self._plan
-        self._planner: WindowPlanner | None = None if profile is None else WindowPlanner.for_profile(profile)
-        self._planned: tuple[int, int, int] | None = None  # (step, widest, window) of the last choice
+        self._planner: WindowPlanner | None = None if profile is None else WindowPlanner(profile)
         self.setup_seconds = 0.0
         self.rows = torch.arange(batch, device=device)
         self.remaining = [length] * batch  # per row, mirrored from ctx.committed
@@ -119,7 +137,7 @@ class Decoder:
         if proposal.offsets is not None or self.fronts is not None:  # placed slots: core/fronts.py
             self.fronts = self.fronts or Fronts(self)
             return self.fronts.step(proposal, start)
-        _check_proposal(proposal, ctx.batch, ctx.vocab_size, self.strategy)
+        check_proposal(proposal, ctx.batch, ctx.vocab_size, self.strategy)
         width = proposal.width
         first = ctx.step == 0
         if first:
@@ -190,13 +208,9 @@ class Decoder:
         """The window of this pass for a strategy that sizes it automatically (`window="auto"`)."""
         if self._planner is None:  # once per decode; its time is not a pass's
             t0 = time.perf_counter()
-            self._planner = WindowPlanner.for_profile(profile_for(self.backbone, self.sampling, self.ctx.batch, self.start_options))
+            self._planner = WindowPlanner(profile_for(self.backbone, self.sampling, self.ctx.batch, self.start_options))
             self.setup_seconds += time.perf_counter() - t0
-        step = self.ctx.step
-        if self._planned is None or self._planned[:2] != (step, widest):
-            rows = sum(r > 0 for r in self.remaining)
-            self._planned = (step, widest, self._planner.choose(rows, widest))
-        return self._planned[2]
+        return self._planner.choose(sum(r > 0 for r in self.remaining), widest)
 
     def _check_guidance(self, uncond: torch.Tensor | None, expected: tuple[int, ...]) -> None:
         """Guidance was asked for: refuse a session that returned no unconditional branch, or one of
@@ -211,14 +225,9 @@ class Decoder:
             raise BackboneError(f"backbone {name!r} returned unconditional logits {tuple(uncond.shape)}, expected {expected}")
 
     def _compact_if_sparse(self) -> None:
-        """Drop the cache's holes once they are more than a quarter of its span slots."""
-        slots, longest = self.span_valid.shape[1], max(self.valid_counts)
-        if slots - longest <= HOLE_FRACTION * slots:
-            return
-        order = torch.sort((~self.span_valid).to(torch.uint8), dim=1, stable=True).indices[:, :longest]
-        if self.session.compact(order):
-            counts = torch.tensor(self.valid_counts, device=self.span_valid.device)
-            self.span_valid = torch.arange(longest, device=self.span_valid.device) < counts.unsqueeze(1)
+        compacted = compact_holes(self.session, self.span_valid, self.valid_counts)
+        if compacted is not None:
+            _, self.span_valid = compacted
 
     def _diagnostics(self) -> dict[str, torch.Tensor]:
         """Name -> Float[passes, B] of every diagnostic any verdict reported (0 where one did not)."""

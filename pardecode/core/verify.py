@@ -37,6 +37,17 @@ def _at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x[torch.arange(x.shape[0], device=x.device), index]
 
 
+def _residual(p: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """normalize(max(0, p - kept)) over the last axis; p itself where nothing is left."""
+    residual = (p - kept).clamp_min(0)
+    mass = residual.sum(-1, keepdim=True)
+    return torch.where(mass > 0, residual / mass.clamp_min(torch.finfo(p.dtype).tiny), p)
+
+
+def _one_hot_like(tokens: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(tokens, p.shape[-1]).to(p.dtype)
+
+
 def acceptance_probability(
     p: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None, given: torch.Tensor | None = None
 ) -> torch.Tensor:
@@ -69,17 +80,13 @@ def correction_distribution(
         return p_next
     slot = accepted.clamp(max=width - 1)
     if q is None:
-        q_next = torch.nn.functional.one_hot(_at(drafts, slot), p.shape[-1]).to(p.dtype)
+        q_next = _one_hot_like(_at(drafts, slot), p)
     else:
         q_next = _at(q, slot)
         if given is not None:
-            one_hot = torch.nn.functional.one_hot(_at(drafts, slot), p.shape[-1]).to(p.dtype)
-            q_next = torch.where(_at(given, slot).unsqueeze(-1), one_hot, q_next)
-    residual = (p_next - q_next).clamp_min(0)
-    mass = residual.sum(-1, keepdim=True)
-    # mass == 0 only when p == q at that slot, where rejection has probability 0 anyway
-    use_residual = (accepted < width).unsqueeze(-1) & (mass > 0)
-    return torch.where(use_residual, residual / mass.clamp_min(torch.finfo(p.dtype).tiny), p_next)
+            q_next = torch.where(_at(given, slot).unsqueeze(-1), _one_hot_like(_at(drafts, slot), p), q_next)
+    # no residual mass only when p == q at that slot, where rejection has probability 0 anyway
+    return torch.where((accepted < width).unsqueeze(-1), _residual(p_next, q_next), p_next)
 
 
 def speculative_accept(
@@ -105,17 +112,6 @@ def greedy_accept(p: torch.Tensor, drafts: torch.Tensor) -> tuple[torch.Tensor, 
     best = p.argmax(-1)
     accepted = first_false(drafts == best[:, : drafts.shape[1]])
     return accepted, _at(best, accepted)
-
-
-def _residual(p: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """normalize(max(0, p - kept)) over the last axis; p itself where nothing is left."""
-    residual = (p - kept).clamp_min(0)
-    mass = residual.sum(-1, keepdim=True)
-    return torch.where(mass > 0, residual / mass.clamp_min(torch.finfo(p.dtype).tiny), p)
-
-
-def _one_hot_like(tokens: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.one_hot(tokens, p.shape[-1]).to(p.dtype)
 
 
 def maximal_redraw(

@@ -45,10 +45,6 @@ class WindowPlanner:
     _choices: dict = attrs.field(factory=dict, repr=False)
     _costs: dict = attrs.field(factory=dict, repr=False)
 
-    @classmethod
-    def for_profile(cls, profile: CostProfile) -> WindowPlanner:
-        return cls(profile)
-
     @property
     def scale(self) -> float:
         """How much more (> 1) or less this decode commits than the calibration predicts."""

@@ -61,9 +61,9 @@ class SJD(Jacobi):
     def draft_q(self, ctx: DecodeContext, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Float[B, W, V]: the distribution each current draft was drawn from (one-hot where given)."""
         one_hot = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(dtype)
-        if self._q is None:
+        if self._q is None:  # first pass: every draft is fresh
             return one_hot
-        return torch.where(self._given.unsqueeze(-1), one_hot, self._q) if self._given is not None else self._q
+        return torch.where(self._given.unsqueeze(-1), one_hot, self._q)  # _given is set with _q
 
     def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
         stale = super()._redraft(ctx, outputs, p, accepted, next_token)
