@@ -24,6 +24,21 @@ SETTINGS = [  # (strategy, options, sampling)
     ("sjd", {"window": 16}, None),
     ("sjd", {"window": 8, "init": "repeat", "coupling": "gumbel"}, None),
 ]
+# the field's strategies and the placed-slot (many fronts) path, on grid spans only
+FIELD_SETTINGS = [
+    ("sjd", {"window": 8, "coupling": "maximal"}, None),
+    ("sjd_pac", {"window": 16}, None),
+    ("sjd_reuse", {"window": 16}, None),
+    ("sjd-above", {"window": 16}, None),
+    ("lantern", {"window": 16}, None),
+    ("gsd", {"window": 16}, None),
+    ("entropy_sd", {"window": 16}, None),
+    ("zipar", {}, None),
+    ("zipar", {"window": 99}, None),
+    ("pjd", {}, None),
+    ("pjd", {"rows": 1}, None),
+    ("pjd", {"mask": "causal", "init": "random", "coupling": "independent"}, None),
+]
 
 
 def fingerprints() -> dict[str, str]:
@@ -37,6 +52,15 @@ def fingerprints() -> dict[str, str]:
     runs += [("fashion", get_backbone("fashion"))]
     for bname, bb in runs:
         for strat, opts, sampling in SETTINGS:
+            for seed in (0, 1):
+                res = decode(bb, get_strategy(strat, **opts), PROMPTS, sampling=sampling, seed=seed)
+                key = f"{bname}/{strat}/{json.dumps(opts, sort_keys=True)}/{sampling}/{seed}"
+                out[key] = hashlib.sha256(res.tokens.numpy().tobytes()).hexdigest()[:16] + f"/{res.forward_passes}"
+        if bname == "toy":
+            continue
+        for strat, opts, sampling in FIELD_SETTINGS:
+            if strat in ("lantern", "gsd") and bb.image_codebook() is None:  # latent neighbourhoods
+                continue
             for seed in (0, 1):
                 res = decode(bb, get_strategy(strat, **opts), PROMPTS, sampling=sampling, seed=seed)
                 key = f"{bname}/{strat}/{json.dumps(opts, sort_keys=True)}/{sampling}/{seed}"
