@@ -193,3 +193,34 @@ def test_pjd_variants_decode_valid_grids_in_fewer_passes(options):
     bb = ToyBackbone(vocab_size=6, grid=(5, 6), seed=2)
     result = decode(bb, get_strategy("pjd", **options), PROMPTS, seed=4)
     assert bool(bb.layout().is_valid(result.tokens).all()) and result.forward_passes < bb.layout().length // 2
+
+
+@pytest.mark.parametrize("options", [{"mask": "causal", "window": 3}, {"mask": "causal", "lag": 2, "ahead": 1}, {}])
+def test_pjd_fed_committed_tokens_see_no_draft_and_causal_drafts_see_only_what_they_wait_for(options):
+    """A committed token fed again is cached with the keys of this pass: it must not see a draft (one
+    the row above rejects would stay in its keys for good). A causal draft at column c sees the drafts
+    of the row d rows up only at columns <= c + d * (lag - ahead): the ones its next cell waits for."""
+    strategy = get_strategy("pjd", **options)
+    bb = ToyBackbone(vocab_size=6, grid=(5, 6), seed=2)
+    stride, checked = 7, []
+
+    class Watched(type(strategy)):
+        def propose(self, ctx):
+            proposal = super().propose(ctx)
+            if ctx.done is not None and proposal.attends is not None:
+                offs, sees = proposal.offsets, proposal.attends
+                at = offs.clamp(min=0)
+                committed = (offs >= 0) & ctx.done.gather(1, at)
+                draft = (offs >= 0) & ~committed
+                assert not bool((sees & committed[:, :, None] & draft[:, None, :]).any())
+                row, col = at // stride, at % stride
+                up = row[:, :, None] - row[:, None, :]
+                other_row = draft[:, :, None] & draft[:, None, :] & (up > 0)
+                lag, ahead = self.lag, self.ahead
+                assert not bool((sees & other_row & (col[:, None, :] > col[:, :, None] + up * (lag - ahead))).any())
+                checked.append(bool((sees & other_row).any()))
+            return proposal
+
+    result = decode(bb, Watched(**options), PROMPTS, seed=4)
+    assert bool(bb.layout().is_valid(result.tokens).all())
+    assert checked and any(checked) == (options.get("mask") == "causal")  # causal drafts did see rows above

@@ -8,8 +8,9 @@ its column + `lag`, so rows never overtake the context they read; `ahead` loosen
 columns), and at most `rows` rows are active at a time. Every pass scores, in one forward,
 the committed tokens the cache lacks and W drafts per active row; each row's drafts see the
 committed tokens and the earlier drafts of their own row only (the row-causal mask: another row's
-unverified drafts never leak in; `mask="causal"` lets them see the rows above too, and a row then
-follows what the row above commits in the same pass). Each row then verifies its window as SJD does (min(1, p/q),
+unverified drafts never leak in; `mask="causal"` lets them see the drafts of the rows above that
+their next cell waits for, i.e. up to `lag - ahead` columns further right per row up, and a row
+then follows what the row above commits in the same pass). Each row then verifies its window as SJD does (min(1, p/q),
 residual resample, bonus), keeps its accepted run plus one token, and carries the rest of the
 pass's outputs over as its next drafts (Jacobi update). A row's first drafts copy the token above
 (`init="above"`) or are uniform (`"random"`); redraws are Gumbel-coupled by default, as in SJD.
@@ -67,8 +68,9 @@ class PJD(Strategy):
     #: columns a row may run past the `lag` limit (0: never; larger: more parallel, less context)
     ahead: int = attrs.field(default=0, validator=lambda _, a, v: _non_negative(a.name, v))
     #: "row": a row's drafts see committed tokens and their own row (the paper's row-causal mask);
-    #: "causal": also the drafts of the rows above, and a row may then follow the row above within
-    #: the same pass (its commits stop `lag` columns behind what the row above commits in that pass)
+    #: "causal": also the drafts of the rows above that its next cell waits for, and a row may then
+    #: follow the row above within the same pass (its commits stop `lag` columns behind what the row
+    #: above commits in that pass)
     mask: str = attrs.field(default="row", validator=_check_mask)
     init: str = attrs.field(default="above", validator=_check_init)
     coupling: str = attrs.field(default="gumbel", validator=check_coupling)
@@ -177,8 +179,16 @@ class PJD(Strategy):
         front = torch.cat([torch.full_like(pend_off, -1), torch.arange(f, device=ctx.device).repeat_interleave(w).expand(b, -1)], 1)
         used = offsets >= 0
         attends = (offsets[:, None, :] < offsets[:, :, None]) & used[:, None, :] & used[:, :, None]
+        # committed tokens fed again (front -1) never see a draft: their keys stay cached
+        draft_seen = front[:, None, :] != -1
+        other_front = draft_seen & (front[:, None, :] != front[:, :, None])
+        attends &= ~(draft_seen & (front[:, :, None] == -1))
         if self.mask == "row":
-            attends &= (front[:, None, :] == -1) | (front[:, None, :] == front[:, :, None])
+            attends &= ~other_front
+        else:  # causal: only the drafts above that must be committed before this slot's next cell
+            row_of, column = offsets.div(stride, rounding_mode="floor"), offsets % stride
+            rows_up = row_of[:, :, None] - row_of[:, None, :]
+            attends &= ~other_front | (column[:, None, :] <= column[:, :, None] + rows_up * (self.lag - self.ahead))
         self._pass = dict(row=row, front_ok=front_ok, start=start, ok=ok, drafts=drafts, entries=entries,
                           column=start - at_row * stride)
         return Proposal(tokens, offsets=offsets, attends=attends)
