@@ -20,6 +20,7 @@ from pardecode.core.verify import (
     acceptance_probability,
     correction_distribution,
     greedy_accept,
+    multi_draft_accept,
     sample,
     speculative_accept,
 )
@@ -146,3 +147,44 @@ def test_sample_matches_its_distribution_by_chisquare():
     p = torch.randn(50, generator=g).mul(2).softmax(-1)
     counts = np.bincount(sample(p.expand(DRAWS, -1), g).numpy(), minlength=50)
     assert pooled_chisquare(counts, p.double().numpy()) > ALPHA
+
+
+def _multi_draft(p, q, k, seed, update=True):
+    """Tokens of `multi_draft_accept` for DRAWS rows of K candidates drawn i.i.d. from q."""
+    g = torch.Generator().manual_seed(seed)
+    p32, q32 = p.float().expand(DRAWS, -1), q.float().expand(DRAWS, -1)
+    candidates = sample(q32.unsqueeze(1).expand(-1, k, -1), g)
+    if update:
+        _, token = multi_draft_accept(p32, candidates, q32, g)
+    else:  # broken: every candidate tested against p itself, never against the residual
+        a = acceptance_probability(p32.unsqueeze(1).expand(-1, k, -1), candidates, q32.unsqueeze(1).expand(-1, k, -1))
+        passed = torch.rand(a.shape, generator=g) < a
+        first = passed.float().argmax(1)
+        fallback = sample((p32 - q32).clamp_min(0) + 1e-12 * p32, g)
+        token = torch.where(passed.any(1), candidates.gather(1, first.unsqueeze(1)).squeeze(1), fallback)
+    return np.bincount(token.numpy(), minlength=p.shape[0])
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(distributions(), st.integers(1, 5), st.integers(0, 2**16))
+def test_multi_draft_output_matches_p(pq, k, seed):
+    """K i.i.d. candidates under recursive rejection: the token is distributed as p (chi-square, DRAWS rows)."""
+    p, q = pq
+    assert pooled_chisquare(_multi_draft(p, q, k, seed), p.numpy()) > ALPHA
+
+
+def test_multi_draft_chisquare_has_power_against_skipping_the_residual_update():
+    g = torch.Generator().manual_seed(1)
+    p = torch.randn(12, generator=g).mul(2).softmax(-1)
+    q = torch.randn(12, generator=g).mul(2).softmax(-1)
+    assert pooled_chisquare(_multi_draft(p, q, 4, 0), p.numpy()) > ALPHA
+    assert pooled_chisquare(_multi_draft(p, q, 4, 0, update=False), p.numpy()) < ALPHA
+
+
+def test_multi_draft_keeps_the_first_candidate_that_passes():
+    p = torch.tensor([[0.0, 1.0, 0.0]])
+    q = torch.tensor([[0.5, 0.5, 0.0]])
+    chosen, token = multi_draft_accept(p, torch.tensor([[0, 0, 1]]), q)
+    assert chosen.tolist() == [2] and token.tolist() == [1]  # 0 has p = 0: rejected twice
+    chosen, token = multi_draft_accept(p, torch.tensor([[0, 0]]), q)
+    assert chosen.tolist() == [-1] and token.tolist() == [1]  # none passed: the residual is all on 1

@@ -172,3 +172,29 @@ def relaxed_accept(
 def exact_acceptance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """Float[B, W, V]: min(1, p/q) for every token (1 where q is 0): the lossless rule, tokenwise."""
     return torch.where(q > 0, p / q.clamp_min(torch.finfo(q.dtype).tiny), torch.ones_like(q)).clamp(max=1)
+
+
+def multi_draft_accept(
+    p: torch.Tensor, candidates: torch.Tensor, q: torch.Tensor, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Recursive rejection sampling over K candidates for one slot; exact when they are i.i.d. from q.
+
+    p and q are Float[B, V], candidates Long[B, K]. Candidate k is kept with probability
+    min(1, r_k(x_k) / q(x_k)), where r_1 = p and each rejection moves on to
+    r_{k+1} = normalize(max(0, r_k - q)); if all K are rejected the token is drawn from r_{K+1}.
+    Step k outputs min(q, r_k) + max(0, r_k - q) = r_k, so by induction the token is distributed
+    as p (the multi-candidate rule of SpecInfer, arXiv 2305.09781). With K = 1 it is
+    `speculative_accept` for one draft. Returns (chosen Long[B]: the kept candidate, -1 if none;
+    token Long[B]). Loops over K candidates, vectorised over the batch.
+    """
+    chosen = torch.full(candidates.shape[:1], -1, dtype=torch.long, device=p.device)
+    r = p
+    tiny = torch.finfo(q.dtype).tiny
+    for k in range(candidates.shape[1]):
+        x = candidates[:, k : k + 1]
+        a = (r.gather(-1, x) / q.gather(-1, x).clamp_min(tiny)).clamp(max=1).squeeze(-1)
+        u = torch.rand(a.shape, generator=generator, device=p.device, dtype=p.dtype)
+        chosen = torch.where((chosen < 0) & (u < a), k, chosen)
+        r = torch.where((chosen < 0).unsqueeze(-1), _residual(r, q), r)
+    token = torch.where(chosen >= 0, candidates.gather(1, chosen.clamp(min=0).unsqueeze(1)).squeeze(1), sample(r, generator))
+    return chosen, token

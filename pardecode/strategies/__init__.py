@@ -13,8 +13,9 @@ def pardecode_register_strategies(register):
     from .sjd import SJD
     from .sjd2 import SJD2
     from .sjd_pac import SJDPAC
+    from .sjd_pac_tree import SJDPACTree
     from .sjd_reuse import SJDReuse
     from .zipar import ZipAR
 
-    for cls in (AR, Jacobi, SJD, SJD2, SJDAbove, SJDPAC, SJDReuse, Lantern, GSD, EntropyAware, ZipAR, PJD):
+    for cls in (AR, Jacobi, SJD, SJD2, SJDAbove, SJDPAC, SJDPACTree, SJDReuse, Lantern, GSD, EntropyAware, ZipAR, PJD):
         register(cls.name, cls, cls.__doc__)

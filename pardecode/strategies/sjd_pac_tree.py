@@ -1,0 +1,180 @@
+"""SJD-PAC with a draft tree (arXiv 2603.18599): several candidates for the next token, each with
+its own continuation, scored in one pass under a tree mask. Lossless.
+
+About half of SJD's passes keep a single token: the first draft is rejected, and every later draft
+was conditioned on it. `sjd_pac` makes the later drafts survive that; this strategy makes the first
+slot itself likelier to pass. Each pass scores, on top of the pending token:
+
+- the main chain: `window` drafts for the next offsets, as in SJD (the Jacobi update of the last
+  pass's outputs, maximally coupled with the drafts they replace; fresh slots are drafted from the
+  pass's furthest prediction, as `sjd_pac`'s proactive drafting);
+- `branches - 1` sibling candidates for the first offset, drawn independently from the same
+  distribution q as the main chain's first draft, each followed by the main chain's next `depth`
+  drafts; a sibling's slots see the pending token and their own branch only (the tree mask).
+
+Verification: the K candidates of the first offset go through recursive rejection sampling
+(`core.verify.multi_draft_accept`, exact because they are i.i.d. from q); the branch of the kept
+candidate is then verified as SJD verifies a window (min(1, p/q) on its drafts, against p computed
+under that branch's own prefix), with the residual correction or the bonus after it. If no
+candidate passes, the first offset takes the residual draw of the recursion. The tail drafts were
+drawn before this pass from known q, independently of the candidates, so every step stays exact;
+the loop checks that every committed token came from a slot whose context is all committed.
+
+Every draft carries an explicit q (the first pass drafts uniformly over the allowed tokens), since
+siblings are drawn from the first draft's q. Windows are fixed: a tree is a placed-slot proposal,
+which the automatic window planner does not size.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from ..core.errors import ConfigError
+from ..core.fronts import Commits
+from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
+from ..core.verify import _at, _residual, acceptance_probability, correction_distribution, first_false
+from ..core.verify import multi_draft_accept, sample
+
+
+def _non_negative(_, attribute, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+
+
+def _normalised(probs: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """probs restricted to the allowed tokens and normalised; uniform over them where no mass is left."""
+    if allowed is not None:
+        probs = probs * allowed
+    mass = probs.sum(-1, keepdim=True)
+    fallback = torch.ones_like(probs) if allowed is None else allowed.to(probs.dtype)
+    fallback = fallback / fallback.sum(-1, keepdim=True).clamp_min(1)
+    return torch.where(mass > 0, probs / mass.clamp_min(torch.finfo(probs.dtype).tiny), fallback)
+
+
+@attrs.define
+class SJDPACTree(Strategy):
+    """SJD-PAC with `branches` candidates for the next token, each with `depth` drafts after it."""
+
+    name = "sjd_pac_tree"
+
+    window: int = attrs.field(default=32, validator=positive_int("window"))
+    branches: int = attrs.field(default=4, validator=positive_int("branches"))
+    depth: int = attrs.field(default=4, validator=_non_negative)
+    _drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Long[B, W]
+    _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Float[B, W, V]
+
+    def reset(self, ctx: DecodeContext) -> None:
+        self._drafts = self._q = None
+
+    @property
+    def _tail(self) -> int:  # drafts after a sibling candidate (they reuse the main chain's)
+        return min(self.depth, self.window - 1)
+
+    def _tree(self, pending: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rel Long[S]: offset of each slot relative to the first uncommitted one, sees Bool[S, S]).
+
+        Slots: the pending token (rel -1, when there is one), the main chain (rel 0..W-1), then per
+        sibling its candidate (rel 0) and its tail (rel 1..depth). A slot sees the pending token
+        and the earlier slots of its own branch.
+        """
+        w, d = self.window, self._tail
+        rel = [-1] * pending + list(range(w)) + list(range(d + 1)) * (self.branches - 1)
+        branch = [-1] * pending + [0] * w + [k for k in range(1, self.branches) for _ in range(d + 1)]
+        rel_t, branch_t = torch.tensor(rel, device=device), torch.tensor(branch, device=device)
+        same = (branch_t[:, None] == branch_t[None, :]) & (rel_t[None, :] < rel_t[:, None])
+        root = (branch_t[None, :] == -1) & (branch_t[:, None] != -1)
+        return rel_t, same | root
+
+    def _siblings(self, ctx: DecodeContext) -> torch.Tensor:
+        """Long[B, K-1]: the other candidates for the first offset, i.i.d. from the main draft's q."""
+        return sample(self._q[:, :1].expand(-1, self.branches - 1, -1), ctx.generator)
+
+    def _entry(self, branch: torch.Tensor, rel: torch.Tensor, base: int) -> torch.Tensor:
+        """Long[B, n]: the p entry of the slot at `rel` on `branch` (Long[B, 1]; 0 is the main chain)."""
+        sibling = base + self.window + (branch - 1) * (self._tail + 1) + rel
+        return torch.where(branch == 0, base + rel, sibling)
+
+    def propose(self, ctx: DecodeContext) -> Proposal:
+        first = ctx.done is None
+        b, w, v = ctx.batch, self.window, ctx.vocab_size
+        if self._drafts is None:  # uniform over the allowed tokens, with that q made explicit
+            allowed = ctx.allowed(w)
+            self._q = _normalised(torch.ones(b, w, v, device=ctx.device), allowed)
+            self._drafts = sample(self._q, ctx.generator)
+        siblings = self._siblings(ctx)
+        tail = self._drafts[:, 1 : 1 + self._tail]
+        parts = [self._drafts] + [torch.cat([siblings[:, k : k + 1], tail], 1) for k in range(self.branches - 1)]
+        if not first:
+            parts.insert(0, ctx.tokens.gather(1, (ctx.committed - 1).clamp(min=0).unsqueeze(1)))
+        tokens = torch.cat(parts, 1)
+        rel, sees = self._tree(0 if first else 1, ctx.device)
+        offsets = ctx.committed.unsqueeze(1) + rel
+        offsets = torch.where((offsets < ctx.length) & (ctx.committed < ctx.length).unsqueeze(1), offsets, -1)
+        used = offsets >= 0
+        attends = sees & used[:, :, None] & used[:, None, :]
+        return Proposal(tokens, offsets=offsets, attends=attends)
+
+    def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
+        first = ctx.step == 0
+        b, w, v = ctx.batch, self.window, ctx.vocab_size
+        head_entry = 0 if first else 1  # the prompt's p at the first pass, else the pending token's
+        base = head_entry + 1  # p entry of the main chain's first slot
+        n, drafts, q = ctx.committed, self._drafts, self._q
+        gen = ctx.generator
+
+        # the first offset: the main draft and the siblings, recursive rejection against q
+        candidates = torch.cat([drafts[:, :1], proposal.tokens[:, base - 1 + w :: self._tail + 1]], 1)
+        chosen, head = multi_draft_accept(p[:, head_entry], candidates, q[:, 0], gen)
+
+        # the kept candidate's branch (the main chain if none was kept) verified as a window
+        branch = chosen.clamp(min=0).unsqueeze(1)
+        rel = torch.arange(w, device=ctx.device)
+        entry = self._entry(branch, rel, base).clamp(max=p.shape[1] - 1)  # [B, W]: p for offset n+1+rel
+        pb = p.gather(1, entry.unsqueeze(-1).expand(-1, -1, v))
+        length = torch.where(branch == 0, w - 1, self._tail)
+        valid = (rel[: w - 1] < length) & ((n.unsqueeze(1) + 1 + rel[: w - 1]) < ctx.length)
+        tail, tail_q = drafts[:, 1:], q[:, 1:]
+        keep = acceptance_probability(pb, tail, tail_q) * valid
+        accepted = first_false(torch.rand(keep.shape, generator=gen, device=ctx.device) < keep)
+        dist = correction_distribution(pb, tail, tail_q, accepted)
+        dist = torch.where((accepted >= valid.sum(1)).unsqueeze(1), _at(pb, accepted), dist)  # bonus
+        after = sample(dist, gen)
+
+        # commits: the first offset, then (if a candidate was kept) its accepted drafts and one more
+        m = torch.arange(w + 1, device=ctx.device)
+        kept = chosen >= 0
+        run = accepted.unsqueeze(1)
+        pad = tail.new_zeros(b, 1)
+        tail_at = torch.cat([pad, tail, pad], 1)  # entry m holds the draft at offset n + m
+        tokens = torch.where(m == 0, head.unsqueeze(1), torch.where(m <= run, tail_at, after.unsqueeze(1)))
+        offsets = n.unsqueeze(1) + m
+        use = (n < ctx.length).unsqueeze(1) & (offsets < ctx.length) & ((m == 0) | (kept.unsqueeze(1) & (m <= run + 1)))
+        source = torch.cat([torch.full_like(n.unsqueeze(1), head_entry), entry], 1)  # offset n + m from slot m - 1
+
+        self._advance(ctx, p, drafts, q, torch.where(kept, accepted + 2, 1), branch, base)
+        return Commits(torch.where(use, offsets, -1), tokens, source)
+
+    def _advance(self, ctx, p, drafts, q, shift, branch, base) -> None:
+        """Next drafts: for each next offset, a draw from the newest prediction of it (the kept branch,
+        else the main chain), maximally coupled with the draft it replaces; fresh slots are drafted
+        from the pass's furthest prediction. Each draft's q is the distribution it was drawn from."""
+        b, w, v = drafts.shape[0], self.window, ctx.vocab_size
+        rel = shift.unsqueeze(1) + torch.arange(w, device=ctx.device)  # new slots, relative to the old start
+        source = rel - 1  # the slot whose output predicts each new slot's offset
+        reach = torch.where(branch == 0, w - 1, self._tail)
+        entry = torch.where(source <= reach, self._entry(branch, source, base), base + source)
+        has_source = source <= w - 1
+        src_p = p.gather(1, entry.clamp(max=p.shape[1] - 1).unsqueeze(-1).expand(-1, -1, v))
+        has_prev = rel < w
+        at = rel.clamp(max=w - 1)
+        prev = drafts.gather(1, at)
+        prev_q = q.gather(1, at.unsqueeze(-1).expand(-1, -1, v))
+        stay = torch.rand(prev.shape, generator=ctx.generator, device=ctx.device) < acceptance_probability(src_p, prev, prev_q)
+        coupled = torch.where(stay, prev, sample(_residual(src_p, prev_q), ctx.generator))
+        drawn = torch.where(has_prev, coupled, sample(src_p, ctx.generator))
+        furthest = p[:, base + w - 1 : base + w].expand(-1, w, -1)  # the main chain's last prediction
+        fresh_q = _normalised(furthest, ctx.allowed(w, start=shift))
+        fresh = sample(fresh_q, ctx.generator)
+        self._drafts = torch.where(has_source, drawn, fresh)
+        self._q = torch.where(has_source.unsqueeze(-1), src_p, fresh_q)
