@@ -43,9 +43,11 @@ def test_row_parallel_at_the_lossy_knob_is_detected(name, options):
 
 TREE_CASES = [
     (dict(vocab_size=3, length=4, sharpness=1.0, seed=3), {"window": 3, "branches": 3, "depth": 1}, SamplingConfig()),
+    (dict(vocab_size=3, length=4, sharpness=1.0, seed=3), {"window": 3, "branches": 3, "depth": 1, "siblings": "sampled"}, SamplingConfig()),
     (dict(vocab_size=3, length=4, sharpness=1.0, seed=3), {"window": 2, "branches": 4, "depth": 0}, SamplingConfig(temperature=0.8, top_k=2)),
     (dict(vocab_size=3, length=4, sharpness=1.0, seed=3), {"window": 4, "branches": 2, "depth": 3}, SamplingConfig(cfg_scale=2.0)),
     (GRID, {"window": 3, "branches": 3, "depth": 2}, SamplingConfig()),
+    (GRID, {"window": 3, "branches": 5, "depth": 2, "siblings": "sampled"}, SamplingConfig()),
     (GRID, {"window": 1, "branches": 2}, SamplingConfig(top_p=0.9)),
 ]
 
@@ -61,7 +63,8 @@ def test_draft_tree_matches_exact_ar(toy, options, sampling):
 
 
 def test_draft_tree_with_candidates_from_another_q_is_detected():
-    """Negative control: siblings that are always token 0, verified as if drawn from q, break exactness."""
+    """Negative control: siblings that are always token 0, verified as if drawn from q, break exactness
+    (verified as the fixed tokens they are, they would not)."""
     from pardecode.strategies.sjd_pac_tree import SJDPACTree
 
     class Fixed(SJDPACTree):
@@ -69,5 +72,5 @@ def test_draft_tree_with_candidates_from_another_q_is_detected():
             return torch.zeros(ctx.batch, self.branches - 1, dtype=torch.long)
 
     backbone = ToyBackbone(vocab_size=3, length=4, sharpness=1.0, seed=3)
-    counts, probs, _ = empirical_counts(backbone, Fixed(window=3, branches=4, depth=1), SamplingConfig())
+    counts, probs, _ = empirical_counts(backbone, Fixed(window=3, branches=4, depth=1, siblings="sampled"), SamplingConfig())
     assert pooled_chisquare(counts, probs) < ALPHA

@@ -188,3 +188,18 @@ def test_multi_draft_keeps_the_first_candidate_that_passes():
     assert chosen.tolist() == [2] and token.tolist() == [1]  # 0 has p = 0: rejected twice
     chosen, token = multi_draft_accept(p, torch.tensor([[0, 0]]), q)
     assert chosen.tolist() == [-1] and token.tolist() == [1]  # none passed: the residual is all on 1
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(distributions(), st.integers(1, 4), st.integers(0, 2**16))
+def test_multi_draft_with_a_sampled_draft_then_fixed_tokens_matches_p(pq, k, seed):
+    """The main draft drawn from q, then the k most likely other tokens of q as fixed candidates."""
+    p, q = pq
+    g = torch.Generator().manual_seed(seed)
+    p32, q32 = p.float().expand(DRAWS, -1), q.float().expand(DRAWS, -1)
+    draft = sample(q32, g).unsqueeze(1)
+    top = q32.scatter(1, draft, -1.0).topk(min(k, p.shape[0] - 1), dim=1).indices
+    given = torch.ones(DRAWS, 1 + top.shape[1], dtype=torch.bool)
+    given[:, 0] = False
+    _, token = multi_draft_accept(p32, torch.cat([draft, top], 1), q32, g, given)
+    assert pooled_chisquare(np.bincount(token.numpy(), minlength=p.shape[0]), p.numpy()) > ALPHA

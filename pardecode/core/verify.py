@@ -175,26 +175,36 @@ def exact_acceptance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def multi_draft_accept(
-    p: torch.Tensor, candidates: torch.Tensor, q: torch.Tensor, generator: torch.Generator | None = None
+    p: torch.Tensor,
+    candidates: torch.Tensor,
+    q: torch.Tensor,
+    generator: torch.Generator | None = None,
+    given: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Recursive rejection sampling over K candidates for one slot; exact when they are i.i.d. from q.
+    """Recursive rejection sampling over K candidates for one slot: the token is distributed as p.
 
-    p and q are Float[B, V], candidates Long[B, K]. Candidate k is kept with probability
-    min(1, r_k(x_k) / q(x_k)), where r_1 = p and each rejection moves on to
-    r_{k+1} = normalize(max(0, r_k - q)); if all K are rejected the token is drawn from r_{K+1}.
-    Step k outputs min(q, r_k) + max(0, r_k - q) = r_k, so by induction the token is distributed
-    as p (the multi-candidate rule of SpecInfer, arXiv 2305.09781). With K = 1 it is
-    `speculative_accept` for one draft. Returns (chosen Long[B]: the kept candidate, -1 if none;
-    token Long[B]). Loops over K candidates, vectorised over the batch.
+    p is Float[B, V], candidates Long[B, K]; q is the distribution each candidate was drawn from,
+    Float[B, V] (shared) or Float[B, K, V], and `given` (Bool[B, K]) marks candidates fixed before
+    the pass (q one-hot on them, e.g. the most likely tokens of a prediction). Candidate k is kept
+    with probability min(1, r_k(x_k) / q_k(x_k)), where r_1 = p and each rejection moves on to
+    r_{k+1} = normalize(max(0, r_k - q_k)); if all K are rejected the token is drawn from r_{K+1}.
+    As long as candidate k, given the candidates before it, is distributed as q_k (i.i.d. draws
+    from q, or fixed tokens), step k outputs min(q_k, r_k) + max(0, r_k - q_k) = r_k, so by
+    induction the token follows p (the multi-candidate rule of SpecInfer, arXiv 2305.09781). With
+    K = 1 it is `speculative_accept` for one draft. Returns (chosen Long[B]: the kept candidate, -1
+    if none; token Long[B]). Loops over the K candidates, vectorised over the batch.
     """
     chosen = torch.full(candidates.shape[:1], -1, dtype=torch.long, device=p.device)
     r = p
-    tiny = torch.finfo(q.dtype).tiny
+    tiny = torch.finfo(p.dtype).tiny
     for k in range(candidates.shape[1]):
         x = candidates[:, k : k + 1]
-        a = (r.gather(-1, x) / q.gather(-1, x).clamp_min(tiny)).clamp(max=1).squeeze(-1)
+        q_k = q if q.dim() == 2 else q[:, k]
+        if given is not None:
+            q_k = torch.where(given[:, k : k + 1], _one_hot_like(x.squeeze(1), p), q_k)
+        a = (r.gather(-1, x) / q_k.gather(-1, x).clamp_min(tiny)).clamp(max=1).squeeze(-1)
         u = torch.rand(a.shape, generator=generator, device=p.device, dtype=p.dtype)
         chosen = torch.where((chosen < 0) & (u < a), k, chosen)
-        r = torch.where((chosen < 0).unsqueeze(-1), _residual(r, q), r)
+        r = torch.where((chosen < 0).unsqueeze(-1), _residual(r, q_k), r)
     token = torch.where(chosen >= 0, candidates.gather(1, chosen.clamp(min=0).unsqueeze(1)).squeeze(1), sample(r, generator))
     return chosen, token

@@ -15,10 +15,8 @@ this strategy does the following, each step keeping the committed sequence exact
   uniformly, with that distribution stored as their q, so the speculative rule min(1, p/q) stays
   exact while fresh drafts land where the model puts its mass (`proactive=False`: SJD's fresh drafts).
 
-Not built here: the paper's verification of several continuation candidates for the corrected
-token (drafts that branch at the rejected slot) needs a draft tree, i.e. drafts at arbitrary
-positions with a tree attention mask; that belongs to the next version of the strategy contract,
-together with row-parallel drafting.
+The paper's several candidates for a slot, each with its own continuation, need a draft tree
+(drafts at any offsets under a tree mask): that is `sjd_pac_tree`, on placed slots.
 """
 
 from __future__ import annotations

@@ -8,12 +8,14 @@ slot itself likelier to pass. Each pass scores, on top of the pending token:
 - the main chain: `window` drafts for the next offsets, as in SJD (the Jacobi update of the last
   pass's outputs, maximally coupled with the drafts they replace; fresh slots are drafted from the
   pass's furthest prediction, as `sjd_pac`'s proactive drafting);
-- `branches - 1` sibling candidates for the first offset, drawn independently from the same
-  distribution q as the main chain's first draft, each followed by the main chain's next `depth`
-  drafts; a sibling's slots see the pending token and their own branch only (the tree mask).
+- `branches - 1` sibling candidates for the first offset: the most likely tokens of the
+  distribution q the main chain's first draft was drawn from (`siblings="top"`), or independent
+  draws from it (`"sampled"`), each followed by the main chain's next `depth` drafts; a sibling's
+  slots see the pending token and their own branch only (the tree mask).
 
 Verification: the K candidates of the first offset go through recursive rejection sampling
-(`core.verify.multi_draft_accept`, exact because they are i.i.d. from q); the branch of the kept
+(`core.verify.multi_draft_accept`: exact when each candidate, given the ones before it, follows
+the q it is tested with: q for the main draft and sampled siblings, one-hot for fixed ones); the branch of the kept
 candidate is then verified as SJD verifies a window (min(1, p/q) on its drafts, against p computed
 under that branch's own prefix), with the residual correction or the bonus after it. If no
 candidate passes, the first offset takes the residual draw of the recursion. The tail drafts were
@@ -21,7 +23,7 @@ drawn before this pass from known q, independently of the candidates, so every s
 the loop checks that every committed token came from a slot whose context is all committed.
 
 Every draft carries an explicit q (the first pass drafts uniformly over the allowed tokens), since
-siblings are drawn from the first draft's q. Windows are fixed: a tree is a placed-slot proposal,
+the siblings come from the first draft's q. Windows are fixed: a tree is a placed-slot proposal,
 which the automatic window planner does not size.
 """
 
@@ -52,6 +54,14 @@ def _normalised(probs: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tens
     return torch.where(mass > 0, probs / mass.clamp_min(torch.finfo(probs.dtype).tiny), fallback)
 
 
+SIBLINGS = ("top", "sampled")
+
+
+def _check_siblings(_, attribute, value) -> None:
+    if value not in SIBLINGS:
+        raise ConfigError(f"{attribute.name} must be one of {list(SIBLINGS)}, got {value!r}")
+
+
 @attrs.define
 class SJDPACTree(Strategy):
     """SJD-PAC with `branches` candidates for the next token, each with `depth` drafts after it."""
@@ -61,6 +71,9 @@ class SJDPACTree(Strategy):
     window: int = attrs.field(default=32, validator=positive_int("window"))
     branches: int = attrs.field(default=4, validator=positive_int("branches"))
     depth: int = attrs.field(default=4, validator=_non_negative)
+    #: "top": the siblings are the most likely tokens of q other than the main draft (fixed before
+    #: the pass, q one-hot on each); "sampled": i.i.d. draws from q
+    siblings: str = attrs.field(default="top", validator=_check_siblings)
     _drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Long[B, W]
     _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Float[B, W, V]
 
@@ -87,8 +100,13 @@ class SJDPACTree(Strategy):
         return rel_t, same | root
 
     def _siblings(self, ctx: DecodeContext) -> torch.Tensor:
-        """Long[B, K-1]: the other candidates for the first offset, i.i.d. from the main draft's q."""
-        return sample(self._q[:, :1].expand(-1, self.branches - 1, -1), ctx.generator)
+        """Long[B, K-1]: the other candidates for the first offset (see `siblings`)."""
+        q0 = self._q[:, 0]
+        if self.siblings == "sampled":
+            return sample(q0.unsqueeze(1).expand(-1, self.branches - 1, -1), ctx.generator)
+        others = q0.scatter(1, self._drafts[:, :1], -1.0)  # never the main draft again
+        top = others.topk(min(self.branches - 1, others.shape[1]), dim=1).indices
+        return torch.cat([top, top[:, :1].expand(-1, self.branches - 1 - top.shape[1])], 1)  # tiny vocabularies
 
     def _entry(self, branch: torch.Tensor, rel: torch.Tensor, base: int) -> torch.Tensor:
         """Long[B, n]: the p entry of the slot at `rel` on `branch` (Long[B, 1]; 0 is the main chain)."""
@@ -125,7 +143,11 @@ class SJDPACTree(Strategy):
 
         # the first offset: the main draft and the siblings, recursive rejection against q
         candidates = torch.cat([drafts[:, :1], proposal.tokens[:, base - 1 + w :: self._tail + 1]], 1)
-        chosen, head = multi_draft_accept(p[:, head_entry], candidates, q[:, 0], gen)
+        given = None
+        if self.siblings == "top":  # the main draft was drawn from q; the siblings are fixed tokens
+            given = torch.ones_like(candidates, dtype=torch.bool)
+            given[:, 0] = False
+        chosen, head = multi_draft_accept(p[:, head_entry], candidates, q[:, 0], gen, given)
 
         # the kept candidate's branch (the main chain if none was kept) verified as a window
         branch = chosen.clamp(min=0).unsqueeze(1)
