@@ -76,6 +76,7 @@ class SJDPACTree(Strategy):
     siblings: str = attrs.field(default="top", validator=_check_siblings)
     _drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Long[B, W]
     _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Float[B, W, V]
+    _trees: dict = attrs.field(factory=dict, init=False, repr=False)  # (pending, device) -> _tree
 
     def reset(self, ctx: DecodeContext) -> None:
         self._drafts = self._q = None
@@ -91,13 +92,17 @@ class SJDPACTree(Strategy):
         sibling its candidate (rel 0) and its tail (rel 1..depth). A slot sees the pending token
         and the earlier slots of its own branch.
         """
+        key = (pending, str(device))
+        if key in self._trees:
+            return self._trees[key]
         w, d = self.window, self._tail
         rel = [-1] * pending + list(range(w)) + list(range(d + 1)) * (self.branches - 1)
         branch = [-1] * pending + [0] * w + [k for k in range(1, self.branches) for _ in range(d + 1)]
         rel_t, branch_t = torch.tensor(rel, device=device), torch.tensor(branch, device=device)
         same = (branch_t[:, None] == branch_t[None, :]) & (rel_t[None, :] < rel_t[:, None])
         root = (branch_t[None, :] == -1) & (branch_t[:, None] != -1)
-        return rel_t, same | root
+        self._trees[key] = rel_t, same | root
+        return self._trees[key]
 
     def _siblings(self, ctx: DecodeContext) -> torch.Tensor:
         """Long[B, K-1]: the other candidates for the first offset (see `siblings`)."""
