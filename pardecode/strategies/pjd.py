@@ -15,12 +15,21 @@ residual resample, bonus), keeps its accepted run plus one token, and carries th
 pass's outputs over as its next drafts (Jacobi update). A row's first drafts copy the token above
 (`init="above"`) or are uniform (`"random"`); redraws are Gumbel-coupled by default, as in SJD.
 
+Any span with an image grid (`ctx.grid`) works. With an end-of-line per row (`GridLayout`) a row
+starts when the end-of-line above it is committed (a forced token, free) and that end-of-line feeds
+the row's first cell. In an image-only span (stride = cols) the strategy records which rows have
+started, and a row's first cell is predicted from the slot at the last cell of the row above: when
+that cell is not committed yet, a stand-in token is fed there (the newest committed cell of the row
+above, `zipar.placeholders`), seen by that row's slots only and never committed.
+
 Lossy where it approximates: the topmost active row sees its whole context, so its verification
 is exact speculative sampling; the rows below verify against a context that lacks the undecided
-rest of the rows above, and their keys keep that context. With `rows=1` only one row is active and
-the decode is exactly AR-distributed; the loop then checks every commit's context
-(`lossless` is True). This is an implementation from the paper's description (row-wise sliding
-windows, row-causal mask, rows started after enough context above); its constants are ours.
+rest of the rows above, and their keys keep that context (in an image-only span a row's first
+drafts and token also read the stand-in). With `rows=1` only one row is active, a row starts
+once the row above is complete (no stand-in is ever fed), and the decode is exactly
+AR-distributed; the loop then checks every commit's context (`lossless` is True). This is an
+implementation from the paper's description (row-wise sliding windows, row-causal mask, rows
+started after enough context above); its constants are ours.
 """
 
 from __future__ import annotations
@@ -59,7 +68,8 @@ class PJD(Strategy):
     """Row-parallel speculative Jacobi: a window per active image row, row-causal mask (lossy; exact at rows=1)."""
 
     name = "pjd"
-    approximation = "rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above"
+    approximation = ("rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above "
+                     "(in an image-only span a row's first cell also reads a stand-in for the last cell of the row above)")
 
     # defaults chosen with the `fronts` benchmark suite on the default model (README, "Measured results")
     window: int = attrs.field(default=4, validator=positive_int("window"))
@@ -212,10 +222,11 @@ class PJD(Strategy):
             row_of, column = offsets.div(stride, rounding_mode="floor"), offsets % stride
             rows_up = row_of[:, :, None] - row_of[:, None, :]
             attends &= ~other_front | (column[:, None, :] <= column[:, :, None] + rows_up * (self.lag - self.ahead))
-        if stand_count:  # a stand-in is seen by its own row's slots only, and they see no other slot at its offset
+        if stand_count:  # a stand-in sees committed tokens only, is seen by its own row's slots only,
+            # and they see no other slot at its offset
             is_stand = torch.zeros_like(used)
             is_stand[:, p_count : p_count + f] = stand_off >= 0
-            attends &= ~(is_stand[:, None, :] & other_front)
+            attends &= ~((is_stand[:, None, :] | is_stand[:, :, None]) & other_front)
             own = torch.where(front >= 0, stand_off.gather(1, front.clamp(min=0)), -1)  # Long[B, W]: the slot's stand-in offset
             attends &= ~((own[:, :, None] >= 0) & (offsets[:, None, :] == own[:, :, None]) & ~is_stand[:, None, :])
         self._pass = dict(row=row, front_ok=front_ok, start=start, ok=ok, drafts=drafts, entries=entries,

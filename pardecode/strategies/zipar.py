@@ -85,8 +85,10 @@ def placeholders(ctx: DecodeContext, grid: Grid, need: torch.Tensor) -> tuple[to
     The stand-in is the newest committed cell of row r-1 (rows commit left to right, so it sits at
     column cells - 1). It always exists when a row starts (the row above has at least one cell),
     it is the committed token nearest to the missing one in raster order, and at a lag of one
-    column it is the cell right above the row's first cell. The slot is never committed: the loop
-    makes it a hole, so only the pass that feeds it (and only its own row's slots) see it.
+    column it is the cell right above the row's first cell. The stand-in sees committed tokens only
+    and is not itself committed, so the loop makes the slot a hole: only the pass that feeds it (and
+    only its own row's slots) see it. (Should the row above commit that very token at that offset in
+    the same pass, the slot is simply that token's, with a committed-only context, and stays cached.)
     """
     r = torch.arange(grid.rows, device=ctx.device)
     cells = row_cells(ctx.done, grid)
