@@ -230,6 +230,26 @@ def test_row_parallel_strategies_refuse_a_span_without_a_grid(name):
         decode(ToyBackbone(length=8), get_strategy(name), ["ab"])
 
 
+@pytest.mark.parametrize("name", ["zipar", "pjd"])
+def test_row_parallel_strategies_refuse_a_grid_with_unforced_gaps(name):
+    """A grid whose rows are separated by tokens no end-of-line forces (a layout of one's own) is
+    refused in one line rather than decoded wrongly."""
+    from pardecode.core.layout import FreeLayout, Grid
+
+    class Gapped(FreeLayout):
+        def image_grid(self):
+            return Grid(2, 3, stride=4, length=self.length)
+
+    @attrs.define(eq=False)
+    class GappedToy(ToyBackbone):
+        def layout(self):
+            return Gapped(8)
+
+    with pytest.raises(ConfigError, match=f"^strategy '{name}' decodes rows closed by an end-of-line or image-only spans; "
+                                          "backbone 'toy' has a 2x3 grid at offset 0, stride 4, in a span of 8$"):
+        decode(GappedToy(length=8), get_strategy(name), ["ab"])
+
+
 def test_a_cached_token_fed_again_replaces_its_cached_copy():
     """Offset 0 is cached at pass 1 and fed again at pass 2: the slot at offset 1 sees it once, so
     its context is whole (a lossless commit from it is accepted) and its p is the closed form's."""

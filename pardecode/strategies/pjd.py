@@ -42,7 +42,7 @@ from ..core.fronts import Commits, pending
 from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
 from .drafting import check_coupling, random_tokens
-from .zipar import forced_commits, grid_of, packed, placeholders, row_cells, row_ends
+from .zipar import forced_commits, grid_of, placeholders, row_cells, row_ends
 
 PJD_INITS = ("above", "random")
 PJD_MASKS = ("row", "causal")
@@ -301,7 +301,8 @@ class PJD(Strategy):
         return torch.stack(out, 1), torch.stack(capped, 1)
 
     def _starts(self, ctx: DecodeContext, after: torch.Tensor) -> torch.Tensor:
-        """Bool[B, R]: rows whose end-of-line is committed now (the row below starts, or it is the last)."""
+        """Bool[B, R]: rows whose end-of-line is committed now (the row below starts, or it is the last
+        and complete); in an image-only span the row below is recorded as started instead."""
         grid = ctx.grid
         cells, started, complete = self._rows_state(ctx, after)
         room = self.rows - (started & ~complete).sum(1, keepdim=True)
