@@ -156,11 +156,98 @@ def test_row_parallel_at_the_exact_knob_is_greedy_ar_on_hf_families(family, name
     assert bool(lossy.session.layout.is_valid(lossy.tokens).all()) and lossy.forward_passes < exact.forward_passes
 
 
-def test_row_parallel_strategies_refuse_a_span_without_rows():
-    with pytest.raises(ConfigError, match="has no grid layout"):
-        decode(ToyBackbone(length=8), get_strategy("zipar"), ["ab"])
-    with pytest.raises(ConfigError, match="has no grid layout"):
-        decode(ToyBackbone(length=8), get_strategy("pjd"), ["ab"])
+@pytest.mark.parametrize("name,exact,lossy", [
+    ("zipar", {"window": 4}, [{"window": 1}, {"window": 2}]),
+    ("pjd", {"rows": 1, "window": 3}, [{}, {"mask": "causal"}, {"window": 2, "lag": 2}]),
+])
+def test_row_parallel_on_janus_image_only_spans(name, exact, lossy):
+    """Janus' span is rows x cols image tokens and nothing else (no end-of-line starts a row). At
+    the exact knob greedy decoding is greedy AR; the lossy end (a row's first cell read from a
+    stand-in for the last cell above) still yields valid images in fewer passes than AR."""
+    import tiny_models
+
+    bb = tiny_models.backbone("janus")
+    size, prompts = tiny_models.SMALL_SIZE["janus"], ["a red dress", "an ankle boot with laces"]
+    greedy = SamplingConfig(temperature=0, cfg_scale=3.0)
+    ar = decode(bb, "ar", prompts, sampling=greedy, size=size)
+    result = decode(bb, get_strategy(name, **exact), prompts, sampling=greedy, size=size)
+    assert torch.equal(result.tokens, ar.tokens) and result.forward_passes <= ar.forward_passes
+    for options in lossy:
+        for sampling in (greedy, bb.default_sampling):
+            result = decode(bb, get_strategy(name, **options), prompts, sampling=sampling, size=size, seed=1)
+            assert bool(result.session.layout.is_valid(result.tokens).all())
+            assert result.forward_passes < ar.forward_passes, options
+
+
+@pytest.mark.parametrize("name,options", [("zipar", {"window": 1}), ("pjd", {"lag": 1, "window": 2}), ("pjd", {"mask": "causal"})])
+def test_an_image_only_row_started_early_reads_a_stand_in_only_its_own_row_sees(name, options):
+    """Row 1 of a 2x3 image-only grid starts once row 0 has one cell: the slot before its first cell
+    (row 0's last cell, not committed) holds row 0's newest committed cell, no other row's slot
+    attends to it, and the first cell of row 1 is drawn from it."""
+    from pardecode.strategies.pjd import PJD
+    from pardecode.strategies.zipar import ZipAR
+
+    base = {"zipar": ZipAR, "pjd": PJD}[name]
+    seen = []
+
+    @attrs.define
+    class Spy(base):
+        def propose(self, ctx):
+            proposal = super().propose(ctx)
+            if ctx.done is not None:  # pjd: the slot each row front reads its next token from
+                inputs = self._pass["entries"][:, :, 0] - 1 if name == "pjd" else None
+                seen.append((proposal, ctx.done.clone(), ctx.tokens.clone(), inputs))
+            return proposal
+
+    bb = ToyBackbone(vocab_size=5, grid=(2, 3), image_only=True, seed=3)
+    result = decode(bb, Spy(**options), ["ab", "xyz"], seed=0)
+    assert bool(bb.layout().is_valid(result.tokens).all()) and result.forward_passes < 6
+    found = 0
+    for proposal, done, tokens, inputs in seen:
+        offsets, attends = proposal.offsets, proposal.attends
+        # slots at row 0's last cell before it is committed: zipar feeds only the stand-in there,
+        # pjd also row 0's draft, which row 1's slots must not see next to the stand-in
+        at = (offsets == 2) & ~done[:, 2:3]
+        if inputs is not None:
+            at &= (torch.arange(offsets.shape[1])[None, :, None] == inputs[:, None, :]).any(2)
+            drafts_at_2 = (offsets == 2) & ~done[:, 2:3] & ~at & at.any(1, keepdim=True)  # next to a stand-in
+            row1 = offsets >= 3
+            assert not bool((attends & row1.unsqueeze(2) & drafts_at_2.unsqueeze(1)).any())
+        for b in range(offsets.shape[0]):
+            if bool(at[b].any()):
+                found += 1
+                assert int(at[b].sum()) == 1
+                j = int(at[b].nonzero()[0])
+                assert int(proposal.tokens[b, j]) == int(tokens[b, int(done[b, :3].sum()) - 1])  # row 0's newest
+                pending_slots = (offsets[b] >= 0) & done[b].gather(0, offsets[b].clamp(min=0))
+                assert attends is not None and not bool((attends[b, :, j] & pending_slots).any())
+    assert found == 2  # once per batch row
+
+
+@pytest.mark.parametrize("name", ["zipar", "pjd"])
+def test_row_parallel_strategies_refuse_a_span_without_a_grid(name):
+    with pytest.raises(ConfigError, match=f"strategy '{name}' decodes image rows in parallel; backbone 'toy' has a span with no image grid$"):
+        decode(ToyBackbone(length=8), get_strategy(name), ["ab"])
+
+
+@pytest.mark.parametrize("name", ["zipar", "pjd"])
+def test_row_parallel_strategies_refuse_a_grid_with_unforced_gaps(name):
+    """A grid whose rows are separated by tokens no end-of-line forces (a layout of one's own) is
+    refused in one line rather than decoded wrongly."""
+    from pardecode.core.layout import FreeLayout, Grid
+
+    class Gapped(FreeLayout):
+        def image_grid(self):
+            return Grid(2, 3, stride=4, length=self.length)
+
+    @attrs.define(eq=False)
+    class GappedToy(ToyBackbone):
+        def layout(self):
+            return Gapped(8)
+
+    with pytest.raises(ConfigError, match=f"^strategy '{name}' decodes rows closed by an end-of-line or image-only spans; "
+                                          "backbone 'toy' has a 2x3 grid at offset 0, stride 4, in a span of 8$"):
+        decode(GappedToy(length=8), get_strategy(name), ["ab"])
 
 
 def test_a_cached_token_fed_again_replaces_its_cached_copy():

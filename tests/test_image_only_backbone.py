@@ -44,13 +44,31 @@ def backbone():
     return ClassConditional(model)
 
 
-@pytest.mark.parametrize("strategy,options", [("ar", {}), ("sjd", {"window": 8}), ("sjd-above", {"window": 12})])
+@pytest.mark.parametrize("strategy,options", [
+    ("ar", {}), ("sjd", {"window": 8}), ("sjd-above", {"window": 12}),
+    ("zipar", {"window": 2}), ("pjd", {}), ("pjd", {"mask": "causal", "window": 3}),
+])
 def test_every_strategy_decodes_the_image_only_grid(backbone, strategy, options):
     result = decode(backbone, strategy, ["cat", "car"], sampling=SamplingConfig(cfg_scale=2.0), seed=0,
                     strategy_options=options)
     assert result.tokens.shape == (2, 64)
     assert bool(result.session.layout.is_valid(result.tokens).all())
     assert bool(((result.tokens >= IMAGE_LO) & (result.tokens < VOCAB)).all())
+
+
+@pytest.mark.parametrize("strategy,exact,lossy", [
+    ("zipar", {"window": 8}, {"window": 2}),
+    ("pjd", {"rows": 1, "window": 4}, {"window": 4, "mask": "causal"}),
+])
+def test_row_parallel_strategies_on_the_image_only_grid(backbone, strategy, exact, lossy):
+    """Rows start without an end-of-line: greedy at the exact knob is greedy AR, the lossy knob
+    saves passes (64 for AR on this 8x8 grid)."""
+    greedy = SamplingConfig(temperature=0, cfg_scale=2.0)
+    ar = decode(backbone, "ar", ["dog", "cat"], sampling=greedy)
+    same = decode(backbone, strategy, ["dog", "cat"], sampling=greedy, strategy_options=exact)
+    assert torch.equal(ar.tokens, same.tokens) and same.forward_passes <= ar.forward_passes == 64
+    fast = decode(backbone, strategy, ["dog", "cat"], sampling=SamplingConfig(cfg_scale=2.0), seed=2, strategy_options=lossy)
+    assert bool(fast.session.layout.is_valid(fast.tokens).all()) and fast.forward_passes < 32
 
 
 def test_greedy_sjd_above_is_greedy_ar(backbone):

@@ -19,7 +19,7 @@ import torch
 from ..core.backbone import Backbone, Scores, Session, Window
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
-from ..core.layout import FreeLayout, GridLayout, TokenLayout
+from ..core.layout import FreeLayout, GridLayout, ImageGridLayout, TokenLayout
 from ..core.plugins import hookimpl
 from ..core.sampling import target_probs
 
@@ -41,6 +41,9 @@ class ToyBackbone(Backbone):
     vocab_size: int = attrs.field(default=8, validator=_at_least(2))
     length: int = attrs.field(default=32, validator=_at_least(1))
     grid: tuple[int, int] | None = attrs.field(default=None, converter=lambda g: tuple(g) if g is not None else None)
+    #: with `grid`: rows x cols image cells and nothing else (`ImageGridLayout`, every token allowed)
+    #: instead of rows closed by an end-of-line and an end token (`GridLayout`)
+    image_only: bool = False
     period: int = attrs.field(default=3, validator=_at_least(1))
     modulus: int = attrs.field(default=5, validator=_at_least(1))
     sharpness: float = 1.5
@@ -53,7 +56,9 @@ class ToyBackbone(Backbone):
     embeddings: torch.Tensor | None = attrs.field(init=False, repr=False, default=None)
 
     def __attrs_post_init__(self):
-        if self.grid is not None and self.vocab_size < 3:
+        if self.image_only and self.grid is None:
+            raise ConfigError("image_only needs a grid=(rows, cols)")
+        if self.grid is not None and not self.image_only and self.vocab_size < 3:
             raise ConfigError(f"a toy grid layout needs vocab_size >= 3 (image tokens, end-of-line, end), got {self.vocab_size}")
         g = torch.Generator().manual_seed(self.seed)
         shape = (self.period, self.vocab_size, self.modulus, self.vocab_size)
@@ -97,6 +102,8 @@ class ToyBackbone(Backbone):
             return FreeLayout(self.length)
         v = self.vocab_size
         rows, cols = self.grid
+        if self.image_only:
+            return ImageGridLayout(rows, cols, torch.arange(v), vocab_size=v)
         return GridLayout(rows, cols, torch.arange(v - 2), end_of_line=v - 2, end_tokens=(v - 1,), vocab_size=v)
 
     def exact_distribution(self, prompt: str, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:

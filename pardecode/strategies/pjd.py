@@ -15,12 +15,21 @@ residual resample, bonus), keeps its accepted run plus one token, and carries th
 pass's outputs over as its next drafts (Jacobi update). A row's first drafts copy the token above
 (`init="above"`) or are uniform (`"random"`); redraws are Gumbel-coupled by default, as in SJD.
 
+Any span with an image grid (`ctx.grid`) works. With an end-of-line per row (`GridLayout`) a row
+starts when the end-of-line above it is committed (a forced token, free) and that end-of-line feeds
+the row's first cell. In an image-only span (stride = cols) the strategy records which rows have
+started, and a row's first cell is predicted from the slot at the last cell of the row above: when
+that cell is not committed yet, a stand-in token is fed there (the newest committed cell of the row
+above, `zipar.placeholders`), seen by that row's slots only and never committed.
+
 Lossy where it approximates: the topmost active row sees its whole context, so its verification
 is exact speculative sampling; the rows below verify against a context that lacks the undecided
-rest of the rows above, and their keys keep that context. With `rows=1` only one row is active and
-the decode is exactly AR-distributed; the loop then checks every commit's context
-(`lossless` is True). This is an implementation from the paper's description (row-wise sliding
-windows, row-causal mask, rows started after enough context above); its constants are ours.
+rest of the rows above, and their keys keep that context (in an image-only span a row's first
+drafts and token also read the stand-in). With `rows=1` only one row is active, a row starts
+once the row above is complete (no stand-in is ever fed), and the decode is exactly
+AR-distributed; the loop then checks every commit's context (`lossless` is True). This is an
+implementation from the paper's description (row-wise sliding windows, row-causal mask, rows
+started after enough context above); its constants are ours.
 """
 
 from __future__ import annotations
@@ -33,7 +42,7 @@ from ..core.fronts import Commits, pending
 from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
 from .drafting import check_coupling, random_tokens
-from .zipar import forced_commits, grid_of, row_cells
+from .zipar import forced_commits, grid_of, placeholders, row_cells, row_ends
 
 PJD_INITS = ("above", "random")
 PJD_MASKS = ("row", "causal")
@@ -59,7 +68,8 @@ class PJD(Strategy):
     """Row-parallel speculative Jacobi: a window per active image row, row-causal mask (lossy; exact at rows=1)."""
 
     name = "pjd"
-    approximation = "rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above"
+    approximation = ("rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above "
+                     "(in an image-only span a row's first cell also reads a stand-in for the last cell of the row above)")
 
     # defaults chosen with the `fronts` benchmark suite on the default model (README, "Measured results")
     window: int = attrs.field(default=4, validator=positive_int("window"))
@@ -80,6 +90,8 @@ class PJD(Strategy):
     _live: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Bool[B, R]: has drafts
     _noise: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Float[B, length, V]
     _pass: dict | None = attrs.field(default=None, init=False, repr=False)  # this pass's fronts
+    #: Bool[B, R] rows started (image-only spans; with an end-of-line per row it is read off the span)
+    _started: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
 
     @property
     def lossless(self) -> bool:  # one active row: every verification sees its whole context
@@ -93,6 +105,8 @@ class PJD(Strategy):
         self._q = torch.zeros(b, r + 1, w, v, device=ctx.device)
         self._live = torch.zeros(b, r + 1, dtype=torch.bool, device=ctx.device)
         self._noise = None
+        self._started = torch.zeros(b, r, dtype=torch.bool, device=ctx.device)
+        self._started[:, 0] = True
         if self.coupling == "gumbel":  # one Gumbel vector per span offset, kept until it is committed
             u = torch.rand(b, ctx.length, v, generator=ctx.generator, device=ctx.device)
             self._noise = -torch.log(-torch.log(u.clamp_(min=torch.finfo(torch.float32).tiny)))
@@ -100,9 +114,11 @@ class PJD(Strategy):
     # --- which rows run ---------------------------------------------------------------------------
     def _rows_state(self, ctx: DecodeContext, done: torch.Tensor):
         """(cells Long[B, R], started Bool[B, R], complete Bool[B, R]) given committed offsets `done`."""
-        grid = ctx.layout
+        grid = ctx.grid
         cells = row_cells(done, grid)
-        eol_above = torch.arange(grid.rows - 1, device=ctx.device) * (grid.cols + 1) + grid.cols
+        if not row_ends(ctx):  # image-only: no end-of-line to read, the strategy keeps the state
+            return cells, self._started, cells == grid.cols
+        eol_above = torch.arange(grid.rows - 1, device=ctx.device) * grid.stride + grid.cols
         started = torch.cat([torch.ones_like(done[:, :1]), done[:, eol_above]], 1)
         return cells, started, cells == grid.cols
 
@@ -111,14 +127,14 @@ class PJD(Strategy):
         drawn = random_tokens(ctx, offsets.reshape(ctx.batch, -1)).reshape(offsets.shape)
         if self.init == "random" or ctx.done is None:
             return drawn
-        above = (offsets - (ctx.layout.cols + 1)).clamp(min=0).reshape(ctx.batch, -1)
-        known = (offsets >= ctx.layout.cols + 1) & ctx.done.gather(1, above).reshape(offsets.shape)
+        above = (offsets - ctx.grid.stride).clamp(min=0).reshape(ctx.batch, -1)
+        known = (offsets >= ctx.grid.stride) & ctx.done.gather(1, above).reshape(offsets.shape)
         return torch.where(known, ctx.tokens.gather(1, above).reshape(offsets.shape), drawn)
 
     # --- the strategy ---------------------------------------------------------------------------
     def propose(self, ctx: DecodeContext) -> Proposal:
         grid = grid_of(ctx, self.name)
-        b, w, stride = ctx.batch, self.window, grid.cols + 1
+        b, w, stride = ctx.batch, self.window, grid.stride
         done = ctx.done if ctx.done is not None else torch.zeros(b, ctx.length, dtype=torch.bool, device=ctx.device)
         cells, started, complete = self._rows_state(ctx, done)
         active = started & ~complete
@@ -154,29 +170,46 @@ class PJD(Strategy):
         drafts = self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w))
 
         # the front's input: the committed token just before it (the prompt's output at the first pass),
-        # fed again if the cache holds it already (a next token equal to the draft fed at its offset)
+        # fed again if the cache holds it already (a next token equal to the draft fed at its offset);
+        # in an image-only span a row started before the row above is complete has no committed token
+        # there (the row above's last cell): a stand-in is fed instead (zipar.placeholders)
+        before = (start - 1).clamp(min=0)
+        stand_in = front_ok & (start > 0) & ~done.gather(1, before)  # never with an end-of-line per row
         if ctx.done is None:  # first pass: row 0 alone, fed by the prompt
             pend_off = pend_tok = torch.zeros(b, 0, dtype=torch.long, device=ctx.device)
         else:
             inputs = torch.zeros_like(done)
-            inputs[torch.arange(b, device=ctx.device).unsqueeze(1).expand_as(start)[front_ok & (start > 0)],
-                   (start - 1)[front_ok & (start > 0)]] = True
+            fed = front_ok & (start > 0) & ~stand_in
+            inputs[torch.arange(b, device=ctx.device).unsqueeze(1).expand_as(start)[fed], (start - 1)[fed]] = True
             pend_off, pend_tok = pending(ctx, also=inputs)
         p_count = pend_off.shape[1]
         slot_of = torch.full((b, ctx.length + 1), -1, dtype=torch.long, device=ctx.device)
         slot_of.scatter_(1, torch.where(pend_off >= 0, pend_off, ctx.length), torch.arange(p_count, device=ctx.device).expand(b, -1))
-        before = (start - 1).clamp(min=0)
         input_slot = slot_of.gather(1, before)
+        stand_count = 0
+        if bool(stand_in.any()):  # one stand-in slot per front (-1: none), right after the pending ones
+            need = torch.zeros(b, grid.rows + 1, dtype=torch.bool, device=ctx.device).scatter(1, row, stand_in)[:, : grid.rows]
+            stand_off, stand_tok = placeholders(ctx, grid, need)
+            stand_off = torch.where(stand_in, stand_off.gather(1, at_row), -1)
+            stand_tok = stand_tok.gather(1, at_row)
+            stand_count = f
+            input_slot = torch.where(stand_in, p_count + torch.arange(f, device=ctx.device), input_slot)
         input_entry = torch.where(start == 0, 0, 1 + input_slot)
         if bool((front_ok & (start > 0) & (input_slot < 0)).any()):
             raise ConfigError("pjd lost the input of a row front (its last token is cached already); this is a bug")
-        draft_entry = 1 + p_count + torch.arange(f * w, device=ctx.device).view(1, f, w)
+        draft_entry = 1 + p_count + stand_count + torch.arange(f * w, device=ctx.device).view(1, f, w)
         entries = torch.cat([input_entry.unsqueeze(2), draft_entry.expand(b, -1, -1)], 2)  # [B, F, W+1]
 
         slot_offs = torch.where(ok, offs, -1).view(b, f * w)
-        offsets = torch.cat([pend_off, slot_offs], 1)
-        tokens = torch.cat([pend_tok, drafts.reshape(b, f * w)], 1)
-        front = torch.cat([torch.full_like(pend_off, -1), torch.arange(f, device=ctx.device).repeat_interleave(w).expand(b, -1)], 1)
+        draft_front = torch.arange(f, device=ctx.device).repeat_interleave(w).expand(b, -1)
+        if stand_count:
+            offsets = torch.cat([pend_off, stand_off, slot_offs], 1)
+            tokens = torch.cat([pend_tok, stand_tok, drafts.reshape(b, f * w)], 1)
+            front = torch.cat([torch.full_like(pend_off, -1), torch.arange(f, device=ctx.device).expand(b, -1), draft_front], 1)
+        else:
+            offsets = torch.cat([pend_off, slot_offs], 1)
+            tokens = torch.cat([pend_tok, drafts.reshape(b, f * w)], 1)
+            front = torch.cat([torch.full_like(pend_off, -1), draft_front], 1)
         used = offsets >= 0
         attends = (offsets[:, None, :] < offsets[:, :, None]) & used[:, None, :] & used[:, :, None]
         # committed tokens fed again (front -1) never see a draft: their keys stay cached
@@ -189,6 +222,13 @@ class PJD(Strategy):
             row_of, column = offsets.div(stride, rounding_mode="floor"), offsets % stride
             rows_up = row_of[:, :, None] - row_of[:, None, :]
             attends &= ~other_front | (column[:, None, :] <= column[:, :, None] + rows_up * (self.lag - self.ahead))
+        if stand_count:  # a stand-in sees committed tokens only, is seen by its own row's slots only,
+            # and they see no other slot at its offset
+            is_stand = torch.zeros_like(used)
+            is_stand[:, p_count : p_count + f] = stand_off >= 0
+            attends &= ~((is_stand[:, None, :] | is_stand[:, :, None]) & other_front)
+            own = torch.where(front >= 0, stand_off.gather(1, front.clamp(min=0)), -1)  # Long[B, W]: the slot's stand-in offset
+            attends &= ~((own[:, :, None] >= 0) & (offsets[:, None, :] == own[:, :, None]) & ~is_stand[:, None, :])
         self._pass = dict(row=row, front_ok=front_ok, start=start, ok=ok, drafts=drafts, entries=entries,
                           column=start - at_row * stride)
         return Proposal(tokens, offsets=offsets, attends=attends)
@@ -202,7 +242,7 @@ class PJD(Strategy):
         self._q = self._q.scatter(1, row[:, :, None, None].expand(-1, -1, w, v), keep_q)
 
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
-        grid = ctx.layout
+        grid = ctx.grid
         s = self._pass
         row, front_ok, start, ok, drafts, entries = (s[k] for k in ("row", "front_ok", "start", "ok", "drafts", "entries"))
         b, f, w = drafts.shape
@@ -229,7 +269,7 @@ class PJD(Strategy):
         acc = accepted.view(b, f, 1)
         offs = start.unsqueeze(2) + k
         tokens = torch.where(k < acc, torch.cat([drafts, drafts[:, :, :1]], 2), next_token.view(b, f, 1))
-        cell = offs - row.clamp(max=grid.rows - 1).unsqueeze(2) * (grid.cols + 1)
+        cell = offs - row.clamp(max=grid.rows - 1).unsqueeze(2) * grid.stride
         use = front_ok.unsqueeze(2) & (k <= acc) & (cell < grid.cols)
         drawn = Commits(torch.where(use, offs, -1).view(b, -1), tokens.view(b, -1), entries.view(b, -1))
 
@@ -237,7 +277,11 @@ class PJD(Strategy):
         after = ctx.done.clone()
         rows_idx = torch.arange(b, device=ctx.device)[:, None, None].expand_as(offs)
         after[rows_idx[use], offs[use]] = True
-        return Commits.cat(drawn, forced_commits(ctx, grid, after, self._starts(ctx, after)))
+        starts = self._starts(ctx, after)
+        if not row_ends(ctx):  # image-only: nothing to commit for a row start, the strategy records it
+            self._started = self._started | torch.cat([torch.zeros_like(starts[:, :1]), starts[:, :-1]], 1)
+            return drawn
+        return Commits.cat(drawn, forced_commits(ctx, ctx.layout, after, starts))
 
     def _follow(self, ctx, accepted, column, front_ok):
         """(accepted, capped) Long/Bool[B, F]: each row's run stopped `lag` columns behind the drafts
@@ -245,7 +289,7 @@ class PJD(Strategy):
         fronts are active rows in order, so the row above an active row is the previous front or
         complete. -1: the row commits nothing this pass (its next token would have seen a draft the
         row above rejected). Stopping verification early keeps the stop's draw a plain sample of p."""
-        cols = ctx.layout.cols
+        cols = ctx.grid.cols
         out = [accepted[:, 0]]
         capped = [torch.zeros_like(front_ok[:, 0])]
         for i in range(1, accepted.shape[1]):  # one step per active row, not per token
@@ -257,8 +301,9 @@ class PJD(Strategy):
         return torch.stack(out, 1), torch.stack(capped, 1)
 
     def _starts(self, ctx: DecodeContext, after: torch.Tensor) -> torch.Tensor:
-        """Bool[B, R]: rows whose end-of-line is committed now (the row below starts, or it is the last)."""
-        grid = ctx.layout
+        """Bool[B, R]: rows whose end-of-line is committed now (the row below starts, or it is the last
+        and complete); in an image-only span the row below is recorded as started instead."""
+        grid = ctx.grid
         cells, started, complete = self._rows_state(ctx, after)
         room = self.rows - (started & ~complete).sum(1, keepdim=True)
         ready = ~started[:, 1:] & started[:, :-1] & (cells[:, :-1] >= min(self.lag, grid.cols))

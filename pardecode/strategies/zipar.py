@@ -10,10 +10,19 @@ rejection test; this is its fixed-window form.
 Each pass feeds every committed token the cache lacks (the newest token of every row, and the
 end-of-line that starts a row) at its own position; each sees what is committed at smaller offsets.
 
+Any span with an image grid (`ctx.grid`) works. With rows closed by a forced end-of-line
+(`GridLayout`), committing that end-of-line starts the row below, and the end-of-line slot predicts
+the row's first cell. In an image-only span (stride = cols, no end-of-line) the strategy derives
+which rows have started from the cells committed above, and the slot that predicts a row's first
+cell sits at the last cell of the row above, which is not committed yet when the row starts early:
+that pass feeds a stand-in token there (the newest committed cell of the row above, see
+`placeholders`), seen by that slot alone and never committed, so the loop drops it afterwards.
+
 Lossy: a token is sampled from a context that lacks the rest of the row above it (and of the rows
-further up), and its keys stay cached with that context. At `window >= cols` a row starts only
-once the row above is complete, every context is whole and the output is distributed exactly as
-AR's (one pass per row is still saved: the forced end-of-line is committed without a pass).
+further up), and its keys stay cached with that context; in an image-only span a row's first token
+also reads the stand-in. At `window >= cols` a row starts only once the row above is complete,
+every context is whole, no stand-in is fed, and the output is distributed exactly as AR's (with an
+end-of-line per row one pass per row is still saved: it is committed without a pass).
 """
 
 from __future__ import annotations
@@ -23,21 +32,33 @@ import torch
 
 from ..core.errors import ConfigError
 from ..core.fronts import Commits, pending
-from ..core.layout import GridLayout
+from ..core.layout import Grid, GridLayout
 from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
 from ..core.verify import sample
 
 
-def grid_of(ctx: DecodeContext, name: str) -> GridLayout:
-    """The span's grid layout; a ConfigError for a span that is not an image grid."""
-    if not isinstance(ctx.layout, GridLayout):
-        raise ConfigError(f"strategy {name!r} decodes image rows in parallel; backbone {ctx.backbone!r} has no grid layout")
-    return ctx.layout
+def grid_of(ctx: DecodeContext, name: str) -> Grid:
+    """The span's image grid (`ctx.grid`); a one-line ConfigError for a span the row-parallel
+    strategies cannot decode: one with no grid, or a grid that is neither rows closed by an
+    end-of-line (`GridLayout`) nor image cells only (cell (r, c) at offset r * cols + c)."""
+    grid = ctx.grid
+    if grid is None:
+        raise ConfigError(f"strategy {name!r} decodes image rows in parallel; backbone {ctx.backbone!r} has a span with no image grid")
+    if not row_ends(ctx) and (grid.start or grid.stride != grid.cols or grid.length != grid.rows * grid.cols):
+        raise ConfigError(f"strategy {name!r} decodes rows closed by an end-of-line or image-only spans; backbone {ctx.backbone!r} "
+                          f"has a {grid.rows}x{grid.cols} grid at offset {grid.start}, stride {grid.stride}, in a span of {grid.length}")
+    return grid
 
 
-def row_cells(done: torch.Tensor, grid: GridLayout) -> torch.Tensor:
+def row_ends(ctx: DecodeContext) -> bool:
+    """True when every image row is closed by a forced end-of-line (a `GridLayout`): a row then
+    starts when the end-of-line above it is committed, and the strategies commit those for free."""
+    return isinstance(ctx.layout, GridLayout)
+
+
+def row_cells(done: torch.Tensor, grid: Grid) -> torch.Tensor:
     """Long[B, rows]: committed cells of every image row (end-of-line excluded)."""
-    cells = done[:, : grid.image_length].reshape(done.shape[0], grid.rows, grid.cols + 1)[..., : grid.cols]
+    cells = done[:, : grid.rows * grid.stride].reshape(done.shape[0], grid.rows, grid.stride)[..., : grid.cols]
     return cells.sum(-1)
 
 
@@ -48,12 +69,42 @@ def forced_commits(ctx: DecodeContext, grid: GridLayout, done: torch.Tensor, sta
     eol = torch.arange(grid.rows, device=ctx.device) * stride + grid.cols
     eol_use = start_rows & ~done[:, eol]
     tail = torch.arange(grid.image_length, ctx.length, device=ctx.device)
-    finished = row_cells(done, grid).sum(1) == grid.rows * grid.cols
+    finished = row_cells(done, grid.image_grid()).sum(1) == grid.rows * grid.cols
     tail_use = finished.unsqueeze(1) & ~done[:, tail]
     offsets = torch.cat([torch.where(eol_use, eol, -1), torch.where(tail_use, tail, -1)], 1)
     tokens = torch.cat([eol.new_full((grid.rows,), grid.end_of_line),
                         torch.tensor(grid.end_tokens, device=ctx.device)]).expand(ctx.batch, -1)
     return Commits(offsets, tokens, torch.full_like(offsets, -1))
+
+
+def placeholders(ctx: DecodeContext, grid: Grid, need: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(offsets, tokens) Long[B, R]: for each row r with `need[b, r]` (an image-only row started
+    before the row above is complete), a slot at the offset just before its first cell (the
+    uncommitted last cell of row r-1) holding a stand-in token, -1 elsewhere.
+
+    The stand-in is the newest committed cell of row r-1 (rows commit left to right, so it sits at
+    column cells - 1). It always exists when a row starts (the row above has at least one cell),
+    it is the committed token nearest to the missing one in raster order, and at a lag of one
+    column it is the cell right above the row's first cell. The stand-in sees committed tokens only
+    and is not itself committed, so the loop makes the slot a hole: only the pass that feeds it (and
+    only its own row's slots) see it. (Should the row above commit that very token at that offset in
+    the same pass, the slot is simply that token's, with a committed-only context, and stays cached.)
+    """
+    r = torch.arange(grid.rows, device=ctx.device)
+    cells = row_cells(ctx.done, grid)
+    newest = (r - 1).clamp(min=0) * grid.stride + (cells.roll(1, 1) - 1).clamp(min=0)
+    offsets = torch.where(need, r * grid.stride - 1, -1)
+    return offsets, ctx.tokens.gather(1, newest.expand(ctx.batch, -1))
+
+
+def packed(offsets: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Used entries (offsets >= 0) of Long[B, R] moved to the front, in order, as few columns as any row needs."""
+    used = offsets >= 0
+    count = used.sum(1)
+    width = int(count.max()) if count.numel() else 0
+    order = torch.sort((~used).to(torch.uint8), dim=1, stable=True).indices[:, :width]
+    keep = torch.arange(width, device=offsets.device) < count.unsqueeze(1)
+    return torch.where(keep, offsets.gather(1, order), -1), tokens.gather(1, order)
 
 
 @attrs.define
@@ -62,19 +113,40 @@ class ZipAR(Strategy):
 
     name = "zipar"
     lossless = False
-    approximation = "a token is sampled before the rows above it are complete: its context lacks their remaining tokens"
+    approximation = ("a token is sampled before the rows above it are complete: its context lacks their remaining tokens "
+                     "(in an image-only span a row's first token also reads a stand-in for the last cell of the row above)")
 
     window: int = attrs.field(default=4, validator=positive_int("window"))
 
     def reset(self, ctx: DecodeContext) -> None:
         grid_of(ctx, self.name)
 
+    def _started(self, grid: Grid, cells: torch.Tensor) -> torch.Tensor:
+        """Bool[B, R]: rows that may sample (row 0, and every row whose row above has `window` cells)."""
+        return torch.cat([torch.ones_like(cells[:, :1], dtype=torch.bool), cells[:, :-1] >= min(self.window, grid.cols)], 1)
+
     def propose(self, ctx: DecodeContext) -> Proposal:
         if ctx.done is None:  # first pass: the prompt alone predicts offset 0
             empty = torch.zeros(ctx.batch, 0, dtype=torch.long, device=ctx.device)
             return Proposal(empty, offsets=empty)
         offsets, tokens = pending(ctx)
-        return Proposal(tokens, offsets=offsets)
+        if row_ends(ctx):
+            return Proposal(tokens, offsets=offsets)
+        # image-only: a row started with no cell yet reads its first token's distribution from the
+        # slot before it, the last cell of the row above; a stand-in when that is not committed
+        grid = ctx.grid
+        cells = row_cells(ctx.done, grid)
+        before = torch.arange(grid.rows, device=ctx.device) * grid.stride - 1
+        need = self._started(grid, cells) & (cells == 0) & (before >= 0) & ~ctx.done.gather(1, before.clamp(min=0).expand(ctx.batch, -1))
+        if not bool(need.any()):
+            return Proposal(tokens, offsets=offsets)
+        stand_off, stand_tok = packed(*placeholders(ctx, grid, need))
+        offsets, tokens = torch.cat([offsets, stand_off], 1), torch.cat([tokens, stand_tok], 1)
+        used = offsets >= 0
+        hidden = torch.cat([torch.zeros_like(used[:, : used.shape[1] - stand_off.shape[1]]), stand_off >= 0], 1)
+        # every slot sees the used slots at smaller offsets, except a stand-in, which only it sees
+        attends = (offsets[:, None, :] < offsets[:, :, None]) & used[:, None, :] & used[:, :, None] & ~hidden[:, None, :]
+        return Proposal(tokens, offsets=offsets, attends=attends)
 
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
         grid = grid_of(ctx, self.name)
@@ -83,14 +155,18 @@ class ZipAR(Strategy):
         lead = offs.new_full((ctx.batch, 1), 0 if first else -2)  # entry 0: the prompt's, first pass only
         targets = torch.cat([lead, offs + 1], 1)
         done = ctx.done if ctx.done is not None else torch.zeros(ctx.batch, ctx.length, dtype=torch.bool, device=ctx.device)
-        in_grid = (targets >= 0) & (targets < grid.image_length) & (targets % (grid.cols + 1) != grid.cols)
-        wanted = in_grid & (offs.new_ones(1, 1, dtype=torch.bool) if first else torch.cat([lead >= 0, offs >= 0], 1))
+        wanted = grid.is_cell(targets) & (offs.new_ones(1, 1, dtype=torch.bool) if first else torch.cat([lead >= 0, offs >= 0], 1))
         wanted &= ~done.gather(1, targets.clamp(0, ctx.length - 1))
+        if not row_ends(ctx):  # a slot before a row's first cell samples it only once the row has started
+            row = targets.clamp(min=0).div(grid.stride, rounding_mode="floor").clamp(max=grid.rows - 1)
+            wanted &= self._started(grid, row_cells(done, grid)).gather(1, row)
         tokens = sample(p, ctx.generator)
         entry = torch.arange(targets.shape[1], device=ctx.device).expand_as(targets)
         drawn = Commits(torch.where(wanted, targets, -1), tokens, entry)
+        if not row_ends(ctx):
+            return drawn
         after = done.clone()
         rows = torch.arange(ctx.batch, device=ctx.device).unsqueeze(1).expand_as(targets)
         after[rows[wanted], targets[wanted]] = True
         start = row_cells(after, grid) >= min(self.window, grid.cols)
-        return Commits.cat(drawn, forced_commits(ctx, grid, after, start))
+        return Commits.cat(drawn, forced_commits(ctx, ctx.layout, after, start))
