@@ -137,6 +137,22 @@ def positive_int(name: str):
     return check
 
 
+def non_negative_int(_, attribute, value) -> None:
+    """Validator: an integer >= 0 (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{attribute.name} must be an integer >= 0, got {value!r}")
+
+
+def one_of(choices: tuple[str, ...]):
+    """Validator: one of `choices`."""
+
+    def check(_, attribute, value) -> None:
+        if value not in choices:
+            raise ConfigError(f"{attribute.name} must be one of {list(choices)}, got {value!r}")
+
+    return check
+
+
 def window_size(name: str = "window"):
     """Validator: a positive integer, or "auto" (chosen per pass for throughput)."""
     integer = positive_int(name)

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from ..core.errors import ConfigError
-from ..core.strategy import DecodeContext
+from ..core.strategy import DecodeContext, one_of
 from ..core.verify import sample
 
 DRAFT_INITS = ("random", "repeat")
 
 
-def check_init(_, attribute, value):
-    if value not in DRAFT_INITS:
-        raise ConfigError(f"{attribute.name} must be one of {list(DRAFT_INITS)}, got {value!r}")
+check_init = one_of(DRAFT_INITS)
 
 
 def random_tokens(ctx: DecodeContext, offsets: torch.Tensor) -> torch.Tensor:
@@ -77,9 +74,7 @@ def carry_over(values: torch.Tensor, accepted: torch.Tensor, width: int) -> tupl
 COUPLINGS = ("independent", "gumbel", "maximal")
 
 
-def check_coupling(_, attribute, value):
-    if value not in COUPLINGS:
-        raise ConfigError(f"{attribute.name} must be one of {list(COUPLINGS)}, got {value!r}")
+check_coupling = one_of(COUPLINGS)
 
 
 class CoupledDraws:

@@ -39,7 +39,7 @@ import torch
 
 from ..core.errors import ConfigError
 from ..core.fronts import Commits, pending
-from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
+from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
 from .drafting import check_coupling, random_tokens
 from .zipar import forced_commits, grid_of, placeholders, row_cells, row_ends
@@ -48,19 +48,6 @@ PJD_INITS = ("above", "random")
 PJD_MASKS = ("row", "causal")
 
 
-def _non_negative(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
-
-
-def _check_mask(_, attribute, value):
-    if value not in PJD_MASKS:
-        raise ConfigError(f"{attribute.name} must be one of {list(PJD_MASKS)}, got {value!r}")
-
-
-def _check_init(_, attribute, value):
-    if value not in PJD_INITS:
-        raise ConfigError(f"{attribute.name} must be one of {list(PJD_INITS)}, got {value!r}")
 
 
 @attrs.define
@@ -76,13 +63,13 @@ class PJD(Strategy):
     lag: int = attrs.field(default=1, validator=positive_int("lag"))
     rows: int = attrs.field(default=64, validator=positive_int("rows"))
     #: columns a row may run past the `lag` limit (0: never; larger: more parallel, less context)
-    ahead: int = attrs.field(default=0, validator=lambda _, a, v: _non_negative(a.name, v))
+    ahead: int = attrs.field(default=0, validator=non_negative_int)
     #: "row": a row's drafts see committed tokens and their own row (the paper's row-causal mask);
     #: "causal": also the drafts of the rows above that its next cell waits for, and a row may then
     #: follow the row above within the same pass (its commits stop `lag` columns behind what the row
     #: above commits in that pass)
-    mask: str = attrs.field(default="row", validator=_check_mask)
-    init: str = attrs.field(default="above", validator=_check_init)
+    mask: str = attrs.field(default="row", validator=one_of(PJD_MASKS))
+    init: str = attrs.field(default="above", validator=one_of(PJD_INITS))
     coupling: str = attrs.field(default="gumbel", validator=check_coupling)
     # per image row: drafts for the row's next `window` cells and their draft distributions
     _drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Long[B, R, W]

@@ -35,7 +35,7 @@ import torch
 
 from ..core.errors import ConfigError
 from ..core.neighbours import neighbours
-from ..core.strategy import DecodeContext, Proposal, Verdict, positive_int
+from ..core.strategy import DecodeContext, Proposal, Verdict, non_negative_int, positive_int
 from ..core.verify import exact_acceptance, relaxed_accept
 from .sjd import SJD
 
@@ -43,11 +43,6 @@ from .sjd import SJD
 def _non_negative(_, attribute, value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 or math.isinf(value):
         raise ConfigError(f"{attribute.name} must be a finite number >= 0, got {value!r}")
-
-
-def _non_negative_int(_, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{attribute.name} must be an integer >= 0, got {value!r}")
 
 
 @attrs.define
@@ -104,7 +99,7 @@ class GSD(Relaxed):
 
     name = "gsd"
 
-    k: int = attrs.field(default=4, validator=_non_negative_int)
+    k: int = attrs.field(default=4, validator=non_negative_int)
     candidates: int = attrs.field(default=16, validator=positive_int("candidates"))
 
     def acceptance(self, ctx, p, q):

@@ -32,16 +32,10 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ..core.errors import ConfigError
 from ..core.fronts import Commits
-from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
+from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import _at, _residual, acceptance_probability, correction_distribution, first_false
 from ..core.verify import multi_draft_accept, sample
-
-
-def _non_negative(_, attribute, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{attribute.name} must be an integer >= 0, got {value!r}")
 
 
 def _normalised(probs: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
@@ -57,11 +51,6 @@ def _normalised(probs: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tens
 SIBLINGS = ("top", "sampled")
 
 
-def _check_siblings(_, attribute, value) -> None:
-    if value not in SIBLINGS:
-        raise ConfigError(f"{attribute.name} must be one of {list(SIBLINGS)}, got {value!r}")
-
-
 @attrs.define
 class SJDPACTree(Strategy):
     """SJD-PAC with `branches` candidates for the next token, each with `depth` drafts after it."""
@@ -70,10 +59,10 @@ class SJDPACTree(Strategy):
 
     window: int = attrs.field(default=32, validator=positive_int("window"))
     branches: int = attrs.field(default=4, validator=positive_int("branches"))
-    depth: int = attrs.field(default=4, validator=_non_negative)
+    depth: int = attrs.field(default=4, validator=non_negative_int)
     #: "top": the siblings are the most likely tokens of q other than the main draft (fixed before
     #: the pass, q one-hot on each); "sampled": i.i.d. draws from q
-    siblings: str = attrs.field(default="top", validator=_check_siblings)
+    siblings: str = attrs.field(default="top", validator=one_of(SIBLINGS))
     _drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Long[B, W]
     _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # Float[B, W, V]
     _trees: dict = attrs.field(factory=dict, init=False, repr=False)  # (pending, device) -> _tree
