@@ -31,6 +31,7 @@ torch.set_num_threads(1)
 import pardecode  # noqa: E402
 from pardecode.core import fronts as fronts_now  # noqa: E402
 from pardecode.core import loop  # noqa: E402
+from pardecode.core.sampling import target_probs  # noqa: E402
 
 SETTINGS = [("zipar", {"window": 1}), ("zipar", {"window": 14}), ("pjd", {})]
 BATCHES = (1, 4)
@@ -70,7 +71,7 @@ class Clock:
 def run(backbone, module, name, options, batch, seeds, clock):
     """Per-pass ms of each part over decodes of `seeds` (one strategy instance, module's Fronts)."""
     loop.Fronts = module.Fronts
-    module.target_probs = clock.wrap("process", fronts_now.target_probs)
+    module.target_probs = clock.wrap("process", target_probs)
     strategy = pardecode.get_strategy(name, **options)
     strategy.propose = clock.wrap("propose", strategy.propose)
     strategy.verify = clock.wrap("verify", strategy.verify)

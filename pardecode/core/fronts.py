@@ -105,67 +105,84 @@ class Fronts:
         self._done = torch.zeros(batch, length + 1, dtype=torch.bool, device=device)
         self._cached = torch.zeros_like(self._done)
         ctx.done, ctx.cached = self._done[:, :length], self._cached[:, :length]
-        # the layout's allowed tokens per offset, flat (offset * V + token), and the token it forces (-1: none)
+        # what the layout makes of token t at offset o, at flat index o * (V + 2) + t: 0 forbidden,
+        # 1 allowed, 2 forced (the only one allowed). Columns V and V + 1 (read by t = V and, from
+        # the next offset's row, t = -1) are 0: an id outside the vocabulary is forbidden. Row
+        # `length` (the spare offset) allows every id.
         table = ctx.allowed_at(torch.arange(length, device=device))
-        self._allowed = None if table is None else table.reshape(-1)
-        if table is None:
-            self._forced = torch.full((length,), -1, dtype=torch.long, device=device)
-        else:
-            self._forced = torch.where(table.sum(-1) == 1, table.to(torch.uint8).argmax(-1), -1)
+        legal = torch.zeros(length + 1, ctx.vocab_size + 2, dtype=torch.uint8, device=device)
+        legal[:, : ctx.vocab_size] = 1
+        if table is not None:
+            legal[:length, : ctx.vocab_size] = table.to(torch.uint8) * (1 + (table.sum(-1, keepdim=True) == 1))
+        self._legal = legal.reshape(-1)
         self._eyes: dict[int, torch.Tensor] = {}
+        self._aims: dict[bool, torch.Tensor] = {}
+        from .loop import check_proposal, compact_holes  # the single window's (loop.py imports this module)
+
+        self._check_proposal, self._compact_holes = check_proposal, compact_holes
+        self._rank: dict[int, torch.Tensor] = {}
 
     def _eye(self, width: int) -> torch.Tensor:
         if width not in self._eyes:
             self._eyes[width] = torch.eye(width, dtype=torch.bool, device=self.decoder.ctx.device)
         return self._eyes[width]
 
+    def _aim_head(self, first: bool) -> torch.Tensor:
+        """Long[B, 3]: what a source below 0 or 0 looks up in the commit check (see `step`)."""
+        if first not in self._aims:
+            ctx = self.decoder.ctx
+            self._aims[first] = torch.tensor([-4, -3, 0 if first else -4], device=ctx.device).expand(ctx.batch, 3)
+        return self._aims[first]
+
+    def _ranks(self, width: int) -> torch.Tensor:
+        """Long[W]: 1..W, a slot's index + 1."""
+        if width not in self._rank:
+            self._rank[width] = torch.arange(1, width + 1, device=self.decoder.ctx.device)
+        return self._rank[width]
+
     # --- checks ---------------------------------------------------------------------------------
     def _slots(self, proposal: Proposal):
-        """(used Bool[B, W], at Long[B, W] clamped offsets, was_cached Bool[B, W], attention
-        Bool[B, W, S + W] over cached and pass slots, twins: two used slots of a row share an offset)."""
-        from .loop import check_proposal  # the single window's check of the tokens
-
+        """(used Bool[B, W]; at Long[B, W]: each slot's offset, `length` if unused; was_cached Bool[B, W]; attention
+        Bool[B, W, S + W] over the cached and this pass's slots; twins: two used slots share an offset)."""
         ctx, strategy = self.decoder.ctx, self.decoder.strategy
         tokens, offs = proposal.tokens, proposal.offsets
         if offs is None or tokens.dim() != 2 or tokens.shape[0] != ctx.batch or tokens.dtype != torch.long:
-            check_proposal(proposal, ctx.batch, ctx.vocab_size, strategy)  # refuses a malformed tensor
+            self._check_proposal(proposal, ctx.batch, ctx.vocab_size, strategy)  # refuses a malformed tensor
             raise _fail(strategy, "placed slots earlier in this decode; every later proposal must give offsets too")
-        width = tokens.shape[1]
+        length, width = ctx.length, tokens.shape[1]
         used = offs >= 0
-        at = offs.clamp(0, ctx.length - 1)
-        was_cached = used & ctx.cached.gather(1, at)
-        earlier = (offs[:, None, :] < offs[:, :, None]) & used[:, None, :]
+        at = torch.where(used, offs, length).clamp_(max=length)  # unused: the spare column, never done
+        was_cached = self._cached.gather(1, at)
+        query = offs[:, :, None]
+        earlier = (offs[:, None, :] < query) & used[:, None, :]
         among = earlier if proposal.attends is None else proposal.attends
+        twins = refed = False
         if width:
-            stale = used & ctx.done.gather(1, at) & (ctx.tokens.gather(1, at) != tokens)
-            twins = ((offs[:, None, :] == offs[:, :, None]) & used[:, None, :]).sum() - used.sum()
-            parts = [torch.aminmax(tokens), torch.aminmax(offs), stale.any(), was_cached.any(), twins]
+            stale = self._done.gather(1, at) & (ctx.tokens.gather(1, at) != tokens)
+            parts = [*torch.aminmax(tokens), *torch.aminmax(offs), stale.any(), was_cached.any(), earlier.sum()]
             if proposal.attends is not None:
                 parts.append((among & ~earlier).any())
-            low, high, lowest, highest, stale_any, refed, twins, *bent = torch.stack(
-                [torch.as_tensor(x, dtype=torch.long) for x in parts[0] + parts[1]] + [x.long() for x in parts[2:]]).tolist()
-            if (low < 0 or high >= ctx.vocab_size or lowest < -1 or highest >= ctx.length or stale_any or any(bent)):
+            counts = used.sum(1)
+            low, high, lowest, highest, stale_any, refed, pairs, *bent = torch.cat([torch.stack(parts), counts]).tolist()
+            bent, counts = bent[: len(parts) - 7], bent[len(parts) - 7 :]
+            if low < 0 or high >= ctx.vocab_size or lowest < -1 or highest >= length or stale_any or any(bent):
                 self._explain_proposal(proposal)
-        else:
-            refed = twins = 0
-        attention = torch.cat([self.offsets[:, None, :] < offs[:, :, None], among], 2)
-        slots = self.offsets.shape[1]
-        attention[:, :, slots:] |= self._eye(width)  # every slot sees itself
+            # used slots at distinct offsets are ordered: every pair counts once in `earlier`
+            twins = pairs != sum(n * (n - 1) // 2 for n in counts)
+        attention = torch.cat([self.offsets[:, None, :] < query, among | self._eye(width)], 2)
         if refed:  # a committed token fed again replaces its cached copy for the slots seeing it
-            b, w = offs.shape
-            seen = torch.zeros(b, w, ctx.length + 1, dtype=torch.long, device=offs.device)
-            hiding = torch.where(was_cached, offs, ctx.length)[:, None, :].expand(b, w, w)
+            b, w, slots = *offs.shape, self.offsets.shape[1]
+            seen = torch.zeros(b, w, length + 1, dtype=torch.long, device=offs.device)
+            hiding = torch.where(was_cached, offs, length)[:, None, :].expand(b, w, w)
             seen.scatter_add_(2, hiding, attention[:, :, slots:].long())
             attention[:, :, :slots] &= seen.gather(2, self.offsets[:, None, :].expand(b, w, slots)) == 0
-        return used, at, was_cached, attention, bool(twins)
+        return used, at, was_cached, attention, twins
 
     def _explain_proposal(self, proposal: Proposal) -> None:
         """Raise the ConfigError naming the first violation of a proposal flagged as invalid."""
-        from .loop import check_proposal
-
         ctx, strategy = self.decoder.ctx, self.decoder.strategy
         tokens, offs = proposal.tokens, proposal.offsets
-        check_proposal(proposal, ctx.batch, ctx.vocab_size, strategy)
+        self._check_proposal(proposal, ctx.batch, ctx.vocab_size, strategy)
         if offs.numel() and (int(offs.min()) < -1 or int(offs.max()) >= ctx.length):
             raise _fail(strategy, f"placed a slot outside the span [0, {ctx.length}) (-1 marks an unused slot)")
         used = offs >= 0
@@ -280,9 +297,8 @@ class Fronts:
 
         # process: slot j's distribution is for offset offsets[j] + 1; p[:, 0] the prompt's
         targets = offs + 1
-        if first:
-            targets = torch.cat([offs.new_zeros(batch, 1), targets], 1)
-        p = target_probs(scores, ctx.allowed_at(targets), d.sampling, step=ctx.step)
+        p = target_probs(scores, ctx.allowed_at(torch.cat([offs.new_zeros(batch, 1), targets], 1) if first else targets),
+                         d.sampling, step=ctx.step)
         if not first:
             p = torch.cat([p.new_zeros(batch, 1, p.shape[-1]), p], 1)
 
@@ -294,59 +310,56 @@ class Fronts:
         if off.shape[0] != batch:
             raise _fail(strategy, f"committed for {off.shape[0]} rows of a batch of {batch}")
 
-        # check and commit: every entry is flagged at once; an offset past the span, one committed
-        # before or twice in this pass leaves the count of committed offsets short of `committed`
+        # check and commit, every entry at once. An offset past the span, one committed before or
+        # twice in this pass leaves the count of committed offsets short of `committed`.
         use = off >= 0
         key = torch.where(use, off, length).clamp_(max=length)  # unused entries: the spare column
         done_before = self._done.gather(1, key)
-        at_c = key.clamp(max=length - 1)
-        tok_c, src_c = tok.clamp(0, vocab - 1), src.clamp(-1, width)
-        bad = (tok_c != tok) | (src_c != src)
-        # the offset each p entry is for (entry 0: the prompt's, first pass only); -2 for none
-        entry_offset = torch.where(used, targets[:, -width:] if width else targets[:, :0], -2)
-        entry_offset = torch.cat([entry_offset.new_full((batch, 1), 0 if first else -2), entry_offset], 1)
-        entry = src_c.clamp(min=0)
-        forced = src_c < 0
-        bad |= ~forced & (entry_offset.gather(1, entry) != off)
-        if self._allowed is not None:
-            bad |= ~self._allowed[at_c * vocab + tok_c]
-        bad |= forced & (self._forced[at_c] != tok)
+        # the offset of the p entry each source names, looked up at source + 2: a source outside
+        # -1..W finds -4 (no offset), a forced token (-1) -3 (so the lookup misses exactly for those),
+        # the prompt's entry 0 at the first pass only, slot j's offsets[j] + 1 if it is used
+        src_c = src.clamp(-2, width + 1)
+        aim = torch.cat([self._aim_head(first), torch.where(used, targets, -4), self._aim_head(True)[:, :1]], 1)
+        forced = src_c == -1
+        bad = (aim.gather(1, src_c + 2) != off) != forced
+        # the token: allowed at its offset, and forced there if its source says so
+        bad |= self._legal[key * (vocab + 2) + tok.clamp(-1, vocab)] <= forced
         take = use.sum(1)
         committed = ctx.committed + take
         ctx.tokens.scatter_(1, key, tok)
-        self._done.scatter_(1, key, True)
-        final = used & ctx.done.gather(1, at) & (ctx.tokens.gather(1, at) == tokens)
+        self._done.scatter_(1, key, use)
+        final = self._done.gather(1, at) & (ctx.tokens.gather(1, at) == tokens)
         approximate = not strategy.lossless and bool(strategy.approximation)
         complete = None
         if not approximate:
             complete = self._complete(proposal, final, attention, twins)
-            if width:
-                bad |= (src_c > 0) & ~torch.cat([complete.new_zeros(batch, 1), complete], 1).gather(1, entry)
-        bad &= use
-        short = ctx.done.sum(1) != committed
+            if width:  # a slot's token only (other sources find True)
+                whole = torch.cat([complete.new_ones(batch, 3), complete, complete.new_ones(batch, 1)], 1)
+                bad |= ~whole.gather(1, src_c + 2)
 
         # cache: keep each committed offset's first slot if its context allows; the rest are holes
-        keep = used & ~was_cached & (final if approximate else complete)
+        keep = (final if approximate else complete) & ~was_cached
         if twins:
             slot = torch.arange(width, device=ctx.device).expand(batch, -1)
             first_slot = torch.full((batch, length + 1), width, dtype=torch.long, device=ctx.device)
             first_slot.scatter_reduce_(1, torch.where(keep, offs, length), slot, reduce="amin")
             keep &= first_slot.gather(1, torch.where(keep, offs, length)) == slot
         kept_at = torch.where(keep, offs, length)
-        extent = (keep * torch.arange(1, width + 1, device=ctx.device)).amax(1) if width else take.new_zeros(batch)
-        summary = torch.cat([bad.any(1) | short, take, keep.sum(1), extent]).tolist()
-        if any(summary[:batch]):
+        extent = (keep * self._ranks(width)).amax(1) if width else take.new_zeros(batch)
+        summary = torch.cat([(bad & use).any(1), ctx.done.sum(1), take, keep.sum(1), extent]).tolist()
+        flagged, done_counts, taken, kept_counts, extents = (summary[i * batch : (i + 1) * batch] for i in range(5))
+        if any(flagged) or any(n != length - r + t for n, r, t in zip(done_counts, d.remaining, taken)):
             self._explain_commits(commits, proposal, first, done_before, complete)
-        taken, kept_counts = summary[batch : 2 * batch], summary[2 * batch : 3 * batch]
-        kept = max(summary[3 * batch :])
+        kept = max(extents)
 
-        self._cached.scatter_(1, kept_at, True)
+        self._cached.scatter_(1, kept_at, keep)
         if width - kept:
             d.session.crop(width - kept)
-        self.offsets = torch.cat([self.offsets, kept_at[:, :kept]], 1)
-        self.valid = torch.cat([self.valid, keep[:, :kept]], 1)
-        self.valid_counts = [c + k for c, k in zip(self.valid_counts, kept_counts)]
-        self._compact_if_sparse()
+        if kept:
+            self.offsets = torch.cat([self.offsets, kept_at[:, :kept]], 1)
+            self.valid = torch.cat([self.valid, keep[:, :kept]], 1)
+            self.valid_counts = [c + k for c, k in zip(self.valid_counts, kept_counts)]
+            self._compact_if_sparse()
 
         ctx.committed = committed
         d.remaining = [r - t for r, t in zip(d.remaining, taken)]
@@ -356,9 +369,7 @@ class Fronts:
         d.step_seconds.append(time.perf_counter() - start)
 
     def _compact_if_sparse(self) -> None:
-        from .loop import compact_holes  # the single window's compaction, holes and all
-
-        compacted = compact_holes(self.decoder.session, self.valid, self.valid_counts)
+        compacted = self._compact_holes(self.decoder.session, self.valid, self.valid_counts)
         if compacted is not None:
             order, self.valid = compacted
             self.offsets = self.offsets.gather(1, order)
