@@ -117,6 +117,7 @@ class Fronts:
         self._legal = legal.reshape(-1)
         self._eyes: dict[int, torch.Tensor] = {}
         self._aims: dict[bool, torch.Tensor] = {}
+        self._no_prompt: torch.Tensor | None = None  # Float[B, 1, V] zeros: p[:, 0] after the first pass
         from .loop import check_proposal, compact_holes  # the single window's (loop.py imports this module)
 
         self._check_proposal, self._compact_holes = check_proposal, compact_holes
@@ -300,7 +301,9 @@ class Fronts:
         p = target_probs(scores, ctx.allowed_at(torch.cat([offs.new_zeros(batch, 1), targets], 1) if first else targets),
                          d.sampling, step=ctx.step)
         if not first:
-            p = torch.cat([p.new_zeros(batch, 1, p.shape[-1]), p], 1)
+            if self._no_prompt is None or self._no_prompt.dtype != p.dtype:
+                self._no_prompt = p.new_zeros(batch, 1, p.shape[-1])
+            p = torch.cat([self._no_prompt, p], 1)
 
         # verify
         commits = strategy.verify(ctx, proposal, p)
