@@ -33,8 +33,7 @@ from pardecode.core import fronts as fronts_now  # noqa: E402
 from pardecode.core import loop  # noqa: E402
 from pardecode.core.sampling import target_probs  # noqa: E402
 
-SETTINGS = [("zipar", {"window": 1}), ("zipar", {"window": 14}), ("pjd", {})]
-BATCHES = (1, 4)
+SETTINGS = [("zipar", {"window": 1}), ("zipar", {"window": 14}), ("pjd", {}), ("pjd", {"rows": 1})]  # rows=1: lossless, every commit's context checked
 PARTS = ("forward", "propose", "verify", "process", "fronts")
 
 
@@ -139,15 +138,17 @@ def main(argv):
     parser.add_argument("--seeds", type=int, default=1, help="decodes per repeat")
     parser.add_argument("--syncs", action="store_true")
     parser.add_argument("--only", help="strategy name to restrict to")
+    parser.add_argument("--batches", default="1,4", help="comma-separated batch sizes")
     args = parser.parse_args(argv)
     backbone = pardecode.get_backbone("fashion")
     versions = {"new": fronts_now}
     if args.against:
         versions = {args.against: load_fronts(args.against), "new": fronts_now}
     settings = [s for s in SETTINGS if args.only in (None, s[0])]
+    batches = [int(b) for b in args.batches.split(",")]
     if args.syncs:
         for name, options in settings:
-            for batch in BATCHES:
+            for batch in batches:
                 for label, module in versions.items():
                     per_pass, passes = count_syncs(backbone, module, name, options, batch)
                     total = sum(per_pass.values())
@@ -155,7 +156,7 @@ def main(argv):
                     print(f"{name} {options} batch {batch} [{label}]: {total:.2f} host syncs per pass over {passes:.0f} passes ({detail})")
         return 0
     for name, options in settings:
-        for batch in BATCHES:
+        for batch in batches:
             clock = Clock()
             for module in versions.values():  # warm-up
                 run(backbone, module, name, options, batch, [99], clock)

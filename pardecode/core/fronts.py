@@ -118,10 +118,10 @@ class Fronts:
         self._eyes: dict[int, torch.Tensor] = {}
         self._aims: dict[bool, torch.Tensor] = {}
         self._no_prompt: torch.Tensor | None = None  # Float[B, 1, V] zeros: p[:, 0] after the first pass
+        self._rank: dict[int, torch.Tensor] = {}
         from .loop import check_proposal, compact_holes  # the single window's (loop.py imports this module)
 
         self._check_proposal, self._compact_holes = check_proposal, compact_holes
-        self._rank: dict[int, torch.Tensor] = {}
 
     def _eye(self, width: int) -> torch.Tensor:
         if width not in self._eyes:
