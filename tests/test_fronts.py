@@ -104,6 +104,55 @@ def test_every_contract_violation_is_refused_with_a_clear_error():
             run(script)
 
 
+def test_every_malformed_commit_is_refused_with_its_own_message():
+    """Each pass folds its checks into one reduction; a refused pass still names what was wrong."""
+    cases = [
+        ([(([1], [0], None), ([9], [1], [1]))], "committed past the span's 9 offsets"),
+        ([(([1], [0], None), ([0], [4], [0]))], r"committed token ids outside \[0, 4\)"),
+        ([(([1], [0], None), ([0], [-1], [0]))], r"committed token ids outside \[0, 4\)"),
+        ([(([1], [0], None), ([1], [1], [2]))], r"named a source outside -1\.\.1"),
+        ([(([1], [0], None), ([1], [1], [-2]))], r"named a source outside -1\.\.1"),
+        ([(([1], [-1], None), ([1], [1], [1]))], "other than its source slot"),
+        ([(([1], [0], None), ([0], [0], [-1]))], "layout does not force"),
+        ([(([1], [0], None), ([0, 3], [1, 0], [0, -1]))], "layout forbids"),
+        ([(([5], [0], None), ([0], [1], [0]))], r"proposed token ids outside \[0, 4\)"),
+        ([(([1, 1], [0, 0], None), ([0, 1, 1], [1, 1, 1], [0, 1, 2]))], "offset 1 of row 0 twice"),
+    ]
+    for script, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            run(script)
+
+
+def test_commits_of_the_wrong_kind_or_batch_and_forced_tokens_without_a_grid_are_refused():
+    @attrs.define
+    class Answers(Scripted):
+        answer: object = None
+
+        def verify(self, ctx, proposal, p):
+            return self.answer
+
+    bb = ToyBackbone(vocab_size=4, grid=(2, 3), seed=0)
+    empty = torch.zeros(2, 0, dtype=torch.long)
+    for answer, message in [(None, "answered placed slots with a NoneType"), (Commits(empty, empty, empty), "committed for 2 rows of a batch of 1")]:
+        with pytest.raises(ConfigError, match=message):
+            decode(bb, Answers([P0], answer=answer), ["ab"], sampling=SamplingConfig(temperature=0))
+    plain = ToyBackbone(vocab_size=4, length=6, seed=0)  # no layout: nothing is forced
+    with pytest.raises(ConfigError, match="this layout forces none"):
+        decode(plain, Scripted([(([1], [0], None), ([0], [1], [-1]))]), ["ab"], sampling=SamplingConfig(temperature=0))
+
+
+def test_twins_and_re_fed_tokens_keep_the_completeness_check():
+    """Two slots at one offset both seen by a third: its context holds that offset twice, so a
+    lossless commit from it is refused; seen once (the other twin hidden) it is accepted."""
+    # pass 1 feeds offset 0 again twice (slots 0 and 1) and a draft at offset 1 (slot 2)
+    twice = [P0, (([1, 1, 0], [0, 0, 1], [[False] * 3, [False] * 3, [True, True, False]]), ([1, 2], [0, 0], [1, 3]))]
+    with pytest.raises(ConfigError, match="offset 2 of row 0 from a distribution whose context was not all committed"):
+        run(twice)
+    once = [P0, (([1, 1, 0], [0, 0, 1], [[False] * 3, [False] * 3, [True, False, False]]), ([1, 2], [0, 0], [1, 3]))]
+    with pytest.raises(IndexError):  # accepted; the script then ends before the span does
+        run(once)
+
+
 def test_placed_then_plain_is_refused():
     @attrs.define
     class Switches(Scripted):

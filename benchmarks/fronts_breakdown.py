@@ -1,0 +1,189 @@
+"""Where a placed-slot pass's time goes on the default model (core/fronts.py): the forward, the
+strategy's propose and verify, processing (CFG, mask, softmax) and the framework's own checks and
+cache bookkeeping ("fronts"). One thread; medians over repeats of each setting.
+
+    python benchmarks/fronts_breakdown.py                 # this tree's core/fronts.py
+    python benchmarks/fronts_breakdown.py --against REF   # also REF's core/fronts.py (a git ref),
+                                                          # interleaved with this tree's in one run
+    python benchmarks/fronts_breakdown.py --syncs         # count host syncs per pass instead
+
+"fronts" is the pass minus forward, propose, verify and processing: what the placed-slot path
+itself costs. Host syncs are counted as the tensor-to-Python conversions (bool, int, float, item,
+tolist, nonzero) made by the framework while it runs, outside the strategy and the forward.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+torch.set_num_threads(1)
+
+import pardecode  # noqa: E402
+from pardecode.core import fronts as fronts_now  # noqa: E402
+from pardecode.core import loop  # noqa: E402
+from pardecode.core.sampling import target_probs  # noqa: E402
+
+SETTINGS = [("zipar", {"window": 1}), ("zipar", {"window": 14}), ("pjd", {}), ("pjd", {"rows": 1})]  # rows=1: lossless, every commit's context checked
+PARTS = ("forward", "propose", "verify", "process", "fronts")
+
+
+def load_fronts(ref: str):
+    """core/fronts.py as of git `ref`, as a module sharing this tree's Commits (strategies build those)."""
+    source = subprocess.run(["git", "show", f"{ref}:pardecode/core/fronts.py"], capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "fronts_ref.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("pardecode.core._fronts_ref", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.Commits = fronts_now.Commits
+    return module
+
+
+class Clock:
+    def __init__(self):
+        self.spent = collections.defaultdict(float)
+        self.inside = 0  # > 0 while the strategy, processing or the forward runs
+        self.stepping = False  # True while a Fronts.step runs
+
+    def wrap(self, name, fn):
+        def timed(*a, **k):
+            self.inside += 1
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                self.spent[name] += time.perf_counter() - t
+                self.inside -= 1
+        return timed
+
+
+def run(backbone, module, name, options, batch, seeds, clock):
+    """Per-pass ms of each part over decodes of `seeds` (one strategy instance, module's Fronts)."""
+    loop.Fronts = module.Fronts
+    module.target_probs = clock.wrap("process", target_probs)
+    strategy = pardecode.get_strategy(name, **options)
+    strategy.propose = clock.wrap("propose", strategy.propose)
+    strategy.verify = clock.wrap("verify", strategy.verify)
+    clock.spent.clear()
+    steps, forward, tokens = [], [], []
+    for seed in seeds:
+        r = pardecode.decode(backbone, strategy, ["a sneaker"] * batch, seed=seed)
+        steps += r.trace.step_seconds
+        forward += r.trace.forward_seconds
+        tokens.append(r.tokens)
+    n = len(steps)
+    parts = {k: v / n * 1e3 for k, v in clock.spent.items()}
+    parts["forward"] = sum(forward) / n * 1e3
+    parts["fronts"] = sum(steps) / n * 1e3 - sum(parts.values())
+    return parts, n / len(seeds), tokens
+
+
+def count_syncs(backbone, module, name, options, batch):
+    """Host syncs per pass made by the framework (outside strategy, processing and forward)."""
+    clock = Clock()
+    count = collections.Counter()
+    originals = {}
+    for attr in ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "nonzero"):
+        original = getattr(torch.Tensor, attr)
+        originals[attr] = original
+
+        def counted(self, *a, _attr=attr, _original=original, **k):
+            if clock.stepping and not clock.inside:
+                count[_attr] += 1
+            return _original(self, *a, **k)
+
+        setattr(torch.Tensor, attr, counted)
+    real_step = module.Fronts.step
+
+    def step(self, *a, **k):
+        clock.stepping = True
+        try:
+            return real_step(self, *a, **k)
+        finally:
+            clock.stepping = False
+
+    module.Fronts.step = step
+    try:
+        real_start = backbone.start
+
+        def start(*a, **k):
+            session = real_start(*a, **k)
+            session.forward = clock.wrap("forward", session.forward)
+            return session
+
+        backbone.start = start
+        _, passes, _ = run(backbone, module, name, options, batch, [0], clock)
+    finally:
+        for attr, original in originals.items():
+            setattr(torch.Tensor, attr, original)
+        del backbone.start
+        module.Fronts.step = real_step
+    return {k: v / passes for k, v in count.items()}, passes
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", help="git ref whose core/fronts.py to time side by side")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=1, help="decodes per repeat")
+    parser.add_argument("--syncs", action="store_true")
+    parser.add_argument("--only", help="strategy name to restrict to")
+    parser.add_argument("--batches", default="1,4", help="comma-separated batch sizes")
+    args = parser.parse_args(argv)
+    backbone = pardecode.get_backbone("fashion")
+    versions = {"new": fronts_now}
+    if args.against:
+        versions = {args.against: load_fronts(args.against), "new": fronts_now}
+    settings = [s for s in SETTINGS if args.only in (None, s[0])]
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.syncs:
+        for name, options in settings:
+            for batch in batches:
+                for label, module in versions.items():
+                    per_pass, passes = count_syncs(backbone, module, name, options, batch)
+                    total = sum(per_pass.values())
+                    detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per_pass.items()))
+                    print(f"{name} {options} batch {batch} [{label}]: {total:.2f} host syncs per pass over {passes:.0f} passes ({detail})")
+        return 0
+    for name, options in settings:
+        for batch in batches:
+            clock = Clock()
+            for module in versions.values():  # warm-up
+                run(backbone, module, name, options, batch, [99], clock)
+            samples = {label: collections.defaultdict(list) for label in versions}
+            reference = {}
+            for _ in range(args.repeats):
+                for label, module in versions.items():
+                    parts, passes, tokens = run(backbone, module, name, options, batch, range(args.seeds), clock)
+                    for k, v in parts.items():
+                        samples[label][k].append(v)
+                    if label in reference:
+                        assert all(torch.equal(a, b) for a, b in zip(reference[label], tokens))
+                    reference[label] = tokens
+            if len(reference) == 2:
+                a, b = reference.values()
+                same = all(torch.equal(x, y) for x, y in zip(a, b))
+            for label in versions:
+                med = {k: statistics.median(samples[label][k]) for k in PARTS}
+                total = sum(med.values())
+                line = ", ".join(f"{k} {med[k]:.3f}" for k in PARTS)
+                print(f"{name} {options} batch {batch} [{label}]: {passes:.0f} passes, pass {total:.3f} ms = {line}")
+            if len(versions) == 2:
+                old, new = (statistics.median(samples[label]["fronts"]) for label in versions)
+                print(f"    fronts ms/pass {old:.3f} -> {new:.3f} ({new / old:.2f}x), tokens identical: {same}")
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
