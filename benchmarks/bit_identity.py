@@ -28,6 +28,8 @@ SETTINGS = [  # (strategy, options, sampling)
 FIELD_SETTINGS = [
     ("sjd", {"window": 8, "coupling": "maximal"}, None),
     ("sjd_pac", {"window": 16}, None),
+    ("sjd_pac_tree", {"window": 16}, None),
+    ("sjd_pac_tree", {"window": 8, "branches": 3, "siblings": "sampled"}, None),
     ("sjd_reuse", {"window": 16}, None),
     ("sjd-above", {"window": 16}, None),
     ("lantern", {"window": 16}, None),
