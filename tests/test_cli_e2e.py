@@ -86,3 +86,20 @@ def test_profile_then_generate_with_the_automatic_window(tmp_path):
     assert report["strategy"] == "sjd" and report["ar_seconds_estimate"] > 0  # AR's time, from the profile
     bad = subprocess.run([*cmd, "generate", "--prompt", "a bag", "--window", "wide"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "must be an integer >= 1 or 'auto', got 'wide'" in bad.stderr
+
+
+def test_speed_times_other_strategies_beside_ar_and_refuses_bad_ones(tmp_path):
+    env = {**os.environ, "PARDECODE_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "pardecode.cli", "speed", "--backbone", "toy", "--batches", "1", "--threads", "1",
+           "--windows", "2", "--repeats", "1", "--out", str(tmp_path / "speed")]
+    proc = subprocess.run([*cmd, "--also", "sjd_pac_tree:window=4,branches=2", "sjd_reuse"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "speed" / "speed.json").read_text())
+    assert report["also"] == ["sjd_pac_tree window=4, branches=2", "sjd_reuse"]
+    rows = {r["setting"]: r for r in report["rows"]}
+    assert rows["sjd_pac_tree window=4, branches=2"]["passes"] < rows["ar"]["passes"]
+    assert "| 1 | sjd_reuse |" in (tmp_path / "speed" / "speed.md").read_text()
+    for bad, says in (("nosuch", "unknown strategy 'nosuch'"), ("sjd:bogus=1", "unknown option(s) 'bogus'"),
+                      ("sjd:window", "--also takes KEY=VALUE")):
+        proc = subprocess.run([*cmd, "--also", bad], capture_output=True, text=True, env=env)
+        assert proc.returncode != 0 and says in proc.stderr and "Traceback" not in proc.stderr

@@ -1,8 +1,9 @@
 """Seconds per image, side by side with AR: what a user of this machine waits.
 
-`pardecode speed` decodes the same prompts and seeds with `ar`, the automatic-window strategies and
-a ladder of fixed windows, at several batch sizes and thread counts, interleaving the settings so
-that the machine's load falls on all of them alike. It reports medians of seconds per image, their
+`pardecode speed` decodes the same prompts and seeds with `ar`, the automatic-window strategies, a
+ladder of fixed windows and any other strategy settings asked for (`--also`), at several batch
+sizes and thread counts, interleaving the settings so that the machine's load falls on all of them
+alike. It reports medians of seconds per image, their
 ratio to AR's from the same run (> 1: faster than AR), step compression, and how close the
 automatic window comes to the best fixed one. The cost profiles the automatic windows use are
 measured before timing starts, and their curves are plotted next to the report.
@@ -45,6 +46,17 @@ def default_settings(windows: Sequence[int]) -> list[Setting]:
     ]
 
 
+def parse_setting(text: str) -> Setting:
+    """`NAME` or `NAME:KEY=VALUE,KEY=VALUE` (e.g. `pjd:mask=causal`); the strategy is built once
+    here, so an unknown name or option is refused before any timing starts."""
+    from ..cli import _options
+
+    name, _, rest = text.partition(":")
+    options = _options([pair for pair in rest.split(",") if pair], "--also")
+    get_strategy(name, **options)
+    return Setting(name, options)
+
+
 def run_speed(
     backbone_name: str = "fashion",
     batches: Sequence[int] = (1, 4, 8),
@@ -53,12 +65,13 @@ def run_speed(
     repeats: int = 5,
     out: str | Path | None = None,
     progress: bool = True,
+    also: Sequence[Setting] = (),
 ) -> dict[str, Any]:
     """Time every setting; `threads` 0 means torch's default (what a user gets)."""
     default_threads = torch.get_num_threads()
     backbone = get_backbone(backbone_name)
     sampling = backbone.default_sampling
-    settings = default_settings(windows)
+    settings = default_settings(windows) + [s for s in also if s not in default_settings(windows)]
     rows = []
     for t in threads:
         torch.set_num_threads(t or default_threads)
@@ -87,7 +100,8 @@ def run_speed(
                     "step_compression": statistics.mean(passes[b, "ar"]) / statistics.mean(passes[b, s.label]),
                 })
     torch.set_num_threads(default_threads)
-    report = {"backbone": backbone_name, "sampling": attrs.asdict(sampling), "repeats": repeats, "rows": rows}
+    report = {"backbone": backbone_name, "sampling": attrs.asdict(sampling), "repeats": repeats, "rows": rows,
+              "also": [s.label for s in also]}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -123,6 +137,14 @@ def render(report: dict[str, Any]) -> str:
                 f"{best['seconds_per_image'] / auto['seconds_per_image']:.2f} |"
             )
         lines.append("")
+        also = report.get("also", [])
+        if also:
+            lines += ["| batch | setting | s/image | vs AR | fewer passes |", "|---|---|---|---|---|"]
+            for b in sorted({r["batch"] for r in rows}):
+                at = {r["setting"]: r for r in rows if r["batch"] == b}
+                lines += [f"| {b} | {label} | {at[label]['seconds_per_image']:.4f} | {at[label]['speedup_vs_ar']:.2f}x | "
+                          f"{at[label]['step_compression']:.2f}x |" for label in also]
+            lines.append("")
     lines += ["Ratios > 1 are faster than AR (same prompts, seeds and run). `auto / best fixed` > 1: the",
               "automatic window beat every fixed window of the ladder.", ""]
     return "\n".join(lines)
@@ -156,12 +178,14 @@ def plot_profiles(backbone, sampling, batches, threads, default_threads, path: P
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("speed", help="seconds per image side by side with AR, by batch size and threads")
-    p.add_argument("--backbone", default="fashion")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 0], help="0 = torch's default")
-    p.add_argument("--windows", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="fixed sjd windows to compare")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default="runs/speed")
+    p.add_argument("--backbone", default="fashion", help="registered backbone name (default: %(default)s)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8], help="batch sizes (default: 1 4 8)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 0], help="torch threads; 0 = torch's default (default: 1 0)")
+    p.add_argument("--windows", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="fixed sjd windows to compare (default: 1 2 4 8 16)")
+    p.add_argument("--also", nargs="+", default=[], metavar="NAME[:KEY=VALUE,...]",
+                   help="other strategy settings to time beside AR, e.g. zipar:window=1 pjd:mask=causal sjd_pac_tree")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up (default: %(default)s)")
+    p.add_argument("--out", default="runs/speed", help="directory for speed.md, speed.json and cost-profile.png (default: %(default)s)")
     p.set_defaults(func=cmd_speed)
 
 
@@ -170,7 +194,8 @@ def cmd_speed(args) -> int:
 
     if args.repeats < 1 or min(args.batches) < 1 or min(args.threads) < 0 or min(args.windows) < 1:
         raise ConfigError("--repeats, --batches and --windows take integers >= 1, --threads integers >= 0")
-    report = run_speed(args.backbone, args.batches, args.threads, args.windows, args.repeats, args.out)
+    also = [parse_setting(text) for text in args.also]
+    report = run_speed(args.backbone, args.batches, args.threads, args.windows, args.repeats, args.out, also=also)
     print(render(report))
     print(f"wrote {Path(args.out) / 'speed.md'}, speed.json and cost-profile.png")
     return 0
