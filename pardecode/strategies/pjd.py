@@ -38,11 +38,12 @@ import attrs
 import torch
 
 from ..core.errors import ConfigError
-from ..core.fronts import Commits, pending
+from ..core.fronts import Commits
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
 from .drafting import check_coupling, random_tokens
-from .zipar import forced_commits, grid_of, placeholders, row_cells, row_ends
+from .rows import RowEnds, committed_after, pending, row_cells
+from .zipar import grid_of, placeholders, row_ends
 
 PJD_INITS = ("above", "random")
 PJD_MASKS = ("row", "causal")
@@ -79,6 +80,7 @@ class PJD(Strategy):
     _pass: dict | None = attrs.field(default=None, init=False, repr=False)  # this pass's fronts
     #: Bool[B, R] rows started (image-only spans; with an end-of-line per row it is read off the span)
     _started: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    _ends: RowEnds | None = attrs.field(default=None, init=False, repr=False)  # forced tokens, with an end-of-line per row
 
     @property
     def lossless(self) -> bool:  # one active row: every verification sees its whole context
@@ -92,6 +94,7 @@ class PJD(Strategy):
         self._q = torch.zeros(b, r + 1, w, v, device=ctx.device)
         self._live = torch.zeros(b, r + 1, dtype=torch.bool, device=ctx.device)
         self._noise = None
+        self._ends = RowEnds(ctx, ctx.layout) if row_ends(ctx) else None
         self._started = torch.zeros(b, r, dtype=torch.bool, device=ctx.device)
         self._started[:, 0] = True
         if self.coupling == "gumbel":  # one Gumbel vector per span offset, kept until it is committed
@@ -261,14 +264,12 @@ class PJD(Strategy):
         drawn = Commits(torch.where(use, offs, -1).view(b, -1), tokens.view(b, -1), entries.view(b, -1))
 
         self._advance(ctx, pf, accepted, row, front_ok, start)
-        after = ctx.done.clone()
-        rows_idx = torch.arange(b, device=ctx.device)[:, None, None].expand_as(offs)
-        after[rows_idx[use], offs[use]] = True
+        after = committed_after(ctx.done, offs, use)
         starts = self._starts(ctx, after)
-        if not row_ends(ctx):  # image-only: nothing to commit for a row start, the strategy records it
+        if self._ends is None:  # image-only: nothing to commit for a row start, the strategy records it
             self._started = self._started | torch.cat([torch.zeros_like(starts[:, :1]), starts[:, :-1]], 1)
             return drawn
-        return Commits.cat(drawn, forced_commits(ctx, ctx.layout, after, starts))
+        return Commits.cat(drawn, self._ends.commits(after, starts))
 
     def _follow(self, ctx, accepted, column, front_ok):
         """(accepted, capped) Long/Bool[B, F]: each row's run stopped `lag` columns behind the drafts
