@@ -13,16 +13,18 @@ from ..core.fronts import Commits
 from ..core.layout import Grid, GridLayout
 
 
-def front_columns(marked: torch.Tensor) -> torch.Tensor:
+def front_columns(marked: torch.Tensor, width: int | None = None) -> torch.Tensor:
     """Long[B, K]: the columns of the True entries of Bool[B, N], in order, moved to the front and
-    padded with -1; K is the largest count of any row (one host transfer, for the shape).
+    padded with -1; K is the largest count of any row (one host transfer, for the shape, unless the
+    caller passes it as `width`).
 
     A running count gives each marked entry its place, so no sort over N is needed; unmarked
     entries all land in a spare column K, which is dropped.
     """
     batch, n = marked.shape
-    count = marked.sum(1)
-    width = int(count.max()) if count.numel() else 0
+    if width is None:
+        count = marked.sum(1)
+        width = int(count.max()) if count.numel() else 0
     place = torch.where(marked, marked.cumsum(1) - 1, width)
     out = torch.full((batch, width + 1), -1, dtype=torch.long, device=marked.device)
     out.scatter_(1, place, torch.arange(n, device=marked.device).expand(batch, -1))
@@ -79,3 +81,30 @@ def row_cells(done: torch.Tensor, grid: Grid) -> torch.Tensor:
     """Long[B, rows]: committed cells of every image row (end-of-line excluded)."""
     cells = done[:, : grid.rows * grid.stride].reshape(done.shape[0], grid.rows, grid.stride)[..., : grid.cols]
     return cells.sum(-1)
+
+
+class UniformDraws:
+    """`drafting.random_tokens` (uniform over the tokens the layout allows at each offset) from
+    tables built once per decode, drawing the very same uniforms.
+
+    The inverse-CDF draw over an allowed mask with K tokens takes, for the uniform u, the
+    floor(min(u * K, K-))-th allowed token: the running sum of a 0/1 mask counts the allowed tokens
+    exactly, so the lookup gives the draw's own token without a cumulative sum over the vocabulary.
+    """
+
+    def __init__(self, ctx):
+        self.allowed = ctx.allowed_at(torch.arange(ctx.length, device=ctx.device))  # Bool[length, V] or None
+        if self.allowed is not None:
+            # per offset: its allowed tokens first, in order (the rest of the row is never read)
+            self.tokens = front_columns(self.allowed).clamp(min=0)
+            self.count = self.allowed.sum(1).double()
+
+    def __call__(self, ctx, offsets: torch.Tensor) -> torch.Tensor:
+        """Long[...] one uniform draw per offset of Long[...] `offsets` (in [0, length))."""
+        if self.allowed is None:
+            return torch.randint(ctx.vocab_size, offsets.shape, generator=ctx.generator, device=ctx.device)
+        flat = offsets.reshape(-1)
+        total = self.count[flat].unsqueeze(1)
+        u = torch.rand(total.shape, generator=ctx.generator, device=ctx.device, dtype=torch.float64)
+        nth = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total))).long()
+        return self.tokens[flat].gather(1, nth).reshape(offsets.shape)
