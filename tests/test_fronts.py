@@ -186,6 +186,21 @@ def test_pending_lists_committed_tokens_the_cache_lacks():
     assert offs.tolist() == [[1, 3], [-1, -1]] and toks.tolist() == [[6, 8], [1, 1]]
 
 
+def test_row_strategies_pending_matches_the_framework_one():
+    """strategies.rows.pending (no sort) gives core.fronts.pending's offsets and tokens."""
+    from pardecode.strategies import rows
+
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(20):
+        done = torch.rand(3, 12, generator=gen) < 0.6
+        ctx = attrs.make_class("C", ["done", "cached", "tokens"])(
+            done, done & (torch.rand(3, 12, generator=gen) < 0.5), torch.randint(9, (3, 12), generator=gen))
+        also = torch.rand(3, 12, generator=gen) < 0.2
+        for extra in (None, also):
+            mine, theirs = rows.pending(ctx, also=extra), pending(ctx, also=extra)
+            assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
+
+
 @pytest.mark.parametrize("family", ["chameleon", "emu3"])
 @pytest.mark.parametrize("name,options,lossy", [
     ("zipar", {"window": 4}, {"window": 1}),

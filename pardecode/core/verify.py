@@ -19,10 +19,19 @@ def sample(probs: torch.Tensor, generator: torch.Generator | None = None) -> tor
     uniform is kept strictly below the total, and a flat stretch of the CDF is never the first
     entry exceeding it.
     """
-    flat = probs.reshape(-1, probs.shape[-1])
-    cdf = flat.double().cumsum(-1)
+    return sample_with(probs, uniforms(probs, generator))
+
+
+def uniforms(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Float64[N, 1]: the uniforms `sample` draws for Float[..., V] probabilities (N leading indices)."""
+    return torch.rand(probs[..., 0].numel(), 1, generator=generator, device=probs.device, dtype=torch.float64)
+
+
+def sample_with(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """`sample` given its uniforms (`uniforms`): a caller that draws several candidates per slot
+    and keeps one can draw every uniform in order, then run the inverse CDF on the kept ones only."""
+    cdf = probs.reshape(-1, probs.shape[-1]).double().cumsum(-1)
     total = cdf[:, -1:]
-    u = torch.rand(total.shape, generator=generator, device=probs.device, dtype=torch.float64)
     x = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
     return torch.searchsorted(cdf, x, right=True).reshape(probs.shape[:-1])
 

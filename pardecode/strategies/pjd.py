@@ -37,12 +37,12 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ..core.errors import ConfigError
-from ..core.fronts import Commits, pending
+from ..core.fronts import Commits
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
-from .drafting import check_coupling, random_tokens
-from .zipar import forced_commits, grid_of, placeholders, row_cells, row_ends
+from .drafting import check_coupling
+from .rows import RowEnds, UniformDraws, committed_after, front_columns, pending, row_cells
+from .zipar import grid_of, placeholders, row_ends
 
 PJD_INITS = ("above", "random")
 PJD_MASKS = ("row", "causal")
@@ -79,6 +79,8 @@ class PJD(Strategy):
     _pass: dict | None = attrs.field(default=None, init=False, repr=False)  # this pass's fronts
     #: Bool[B, R] rows started (image-only spans; with an end-of-line per row it is read off the span)
     _started: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    _ends: RowEnds | None = attrs.field(default=None, init=False, repr=False)  # forced tokens, with an end-of-line per row
+    _uniform: UniformDraws | None = attrs.field(default=None, init=False, repr=False)  # first drafts under `init="random"`
 
     @property
     def lossless(self) -> bool:  # one active row: every verification sees its whole context
@@ -92,6 +94,8 @@ class PJD(Strategy):
         self._q = torch.zeros(b, r + 1, w, v, device=ctx.device)
         self._live = torch.zeros(b, r + 1, dtype=torch.bool, device=ctx.device)
         self._noise = None
+        self._ends = RowEnds(ctx, ctx.layout) if row_ends(ctx) else None
+        self._uniform = UniformDraws(ctx)
         self._started = torch.zeros(b, r, dtype=torch.bool, device=ctx.device)
         self._started[:, 0] = True
         if self.coupling == "gumbel":  # one Gumbel vector per span offset, kept until it is committed
@@ -111,7 +115,7 @@ class PJD(Strategy):
 
     def _fresh(self, ctx: DecodeContext, offsets: torch.Tensor) -> torch.Tensor:
         """Long[...] first drafts at `offsets`: the committed token above, else uniform."""
-        drawn = random_tokens(ctx, offsets.reshape(ctx.batch, -1)).reshape(offsets.shape)
+        drawn = self._uniform(ctx, offsets.reshape(ctx.batch, -1)).reshape(offsets.shape)
         if self.init == "random" or ctx.done is None:
             return drawn
         above = (offsets - ctx.grid.stride).clamp(min=0).reshape(ctx.batch, -1)
@@ -126,9 +130,10 @@ class PJD(Strategy):
         cells, started, complete = self._rows_state(ctx, done)
         active = started & ~complete
         count = active.sum(1)
-        f = int(count.max())
-        order = torch.sort((~active).to(torch.uint8), dim=1, stable=True).indices[:, :f]  # active rows first
-        front_ok = torch.arange(f, device=ctx.device) < count.unsqueeze(1)  # Bool[B, F]
+        # one host transfer: the number of fronts (a shape) and whether any row starts now
+        f, any_new = torch.stack([count.max(), (active & ~self._live[:, : grid.rows]).any()]).tolist()
+        order = front_columns(active, f)  # active rows first, -1 past them
+        front_ok = order >= 0  # Bool[B, F]
         row = torch.where(front_ok, order, grid.rows)  # unused fronts: the spare row
         at_row = row.clamp(max=grid.rows - 1)
         start = at_row * stride + cells.gather(1, at_row)  # Long[B, F]: the front's next offset
@@ -145,14 +150,12 @@ class PJD(Strategy):
         ok = front_ok.unsqueeze(2) & (offs < row_end) & (k < reach.unsqueeze(2))
 
         # rows just started get fresh drafts
-        new = front_ok & ~self._live.gather(1, row)
-        if bool(new.any()):
+        if any_new:
+            new = front_ok & ~self._live.gather(1, row)
             fresh = self._fresh(ctx, offs.clamp(max=ctx.length - 1))
             drafts = torch.where(new.unsqueeze(2), fresh, self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w)))
-            q = torch.nn.functional.one_hot(fresh, ctx.vocab_size).float()
-            old_q = self._q.gather(1, row[:, :, None, None].expand(-1, -1, w, ctx.vocab_size))
-            q = torch.where(new[:, :, None, None], q, old_q)
-            self._store(row, front_ok, drafts, q)
+            self._store(row, front_ok, drafts)
+            self._store_q(torch.where(new, row, grid.rows), torch.nn.functional.one_hot(fresh, ctx.vocab_size).float())
             self._live = self._live.scatter(1, row, self._live.gather(1, row) | front_ok)
         drafts = self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w))
 
@@ -165,16 +168,16 @@ class PJD(Strategy):
         if ctx.done is None:  # first pass: row 0 alone, fed by the prompt
             pend_off = pend_tok = torch.zeros(b, 0, dtype=torch.long, device=ctx.device)
         else:
-            inputs = torch.zeros_like(done)
+            # every fed input is committed, so `pending` lists it: no front can lose its input
             fed = front_ok & (start > 0) & ~stand_in
-            inputs[torch.arange(b, device=ctx.device).unsqueeze(1).expand_as(start)[fed], (start - 1)[fed]] = True
-            pend_off, pend_tok = pending(ctx, also=inputs)
+            pend_off, pend_tok = pending(ctx, also=committed_after(torch.zeros_like(done), start - 1, fed))
         p_count = pend_off.shape[1]
         slot_of = torch.full((b, ctx.length + 1), -1, dtype=torch.long, device=ctx.device)
         slot_of.scatter_(1, torch.where(pend_off >= 0, pend_off, ctx.length), torch.arange(p_count, device=ctx.device).expand(b, -1))
         input_slot = slot_of.gather(1, before)
         stand_count = 0
-        if bool(stand_in.any()):  # one stand-in slot per front (-1: none), right after the pending ones
+        # one stand-in slot per front (-1: none), right after the pending ones (image-only spans only)
+        if self._ends is None and bool(stand_in.any()):
             need = torch.zeros(b, grid.rows + 1, dtype=torch.bool, device=ctx.device).scatter(1, row, stand_in)[:, : grid.rows]
             stand_off, stand_tok = placeholders(ctx, grid, need)
             stand_off = torch.where(stand_in, stand_off.gather(1, at_row), -1)
@@ -182,8 +185,6 @@ class PJD(Strategy):
             stand_count = f
             input_slot = torch.where(stand_in, p_count + torch.arange(f, device=ctx.device), input_slot)
         input_entry = torch.where(start == 0, 0, 1 + input_slot)
-        if bool((front_ok & (start > 0) & (input_slot < 0)).any()):
-            raise ConfigError("pjd lost the input of a row front (its last token is cached already); this is a bug")
         draft_entry = 1 + p_count + stand_count + torch.arange(f * w, device=ctx.device).view(1, f, w)
         entries = torch.cat([input_entry.unsqueeze(2), draft_entry.expand(b, -1, -1)], 2)  # [B, F, W+1]
 
@@ -220,13 +221,24 @@ class PJD(Strategy):
                           column=start - at_row * stride)
         return Proposal(tokens, offsets=offsets, attends=attends)
 
-    def _store(self, row, front_ok, drafts, q) -> None:
-        """Write per-front drafts and q back to their image rows (inactive fronts untouched)."""
-        w, v = drafts.shape[2], q.shape[3]
-        keep_d = torch.where(front_ok.unsqueeze(2), drafts, self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w)))
-        keep_q = torch.where(front_ok[:, :, None, None], q, self._q.gather(1, row[:, :, None, None].expand(-1, -1, w, v)))
-        self._drafts = self._drafts.scatter(1, row.unsqueeze(2).expand(-1, -1, w), keep_d)
-        self._q = self._q.scatter(1, row[:, :, None, None].expand(-1, -1, w, v), keep_q)
+    def _store(self, row, front_ok, drafts) -> None:
+        """Write per-front drafts back to their image rows (the spare row, which every unused front
+        names, keeps its own, so the tokens fed at unused slots never change)."""
+        w = drafts.shape[2]
+        keep = torch.where(front_ok.unsqueeze(2), drafts, self._drafts.gather(1, row.unsqueeze(2).expand(-1, -1, w)))
+        self._drafts[self._batch_index(row), row] = keep
+
+    def _store_q(self, row, q) -> None:
+        """Write per-front draft distributions Float[B, F, W, V] to their image rows, in place.
+
+        Unused fronts write the spare row: what it holds is only ever read for unused fronts, whose
+        results are dropped, so no copy of the old values has to be gathered to keep it."""
+        self._q[self._batch_index(row), row] = q
+
+    @staticmethod
+    def _batch_index(row: torch.Tensor) -> torch.Tensor:
+        """Long[B, F]: each front's batch row, to index per-row state with `row`."""
+        return torch.arange(row.shape[0], device=row.device).unsqueeze(1).expand_as(row)
 
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
         grid = ctx.grid
@@ -261,14 +273,12 @@ class PJD(Strategy):
         drawn = Commits(torch.where(use, offs, -1).view(b, -1), tokens.view(b, -1), entries.view(b, -1))
 
         self._advance(ctx, pf, accepted, row, front_ok, start)
-        after = ctx.done.clone()
-        rows_idx = torch.arange(b, device=ctx.device)[:, None, None].expand_as(offs)
-        after[rows_idx[use], offs[use]] = True
+        after = committed_after(ctx.done, offs, use)
         starts = self._starts(ctx, after)
-        if not row_ends(ctx):  # image-only: nothing to commit for a row start, the strategy records it
+        if self._ends is None:  # image-only: nothing to commit for a row start, the strategy records it
             self._started = self._started | torch.cat([torch.zeros_like(starts[:, :1]), starts[:, :-1]], 1)
             return drawn
-        return Commits.cat(drawn, forced_commits(ctx, ctx.layout, after, starts))
+        return Commits.cat(drawn, self._ends.commits(after, starts))
 
     def _follow(self, ctx, accepted, column, front_ok):
         """(accepted, capped) Long/Bool[B, F]: each row's run stopped `lag` columns behind the drafts
@@ -319,4 +329,5 @@ class PJD(Strategy):
         fresh = self._fresh(ctx, new_offs).view(b * f, w)
         drafts = torch.where(stale, fresh, carried)
         q = torch.where(stale.unsqueeze(2), torch.nn.functional.one_hot(fresh, v).to(q.dtype), q)
-        self._store(row, front_ok, drafts.view(b, f, w), q.view(b, f, w, v))
+        self._store(row, front_ok, drafts.view(b, f, w))
+        self._store_q(row, q.view(b, f, w, v))

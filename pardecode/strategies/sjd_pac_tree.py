@@ -35,7 +35,7 @@ import torch
 from ..core.fronts import Commits
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import _at, _residual, acceptance_probability, correction_distribution, first_false
-from ..core.verify import multi_draft_accept, sample
+from ..core.verify import multi_draft_accept, sample, sample_with, uniforms
 
 
 def _normalised(probs: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
@@ -187,10 +187,14 @@ class SJDPACTree(Strategy):
         prev = drafts.gather(1, at)
         prev_q = q.gather(1, at.unsqueeze(-1).expand(-1, -1, v))
         stay = torch.rand(prev.shape, generator=ctx.generator, device=ctx.device) < acceptance_probability(src_p, prev, prev_q)
-        coupled = torch.where(stay, prev, sample(_residual(src_p, prev_q), ctx.generator))
-        drawn = torch.where(has_prev, coupled, sample(src_p, ctx.generator))
         furthest = p[:, base + w - 1 : base + w].expand(-1, w, -1)  # the main chain's last prediction
         fresh_q = _normalised(furthest, ctx.allowed(w, start=shift))
-        fresh = sample(fresh_q, ctx.generator)
-        self._drafts = torch.where(has_source, drawn, fresh)
+        # each slot keeps one of three draws (the residual's, src_p's, fresh_q's): their uniforms are
+        # drawn in that order as three samples would, but one inverse CDF runs, on the kept ones
+        u_residual, u_source, u_fresh = (uniforms(src_p, ctx.generator) for _ in range(3))
+        redraw = has_prev.view(-1, 1)
+        u = torch.where(has_source.view(-1, 1), torch.where(redraw, u_residual, u_source), u_fresh)
+        dist = torch.where(has_prev.unsqueeze(-1), _residual(src_p, prev_q), src_p)
         self._q = torch.where(has_source.unsqueeze(-1), src_p, fresh_q)
+        drawn = sample_with(torch.where(has_source.unsqueeze(-1), dist, fresh_q), u)
+        self._drafts = torch.where(has_source & has_prev & stay, prev, drawn)

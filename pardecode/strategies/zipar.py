@@ -31,10 +31,11 @@ import attrs
 import torch
 
 from ..core.errors import ConfigError
-from ..core.fronts import Commits, pending
+from ..core.fronts import Commits
 from ..core.layout import Grid, GridLayout
 from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
 from ..core.verify import sample
+from .rows import RowEnds, committed_after, pending, row_cells
 
 
 def grid_of(ctx: DecodeContext, name: str) -> Grid:
@@ -54,27 +55,6 @@ def row_ends(ctx: DecodeContext) -> bool:
     """True when every image row is closed by a forced end-of-line (a `GridLayout`): a row then
     starts when the end-of-line above it is committed, and the strategies commit those for free."""
     return isinstance(ctx.layout, GridLayout)
-
-
-def row_cells(done: torch.Tensor, grid: Grid) -> torch.Tensor:
-    """Long[B, rows]: committed cells of every image row (end-of-line excluded)."""
-    cells = done[:, : grid.rows * grid.stride].reshape(done.shape[0], grid.rows, grid.stride)[..., : grid.cols]
-    return cells.sum(-1)
-
-
-def forced_commits(ctx: DecodeContext, grid: GridLayout, done: torch.Tensor, start_rows: torch.Tensor) -> Commits:
-    """End-of-line of every row in `start_rows` (Bool[B, rows]: the row below may start) and, once
-    every cell is committed, the end tokens: tokens the layout forces, committed without a pass."""
-    stride = grid.cols + 1
-    eol = torch.arange(grid.rows, device=ctx.device) * stride + grid.cols
-    eol_use = start_rows & ~done[:, eol]
-    tail = torch.arange(grid.image_length, ctx.length, device=ctx.device)
-    finished = row_cells(done, grid.image_grid()).sum(1) == grid.rows * grid.cols
-    tail_use = finished.unsqueeze(1) & ~done[:, tail]
-    offsets = torch.cat([torch.where(eol_use, eol, -1), torch.where(tail_use, tail, -1)], 1)
-    tokens = torch.cat([eol.new_full((grid.rows,), grid.end_of_line),
-                        torch.tensor(grid.end_tokens, device=ctx.device)]).expand(ctx.batch, -1)
-    return Commits(offsets, tokens, torch.full_like(offsets, -1))
 
 
 def placeholders(ctx: DecodeContext, grid: Grid, need: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,9 +97,11 @@ class ZipAR(Strategy):
                      "(in an image-only span a row's first token also reads a stand-in for the last cell of the row above)")
 
     window: int = attrs.field(default=4, validator=positive_int("window"))
+    _ends: RowEnds | None = attrs.field(default=None, init=False, repr=False)  # forced tokens, with an end-of-line per row
 
     def reset(self, ctx: DecodeContext) -> None:
         grid_of(ctx, self.name)
+        self._ends = RowEnds(ctx, ctx.layout) if row_ends(ctx) else None
 
     def _started(self, grid: Grid, cells: torch.Tensor) -> torch.Tensor:
         """Bool[B, R]: rows that may sample (row 0, and every row whose row above has `window` cells)."""
@@ -163,10 +145,8 @@ class ZipAR(Strategy):
         tokens = sample(p, ctx.generator)
         entry = torch.arange(targets.shape[1], device=ctx.device).expand_as(targets)
         drawn = Commits(torch.where(wanted, targets, -1), tokens, entry)
-        if not row_ends(ctx):
+        if self._ends is None:
             return drawn
-        after = done.clone()
-        rows = torch.arange(ctx.batch, device=ctx.device).unsqueeze(1).expand_as(targets)
-        after[rows[wanted], targets[wanted]] = True
-        start = row_cells(after, grid) >= min(self.window, grid.cols)
-        return Commits.cat(drawn, forced_commits(ctx, ctx.layout, after, start))
+        after = committed_after(done, targets, wanted)
+        cells = row_cells(after, grid)
+        return Commits.cat(drawn, self._ends.commits(after, cells >= min(self.window, grid.cols), cells))
