@@ -103,3 +103,14 @@ def test_speed_times_other_strategies_beside_ar_and_refuses_bad_ones(tmp_path):
                       ("sjd:window", "--also takes KEY=VALUE")):
         proc = subprocess.run([*cmd, "--also", bad], capture_output=True, text=True, env=env)
         assert proc.returncode != 0 and says in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_speed_compares_the_automatic_window_with_the_fixed_ladder_only():
+    from pardecode.benchmarks.speed import render
+
+    rows = [{"threads": 1, "threads_default": False, "batch": 1, "setting": label, "seconds_per_image": sec,
+             "speedup_vs_ar": 1.0 / sec, "step_compression": 1.0}
+            for label, sec in (("ar", 1.0), ("sjd", 0.5), ("sjd coupling=gumbel", 0.5), ("sjd window=2", 0.8),
+                               ("zipar window=1", 0.1))]
+    text = render({"backbone": "toy", "sampling": {"cfg_scale": 1.0}, "repeats": 1, "rows": rows, "also": ["zipar window=1"]})
+    assert "| 2: 0.8000 s" in text and "| 1.60 |" in text  # best fixed: sjd window 2, not zipar window 1
