@@ -146,3 +146,28 @@ def test_compile_wraps_the_forward_and_decodes_the_same(monkeypatch):
     del bb.body.forward, bb.body._pardecode_cache_keyword  # the tiny backbone is shared with other tests
     assert wrapped == [{"dynamic": True}] and torch.equal(before.tokens, after.tokens)
     assert main(["generate", "--backbone", "toy", "--prompt", "ab", "--compile", "--strategy", "ar"]) == 2
+
+
+def test_calibration_decodes_one_row_per_calibration_prompt(monkeypatch, tmp_path):
+    from pardecode.core import cost
+
+    bb = ToyBackbone(vocab_size=4, length=6, seed=0)
+    assert cost.calibration_rows(bb) == [bb.example_prompt] * cost.CALIBRATION_ROWS
+    assert cost.calibration_rows(bb, "xy") == ["xy"] * cost.CALIBRATION_ROWS
+    monkeypatch.setattr(bb, "calibration_prompts", ("a", "b", "c"), raising=False)
+    assert cost.calibration_rows(bb) == ["a", "b", "c"]
+    seen = []
+    real = cost.calibrate
+    monkeypatch.setattr(cost, "calibrate", lambda backbone, strategy, prompts, *rest: seen.append(prompts) or real(backbone, strategy, prompts, *rest))
+    measure(bb, [1], windows=(0, 2), rounds=1)
+    assert seen == [["a", "b", "c"]]
+
+
+def test_a_profile_of_another_calibration_revision_is_measured_again(monkeypatch, tmp_path):
+    from pardecode.core import cost
+
+    monkeypatch.setenv("PARDECODE_CACHE", str(tmp_path))
+    bb = ToyBackbone(vocab_size=4, length=6, seed=0)
+    key = profile_key(bb, SamplingConfig())
+    CostProfile({**key, "calibration": cost.CALIBRATION - 1}, [1], [0, 1], [[1.0, 2.0]], [1.0, 1.5]).save()
+    assert CostProfile.load(key) is None

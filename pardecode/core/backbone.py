@@ -118,6 +118,9 @@ class Backbone(abc.ABC):
     default_sampling: SamplingConfig = SamplingConfig()
     #: a prompt the backbone accepts, for measurements where any prompt will do
     example_prompt: str = "a photo"
+    #: prompts typical of what users ask, one row each in the cost profile's calibration decodes
+    #: (how many tokens a pass commits depends on the prompt); empty: `example_prompt`, twice
+    calibration_prompts: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options: Any) -> Session:

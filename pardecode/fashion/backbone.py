@@ -30,6 +30,7 @@ class FashionBackbone(ChameleonBackbone):
     """The shipped Fashion-MNIST text-to-image model: a Chameleon backbone that knows ten prompts' worth."""
 
     example_prompt = "a sneaker"
+    calibration_prompts = tuple(phrasings[0] for phrasings in vocab.PROMPTS_BY_CLASS.values())  # one per class
 
     def encode(self, prompts: list[str], sampling: SamplingConfig, size: Any = None) -> Encoded:
         check_known(prompts, self.name)
