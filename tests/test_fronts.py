@@ -186,19 +186,17 @@ def test_pending_lists_committed_tokens_the_cache_lacks():
     assert offs.tolist() == [[1, 3], [-1, -1]] and toks.tolist() == [[6, 8], [1, 1]]
 
 
-def test_row_strategies_pending_matches_the_framework_one():
-    """strategies.rows.pending (no sort) gives core.fronts.pending's offsets and tokens."""
-    from pardecode.strategies import rows
+def test_front_columns_packs_marked_columns_in_order_as_a_stable_sort_would():
+    from pardecode.core.fronts import front_columns
 
     gen = torch.Generator().manual_seed(3)
     for _ in range(20):
-        done = torch.rand(3, 12, generator=gen) < 0.6
-        ctx = attrs.make_class("C", ["done", "cached", "tokens"])(
-            done, done & (torch.rand(3, 12, generator=gen) < 0.5), torch.randint(9, (3, 12), generator=gen))
-        also = torch.rand(3, 12, generator=gen) < 0.2
-        for extra in (None, also):
-            mine, theirs = rows.pending(ctx, also=extra), pending(ctx, also=extra)
-            assert all(torch.equal(a, b) for a, b in zip(mine, theirs))
+        marked = torch.rand(3, 12, generator=gen) < torch.rand(1, generator=gen)
+        count = marked.sum(1)
+        width = int(count.max())
+        order = torch.sort((~marked).to(torch.uint8), dim=1, stable=True).indices[:, :width]
+        want = torch.where(torch.arange(width) < count.unsqueeze(1), order, -1)
+        assert torch.equal(front_columns(marked), want)
 
 
 @pytest.mark.parametrize("family", ["chameleon", "emu3"])

@@ -378,6 +378,24 @@ class Fronts:
             self.offsets = self.offsets.gather(1, order)
 
 
+def front_columns(marked: torch.Tensor, width: int | None = None) -> torch.Tensor:
+    """Long[B, K]: the columns of the True entries of Bool[B, N], in order, moved to the front and
+    padded with -1; K is the largest count of any row (one host transfer, for the shape, unless the
+    caller passes it as `width`).
+
+    A running count gives each marked entry its place, so no sort over N is needed; unmarked
+    entries all land in a spare column K, which is dropped.
+    """
+    batch, n = marked.shape
+    if width is None:
+        count = marked.sum(1)
+        width = int(count.max()) if count.numel() else 0
+    place = torch.where(marked, marked.cumsum(1) - 1, width)
+    out = torch.full((batch, width + 1), -1, dtype=torch.long, device=marked.device)
+    out.scatter_(1, place, torch.arange(n, device=marked.device).expand(batch, -1))
+    return out[:, :width]
+
+
 def pending(ctx, also: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(offsets Long[B, P], tokens Long[B, P]): committed tokens the cache lacks, by offset (-1 pads).
 
@@ -387,8 +405,5 @@ def pending(ctx, also: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.
     waiting = ctx.done & ~ctx.cached
     if also is not None:
         waiting = waiting | (also & ctx.done)
-    count = waiting.sum(1)
-    width = int(count.max()) if count.numel() else 0
-    order = torch.sort((~waiting).to(torch.uint8), dim=1, stable=True).indices[:, :width]
-    offs = torch.where(torch.arange(width, device=order.device) < count.unsqueeze(1), order, -1)
-    return offs, ctx.tokens.gather(1, offs.clamp(min=0))
+    offsets = front_columns(waiting)
+    return offsets, ctx.tokens.gather(1, offsets.clamp(min=0))

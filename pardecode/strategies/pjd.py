@@ -37,11 +37,11 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ..core.fronts import Commits
+from ..core.fronts import Commits, front_columns, pending
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
 from .drafting import check_coupling
-from .rows import RowEnds, UniformDraws, committed_after, front_columns, pending, row_cells
+from .rows import RowEnds, UniformDraws, committed_after, row_cells
 from .zipar import grid_of, placeholders, row_ends
 
 PJD_INITS = ("above", "random")

@@ -1,44 +1,16 @@
-"""Per-pass helpers shared by the row-parallel strategies (`zipar`, `pjd`): packing marked entries to
-the front without a sort, and the tokens a row layout forces, built once per decode.
+"""Per-pass helpers shared by the row-parallel strategies (`zipar`, `pjd`): marking commits without
+a host transfer, and the tokens a row layout forces, built once per decode.
 
-Both run every pass on small tensors, where each extra kernel or host transfer shows against the
-forward; the results equal what `core.fronts.pending` and a per-pass rebuild would give.
+They run every pass on small tensors, where each extra kernel or host transfer shows against the
+forward; the results equal what a per-pass rebuild would give.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..core.fronts import Commits
+from ..core.fronts import Commits, front_columns
 from ..core.layout import Grid, GridLayout
-
-
-def front_columns(marked: torch.Tensor, width: int | None = None) -> torch.Tensor:
-    """Long[B, K]: the columns of the True entries of Bool[B, N], in order, moved to the front and
-    padded with -1; K is the largest count of any row (one host transfer, for the shape, unless the
-    caller passes it as `width`).
-
-    A running count gives each marked entry its place, so no sort over N is needed; unmarked
-    entries all land in a spare column K, which is dropped.
-    """
-    batch, n = marked.shape
-    if width is None:
-        count = marked.sum(1)
-        width = int(count.max()) if count.numel() else 0
-    place = torch.where(marked, marked.cumsum(1) - 1, width)
-    out = torch.full((batch, width + 1), -1, dtype=torch.long, device=marked.device)
-    out.scatter_(1, place, torch.arange(n, device=marked.device).expand(batch, -1))
-    return out[:, :width]
-
-
-def pending(ctx, also: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """`core.fronts.pending` without its sort: (offsets, tokens) Long[B, P] of the committed tokens
-    the cache lacks (plus `also & done`), by offset, -1 padding."""
-    waiting = ctx.done & ~ctx.cached
-    if also is not None:
-        waiting = waiting | (also & ctx.done)
-    offsets = front_columns(waiting)
-    return offsets, ctx.tokens.gather(1, offsets.clamp(min=0))
 
 
 def committed_after(done: torch.Tensor, offsets: torch.Tensor, use: torch.Tensor) -> torch.Tensor:

@@ -31,11 +31,11 @@ import attrs
 import torch
 
 from ..core.errors import ConfigError
-from ..core.fronts import Commits
+from ..core.fronts import Commits, front_columns, pending
 from ..core.layout import Grid, GridLayout
 from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
 from ..core.verify import sample
-from .rows import RowEnds, committed_after, pending, row_cells
+from .rows import RowEnds, committed_after, row_cells
 
 
 def grid_of(ctx: DecodeContext, name: str) -> Grid:
@@ -79,12 +79,9 @@ def placeholders(ctx: DecodeContext, grid: Grid, need: torch.Tensor) -> tuple[to
 
 def packed(offsets: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Used entries (offsets >= 0) of Long[B, R] moved to the front, in order, as few columns as any row needs."""
-    used = offsets >= 0
-    count = used.sum(1)
-    width = int(count.max()) if count.numel() else 0
-    order = torch.sort((~used).to(torch.uint8), dim=1, stable=True).indices[:, :width]
-    keep = torch.arange(width, device=offsets.device) < count.unsqueeze(1)
-    return torch.where(keep, offsets.gather(1, order), -1), tokens.gather(1, order)
+    order = front_columns(offsets >= 0)
+    at = order.clamp(min=0)
+    return torch.where(order >= 0, offsets.gather(1, at), -1), tokens.gather(1, at)
 
 
 @attrs.define
