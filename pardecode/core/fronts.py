@@ -75,6 +75,10 @@ class Commits:
         return cls(*(torch.cat([getattr(p, f) for p in parts], 1) for f in ("offsets", "tokens", "source")))
 
 
+NO_OFFSET = -4  # what an invalid or unused source predicts in the commit check: no span offset
+FORCED_SOURCE = -3  # what a forced token's source (-1) looks up there: no span offset either
+
+
 def _fail(strategy, message: str) -> ConfigError:
     return ConfigError(f"strategy {strategy.name!r} {message}")
 
@@ -128,12 +132,21 @@ class Fronts:
             self._eyes[width] = torch.eye(width, dtype=torch.bool, device=self.decoder.ctx.device)
         return self._eyes[width]
 
-    def _aim_head(self, first: bool) -> torch.Tensor:
-        """Long[B, 3]: what a source below 0 or 0 looks up in the commit check (see `step`)."""
+    def _source_offsets(self, first: bool, used: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Long[B, W + 4]: at index source + 2, the offset a commit from that source must sit at.
+
+        Index 0 stands for every source below -1 and index W + 3 for every source above W (both
+        NO_OFFSET: they match no commit), index 1 for a forced token (FORCED_SOURCE, a value no
+        offset equals: the check expects the lookup to miss exactly for forced tokens), index 2
+        for the prompt's p (offset 0, at the first pass only), then slot j's offsets[j] + 1 where
+        the slot is used.
+        """
         if first not in self._aims:
             ctx = self.decoder.ctx
-            self._aims[first] = torch.tensor([-4, -3, 0 if first else -4], device=ctx.device).expand(ctx.batch, 3)
-        return self._aims[first]
+            head = [NO_OFFSET, FORCED_SOURCE, 0 if first else NO_OFFSET]
+            self._aims[first] = torch.tensor(head, device=ctx.device).expand(ctx.batch, 3)
+        head = self._aims[first]
+        return torch.cat([head, torch.where(used, targets, NO_OFFSET), head[:, :1]], 1)
 
     def _ranks(self, width: int) -> torch.Tensor:
         """Long[W]: 1..W, a slot's index + 1."""
@@ -318,13 +331,10 @@ class Fronts:
         use = off >= 0
         key = torch.where(use, off, length).clamp_(max=length)  # unused entries: the spare column
         done_before = self._done.gather(1, key)
-        # the offset of the p entry each source names, looked up at source + 2: a source outside
-        # -1..W finds -4 (no offset), a forced token (-1) -3 (so the lookup misses exactly for those),
-        # the prompt's entry 0 at the first pass only, slot j's offsets[j] + 1 if it is used
+        # each entry's offset against the one its source predicts (`_source_offsets`)
         src_c = src.clamp(-2, width + 1)
-        aim = torch.cat([self._aim_head(first), torch.where(used, targets, -4), self._aim_head(True)[:, :1]], 1)
         forced = src_c == -1
-        bad = (aim.gather(1, src_c + 2) != off) != forced
+        bad = (self._source_offsets(first, used, targets).gather(1, src_c + 2) != off) != forced
         # the token: allowed at its offset, and forced there if its source says so
         bad |= self._legal[key * (vocab + 2) + tok.clamp(-1, vocab)] <= forced
         take = use.sum(1)
