@@ -26,6 +26,18 @@ def random_tokens(ctx: DecodeContext, offsets: torch.Tensor) -> torch.Tensor:
     return sample(allowed.float(), ctx.generator)
 
 
+def restricted(probs: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
+    """`probs` [..., V] restricted to the `allowed` tokens (Bool[..., V] or None: all) and normalised;
+    uniform over the allowed tokens where no mass is left. A draft distribution that must stay
+    explicit (it is the q of the drafts drawn from it) and inside the layout."""
+    if allowed is not None:
+        probs = probs * allowed
+    mass = probs.sum(-1, keepdim=True)
+    fallback = torch.ones_like(probs) if allowed is None else allowed.to(probs.dtype)
+    fallback = fallback / fallback.sum(-1, keepdim=True).clamp_min(1)
+    return torch.where(mass > 0, probs / mass.clamp_min(torch.finfo(probs.dtype).tiny), fallback)
+
+
 def fresh_tokens(ctx: DecodeContext, offsets: torch.Tensor, left: torch.Tensor | None, init: str) -> torch.Tensor:
     """Long[B, k] initial drafts at `offsets`; `left` is Long[B], the token just before offsets[:, 0]
     (None when there is none yet).

@@ -26,7 +26,7 @@ import torch
 
 from ..core.strategy import DecodeContext
 from ..core.verify import sample
-from .drafting import check_coupling
+from .drafting import check_coupling, restricted
 from .sjd import SJD
 
 
@@ -45,14 +45,7 @@ class SJDPAC(SJD):
             return stale
         width = stale.shape[1]
         latest = p[:, -1:].expand(-1, width, -1)  # the furthest prediction of this pass
-        allowed = ctx.allowed(width, start=accepted + 1)
-        if allowed is not None:
-            latest = latest * allowed
-            mass = latest.sum(-1, keepdim=True)
-            uniform = allowed.to(p.dtype) / allowed.sum(-1, keepdim=True).clamp_min(1)
-            latest = torch.where(mass > 0, latest / mass.clamp_min(torch.finfo(p.dtype).tiny), uniform)
-        else:
-            latest = latest / latest.sum(-1, keepdim=True)
+        latest = restricted(latest, ctx.allowed(width, start=accepted + 1))
         fresh = sample(latest, ctx.generator)
         self._drafts = torch.where(stale, fresh, self._drafts)
         self._q = torch.where(stale.unsqueeze(-1), latest, self._q)

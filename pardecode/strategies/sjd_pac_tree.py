@@ -36,16 +36,7 @@ from ..core.fronts import Commits
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import _at, _residual, acceptance_probability, correction_distribution, first_false
 from ..core.verify import multi_draft_accept, sample, sample_with, uniforms
-
-
-def _normalised(probs: torch.Tensor, allowed: torch.Tensor | None) -> torch.Tensor:
-    """probs restricted to the allowed tokens and normalised; uniform over them where no mass is left."""
-    if allowed is not None:
-        probs = probs * allowed
-    mass = probs.sum(-1, keepdim=True)
-    fallback = torch.ones_like(probs) if allowed is None else allowed.to(probs.dtype)
-    fallback = fallback / fallback.sum(-1, keepdim=True).clamp_min(1)
-    return torch.where(mass > 0, probs / mass.clamp_min(torch.finfo(probs.dtype).tiny), fallback)
+from .drafting import restricted
 
 
 SIBLINGS = ("top", "sampled")
@@ -112,7 +103,7 @@ class SJDPACTree(Strategy):
         b, w, v = ctx.batch, self.window, ctx.vocab_size
         if self._drafts is None:  # uniform over the allowed tokens, with that q made explicit
             allowed = ctx.allowed(w)
-            self._q = _normalised(torch.ones(b, w, v, device=ctx.device), allowed)
+            self._q = restricted(torch.ones(b, w, v, device=ctx.device), allowed)
             self._drafts = sample(self._q, ctx.generator)
         siblings = self._siblings(ctx)
         tail = self._drafts[:, 1 : 1 + self._tail]
@@ -188,7 +179,7 @@ class SJDPACTree(Strategy):
         prev_q = q.gather(1, at.unsqueeze(-1).expand(-1, -1, v))
         stay = torch.rand(prev.shape, generator=ctx.generator, device=ctx.device) < acceptance_probability(src_p, prev, prev_q)
         furthest = p[:, base + w - 1 : base + w].expand(-1, w, -1)  # the main chain's last prediction
-        fresh_q = _normalised(furthest, ctx.allowed(w, start=shift))
+        fresh_q = restricted(furthest, ctx.allowed(w, start=shift))
         # each slot keeps one of three draws (the residual's, src_p's, fresh_q's): their uniforms are
         # drawn in that order as three samples would, but one inverse CDF runs, on the kept ones
         u_residual, u_source, u_fresh = (uniforms(src_p, ctx.generator) for _ in range(3))
