@@ -71,7 +71,8 @@ def run_speed(
     default_threads = torch.get_num_threads()
     backbone = get_backbone(backbone_name)
     sampling = backbone.default_sampling
-    settings = default_settings(windows) + [s for s in also if s not in default_settings(windows)]
+    settings = default_settings(windows)
+    settings += [s for s in also if s not in settings]
     rows = []
     for t in threads:
         torch.set_num_threads(t or default_threads)
