@@ -21,3 +21,21 @@ def _fresh_plugins():
 def _private_profile_cache(tmp_path_factory, monkeypatch):
     """Cost profiles that tests measure go to a temporary directory, not the user's cache."""
     monkeypatch.setenv("PARDECODE_CACHE", str(tmp_path_factory.getbasetemp() / "pardecode-cache"))
+
+
+@pytest.fixture
+def interrupted_at():
+    """interrupted_at(fn, n): `fn`, except that its n-th call raises KeyboardInterrupt (Ctrl-C mid-run)."""
+
+    def wrap(fn, n):
+        calls = []
+
+        def wrapped(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == n:
+                raise KeyboardInterrupt
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    return wrap

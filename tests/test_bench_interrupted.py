@@ -25,18 +25,11 @@ params = { window = 2 }
 """
 
 
-def test_ctrl_c_says_what_was_saved_and_the_same_command_resumes(tmp_path, monkeypatch, capsys):
+def test_ctrl_c_says_what_was_saved_and_the_same_command_resumes(tmp_path, monkeypatch, capsys, interrupted_at):
     suite, out = tmp_path / "small.toml", tmp_path / "out"
     suite.write_text(SUITE)
-    execute, calls = runner.execute, []
-
-    def interrupted_at_the_third_run(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return execute(*args, **kwargs)
-
-    monkeypatch.setattr(runner, "execute", interrupted_at_the_third_run)
+    execute = runner.execute
+    monkeypatch.setattr(runner, "execute", interrupted_at(execute, 3))  # Ctrl-C at the third run
     command = ["bench", str(suite), "--out", str(out), "--no-progress", "--threads", "1"]
     assert main(command) == 130
     err = capsys.readouterr().err

@@ -92,17 +92,10 @@ def test_tiny_run_extends_and_rejects_other_config(tmp_path):
         R.train_default_model(out, R.RecipeConfig(**{**TINY, "lr": 0.5}), data_dir=data_dir, progress=False)
 
 
-def test_interrupt_saves_checkpoint_and_rerun_continues(tmp_path, monkeypatch):
+def test_interrupt_saves_checkpoint_and_rerun_continues(tmp_path, monkeypatch, interrupted_at):
     data_dir = _fake_fashion(tmp_path)
-    real, calls = R.image_span_loss, []
-
-    def flaky(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(R, "image_span_loss", flaky)
+    real = R.image_span_loss
+    monkeypatch.setattr(R, "image_span_loss", interrupted_at(real, 3))  # Ctrl-C at the third step
     cfg = R.RecipeConfig(**{**TINY, "checkpoint_every": 100})
     with pytest.raises(KeyboardInterrupt):
         R.train_default_model(tmp_path / "out", cfg, data_dir=data_dir, progress=False)
