@@ -1,19 +1,18 @@
 """pardecode: parallel decoding for autoregressive image generators."""
 
-from .api import get_backbone, get_strategy, list_plugins
+from .api import decode, get_backbone, get_strategy, list_plugins
 from .core.backbone import Backbone, Scores, Session, Window
 from .core.config import SamplingConfig
 from .core.errors import BackboneError, CheckpointError, ConfigError, PardecodeError, UnknownNameError
 from .core.layout import FreeLayout, Grid, GridLayout, ImageGridLayout, TokenLayout
-from .core.loop import decode
 from .core.plugins import hookimpl
-from .core.strategy import DecodeContext, Proposal, Strategy, Verdict
+from .core.strategy import Commits, DecodeContext, Proposal, Strategy, Verdict
 from .core.trace import DecodeResult, Trace
+from .version import __version__
 
 __all__ = [
-    "Backbone", "BackboneError", "CheckpointError", "ConfigError", "DecodeContext", "DecodeResult",
+    "Backbone", "BackboneError", "CheckpointError", "Commits", "ConfigError", "DecodeContext", "DecodeResult",
     "FreeLayout", "Grid", "GridLayout", "ImageGridLayout", "PardecodeError", "Proposal", "SamplingConfig", "Scores", "Session",
     "Strategy", "TokenLayout", "Trace", "UnknownNameError", "Verdict", "Window", "decode",
-    "get_backbone", "get_strategy", "hookimpl", "list_plugins",
+    "__version__", "get_backbone", "get_strategy", "hookimpl", "list_plugins",
 ]
-__version__ = "0.1.0"

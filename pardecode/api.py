@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
+from collections.abc import Sequence
 from typing import Any
 
+import attrs
+
+from .core import loop
 from .core.backbone import Backbone
+from .core.config import SamplingConfig
+from .core.cost import CostProfile
 from .core.errors import ConfigError
 from .core.options import build, options_of
 from .core.plugins import plugins
 from .core.quiet import quiet_loading
 from .core.strategy import Strategy
+from .core.trace import DecodeResult
+from .planning import profile_for
 
 
 def _checked(kind: str, name: str, plugin: str, built: Any, expected: type) -> Any:
@@ -56,3 +65,38 @@ def list_plugins() -> dict[str, list[dict[str, Any]]]:
             })
     listing["broken"] = [{"plugin": b.plugin, "error": b.error} for b in pm.broken]
     return listing
+
+
+def decode(
+    backbone: Backbone,
+    strategy: Strategy | str,
+    prompts: Sequence[str],
+    *,
+    sampling: SamplingConfig | None = None,
+    seed: int = 0,
+    strategy_options: dict[str, Any] | None = None,
+    profile: CostProfile | None = None,
+    **start_options: Any,
+) -> DecodeResult:
+    """Decode one batch of `prompts` with `strategy` (an instance or a registered name).
+
+    `sampling` defaults to the backbone's reference settings; `start_options` go to
+    `backbone.start` (image size, ...). A strategy that sizes its window automatically gets
+    `profile`, or else this machine's stored cost profile of the backbone, measured before the
+    decode starts when missing (its time is `trace.setup_seconds`).
+    """
+    if isinstance(strategy, str):
+        strategy = get_strategy(strategy, **(strategy_options or {}))
+    elif strategy_options:
+        raise ConfigError("strategy_options only apply when the strategy is given by name")
+    elif not isinstance(strategy, Strategy):
+        raise ConfigError(f"strategy must be a registered name or a pardecode.Strategy, got {type(strategy).__name__}")
+    seed, prompts = loop.check_seed(seed), loop.check_prompts(prompts)
+    sampling = sampling or backbone.default_sampling
+    setup = 0.0
+    if profile is None and strategy.auto_sized():
+        t0 = time.perf_counter()
+        profile = profile_for(backbone, sampling, len(prompts), start_options)
+        setup = time.perf_counter() - t0
+    result = loop.decode(backbone, strategy, prompts, sampling=sampling, seed=seed, profile=profile, **start_options)
+    return attrs.evolve(result, trace=attrs.evolve(result.trace, setup_seconds=setup)) if setup else result

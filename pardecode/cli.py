@@ -133,7 +133,7 @@ def _describe_option(option: dict[str, Any]) -> str:
 
 
 def cmd_generate(args) -> int:
-    from .core.loop import decode
+    from .api import decode
     from .imaging import save_grid
 
     backbone, strategy, sampling = _build(args)
@@ -182,7 +182,8 @@ def cmd_generate(args) -> int:
 
 def _ar_estimate(backbone, sampling, batch: int, length: int, start: dict) -> float | None:
     """Seconds AR would take for this batch, from the stored cost profile (None if there is none)."""
-    from .core.cost import CostProfile, profile_key
+    from .core.cost import CostProfile
+    from .planning import profile_key
 
     profile = CostProfile.load(profile_key(backbone, sampling, start))
     if profile is None or batch not in profile.batches:
@@ -196,7 +197,7 @@ def cmd_profile(args) -> int:
 
     import attrs
 
-    from .core.cost import measure, with_stored
+    from .planning import measure, with_stored
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -222,7 +223,7 @@ def cmd_profile(args) -> int:
 
 def cmd_overhead(args) -> int:
     """Framework time per pass outside the backbone's forward, and its ratio to the forward time."""
-    from .core.loop import decode
+    from .api import decode
 
     backbone, strategy, sampling = _build(args)
     runs = []

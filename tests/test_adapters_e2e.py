@@ -13,7 +13,7 @@ import tiny_models
 from pardecode.api import get_strategy
 from pardecode.core.config import SamplingConfig
 from pardecode.core.errors import ConfigError
-from pardecode.core.loop import decode
+from pardecode import decode
 from pardecode.core.plugins import plugins
 
 FAMILIES = ["chameleon", "emu3", "janus"]

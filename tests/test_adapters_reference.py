@@ -16,7 +16,7 @@ from transformers import ChameleonForConditionalGeneration, Emu3ForConditionalGe
 
 import tiny_models
 from pardecode.core.config import SamplingConfig
-from pardecode.core.loop import decode
+from pardecode import decode
 
 PROMPTS = ["a red dress", "an ankle boot with laces"]
 

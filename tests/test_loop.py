@@ -86,12 +86,13 @@ def test_rows_advance_independently():
 
 def test_compacting_the_cache_drops_holes_and_changes_no_token(monkeypatch):
     from pardecode.core import loop
+    from pardecode.core.passes import common
 
     backbone = ToyBackbone(vocab_size=4, length=60, seed=2, sharpness=4.0)
     prompts = ["a", "bb", "ccc", "dddd"]
 
     def run(fraction):
-        monkeypatch.setattr(loop, "HOLE_FRACTION", fraction)
+        monkeypatch.setattr(common, "HOLE_FRACTION", fraction)
         sampling = backbone.default_sampling
         decoder = loop.Decoder(backbone, backbone.start(prompts, sampling), get_strategy("sjd", window=8), sampling, seed=0)
         return decoder.run(), decoder
@@ -99,11 +100,12 @@ def test_compacting_the_cache_drops_holes_and_changes_no_token(monkeypatch):
     holey_result, holey = run(float("inf"))  # never compacts
     dense_result, dense = run(0.25)
     assert torch.equal(holey_result.tokens, dense_result.tokens)
-    width, longest = holey.span_valid.shape[1], int(holey.span_valid.sum(1).max())
+    holey_valid, dense_valid = holey.kind.valid, dense.kind.valid
+    width, longest = holey_valid.shape[1], int(holey_valid.sum(1).max())
     assert width - longest > width / 4  # without compaction the holes do pile up
-    assert dense.span_valid.shape[1] < width
-    assert torch.equal(dense.span_valid.sum(1), holey.span_valid.sum(1))
-    assert dense.session.slots.shape[1] == dense.span_valid.shape[1]
+    assert dense_valid.shape[1] < width
+    assert torch.equal(dense_valid.sum(1), holey_valid.sum(1))
+    assert dense.session.slots.shape[1] == dense_valid.shape[1]
 
 
 def test_batch_rows_equal_single_row_decodes_when_greedy():

@@ -202,7 +202,7 @@ def test_a_vqgan_directory_given_as_image_decoder_is_read_as_a_vqgan(tmp_path):
 
 def _decode_ar(bb):
     from pardecode.api import get_strategy
-    from pardecode.core.loop import decode
+    from pardecode import decode
 
     strategy = get_strategy("ar")
     result = decode(bb, strategy, ["a fox"], sampling=SamplingConfig(top_k=50, cfg_scale=3.0), seed=0)

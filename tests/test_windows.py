@@ -7,7 +7,8 @@ import torch
 
 from pardecode import SamplingConfig, decode, get_strategy
 from pardecode.adapters.toy import ToyBackbone
-from pardecode.core.cost import CostProfile, measure, profile_for, profile_key
+from pardecode.core.cost import CostProfile
+from pardecode.planning import measure, profile_for, profile_key
 from pardecode.core.windows import WARMUP_PASSES, WindowPlanner
 from test_sequence_distribution import ALPHA, empirical_counts
 from test_verify_properties import pooled_chisquare
@@ -149,7 +150,7 @@ def test_compile_wraps_the_forward_and_decodes_the_same(monkeypatch):
 
 
 def test_calibration_decodes_one_row_per_calibration_prompt(monkeypatch, tmp_path):
-    from pardecode.core import cost
+    from pardecode import planning as cost
 
     bb = ToyBackbone(vocab_size=4, length=6, seed=0)
     assert cost.calibration_rows(bb) == [bb.example_prompt] * cost.CALIBRATION_ROWS
@@ -164,7 +165,7 @@ def test_calibration_decodes_one_row_per_calibration_prompt(monkeypatch, tmp_pat
 
 
 def test_a_profile_of_another_calibration_revision_is_measured_again(monkeypatch, tmp_path):
-    from pardecode.core import cost
+    from pardecode import planning as cost
 
     monkeypatch.setenv("PARDECODE_CACHE", str(tmp_path))
     bb = ToyBackbone(vocab_size=4, length=6, seed=0)

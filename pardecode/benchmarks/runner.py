@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 import torch
 
-from ..core.loop import decode
+from ..api import decode
 from .quality import Judge, judge_for, pack_images
 from .results import ResultsDir, Shard
 from .suite import BackboneSpec, Run, Suite

@@ -22,8 +22,8 @@ import attrs
 import torch
 
 from ..api import get_backbone, get_strategy
-from ..core.cost import profile_for
-from ..core.loop import decode
+from ..planning import profile_for
+from ..api import decode
 
 PROMPTS = ("a t-shirt", "a pair of trousers", "a pullover", "a dress", "a coat",
            "a sandal", "a shirt", "a sneaker", "a bag", "an ankle boot")

@@ -66,6 +66,39 @@ class Verdict:
     diagnostics: dict[str, torch.Tensor] = attrs.field(factory=dict)
 
 
+def _long_matrix(name: str):
+    def check(commits: "Commits", attribute, value) -> None:
+        if not isinstance(value, torch.Tensor) or value.dim() != 2 or value.dtype != torch.long:
+            raise ConfigError(f"Commits.{name} must be a Long[B, K] tensor, got {getattr(value, 'dtype', type(value))}")
+        if value.shape != commits.offsets.shape:
+            raise ConfigError(f"Commits.{name} is {list(value.shape)}, Commits.offsets {list(commits.offsets.shape)}")
+
+    return check
+
+
+@attrs.frozen
+class Commits:
+    """What a pass of placed slots commits: `tokens[b, k]` at span offset `offsets[b, k]` (-1: none).
+
+    `source[b, k]` is the p entry the token was chosen from (0: the prompt's, 1 + j: slot j's), so
+    the loop can check its context; -1 marks a token the layout forces (one allowed token), which
+    needs no distribution at all.
+    """
+
+    offsets: torch.Tensor = attrs.field(validator=_long_matrix("offsets"))
+    tokens: torch.Tensor = attrs.field(validator=_long_matrix("tokens"))
+    source: torch.Tensor = attrs.field(validator=_long_matrix("source"))
+
+    @classmethod
+    def none(cls, batch: int, device: torch.device | str = "cpu") -> "Commits":
+        empty = torch.zeros(batch, 0, dtype=torch.long, device=device)
+        return cls(empty, empty, empty)
+
+    @classmethod
+    def cat(cls, *parts: "Commits") -> "Commits":
+        return cls(*(torch.cat([getattr(p, f) for p in parts], 1) for f in ("offsets", "tokens", "source")))
+
+
 @attrs.define
 class DecodeContext:
     """What a strategy may know about the decode in progress (read-only for strategies)."""
@@ -180,15 +213,22 @@ class Strategy(abc.ABC):
     def reset(self, ctx: DecodeContext) -> None:
         """Forget per-decode state before a new decode starts."""
 
+    def auto_sized(self) -> bool:
+        """True when some option is "auto": the decode then needs a window planner (a cost profile),
+        resolved before it starts. Strategies that size themselves otherwise override this."""
+        return attrs.has(type(self)) and any(
+            isinstance(value, str) and value == "auto" for value in attrs.asdict(self, recurse=False).values()
+        )
+
     @abc.abstractmethod
     def propose(self, ctx: DecodeContext) -> Proposal:
         """Drafts for the next forward pass."""
 
     @abc.abstractmethod
-    def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict:
+    def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict | Commits:
         """Decide what to keep given p: Float[B, W+1, V] for offsets committed..committed+W.
 
-        For a proposal with `offsets`, p[:, 1 + j] is slot j's next-token distribution (offset
-        offsets[j] + 1), p[:, 0] the prompt's (offset 0) at the first pass, and the answer is a
-        `core.fronts.Commits`.
+        A single window is answered with a `Verdict`. For a proposal with `offsets`, p[:, 1 + j] is
+        slot j's next-token distribution (offset offsets[j] + 1), p[:, 0] the prompt's (offset 0) at
+        the first pass, and the answer is `Commits`.
         """

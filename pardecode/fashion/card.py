@@ -16,8 +16,7 @@ import time
 import attrs
 import torch
 
-from ..api import get_backbone, get_strategy
-from ..core.loop import decode
+from ..api import decode, get_backbone, get_strategy
 from ..strategies.ar import AR
 from . import CLASS_NAMES
 from .vocab import PROMPTS_BY_CLASS

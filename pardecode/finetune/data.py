@@ -109,7 +109,7 @@ def self_spans(
     backbone, prompts: Sequence[str], count: int, seed: int = 0, batch: int = 16, **start_options
 ) -> tuple[list[str], torch.Tensor]:
     """(prompts, spans): `count` AR samples of the backbone itself (for models without a data set)."""
-    from ..core.loop import decode
+    from ..api import decode
 
     if count < 1 or not prompts:
         raise ConfigError(f"self data needs count >= 1 and at least one prompt, got {count} and {list(prompts)!r}")
