@@ -27,7 +27,8 @@ from ..core.backbone import NoisyInputs
 from ..core.errors import ConfigError
 from ..core.noise import NoiseSchedule, ddim_step, vp_coefficients
 from ..core.strategy import AUTO_WIDEST, DecodeContext, Proposal, Strategy, Verdict, positive_int, window_size
-from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, maximal_redraw, sample
+from ..core.verify import acceptance_probability, correction_distribution, first_false, maximal_redraw, sample
+from ..core.verify import take_per_row
 from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed, random_tokens
 
 
@@ -128,8 +129,8 @@ class SJD2(Strategy):
         accepted = first_false(u < a)
         dist = correction_distribution(p, drafts, self._q, accepted)
         if width:  # a noisy slot's token is a plain draw from p: nothing was drafted there
-            was_noisy = (accepted < width) & ~_at(clean, accepted.clamp(max=width - 1))
-            dist = torch.where(was_noisy.unsqueeze(-1), _at(p, accepted), dist)
+            was_noisy = (accepted < width) & ~take_per_row(clean, accepted.clamp(max=width - 1))
+            dist = torch.where(was_noisy.unsqueeze(-1), take_per_row(p, accepted), dist)
         next_token = sample(dist, ctx.generator)
         self._advance(ctx, p, accepted)
         return Verdict(accepted, next_token)

@@ -25,26 +25,26 @@ class SJDAbove(SJD):
     name = "sjd_above"
 
     def propose(self, ctx: DecodeContext) -> Proposal:
-        first = self._drafts is None
+        first = self.drafts is None
         proposal = super().propose(ctx)
         if not first or ctx.grid is None:
             return proposal
         width = proposal.width
         span = torch.cat([ctx.tokens, ctx.tokens.new_zeros(ctx.batch, width + 1)], 1)
         known = torch.zeros_like(span, dtype=torch.bool)
-        fresh = torch.ones_like(self._drafts, dtype=torch.bool)
-        self._drafts = self._copy_above(ctx, self._drafts, fresh, ctx.offsets(width), span, known)
-        return Proposal(self._drafts)
+        fresh = torch.ones_like(self.drafts, dtype=torch.bool)
+        self.drafts = self._copy_above(ctx, self.drafts, fresh, ctx.offsets(width), span, known)
+        return Proposal(self.drafts)
 
-    def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
-        old = self._drafts  # this pass's drafts: the first `accepted` are being committed
-        stale = super()._redraft(ctx, outputs, p, accepted, next_token)
+    def redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
+        old = self.drafts  # this pass's drafts: the first `accepted` are being committed
+        stale = super().redraft(ctx, outputs, p, accepted, next_token)
         if ctx.grid is None or not bool(stale.any()):
             return stale
         rows = torch.arange(ctx.batch, device=ctx.device)
         # what is known after this pass, by span offset: committed tokens, this pass's commits
         # (accepted drafts, then next_token) and the drafts carried into the next window
-        width = self._drafts.shape[1]
+        width = self.drafts.shape[1]
         span = torch.cat([ctx.tokens, ctx.tokens.new_zeros(ctx.batch, old.shape[1] + width + 2)], 1)
         slots = torch.arange(span.shape[1], device=ctx.device)
         known = slots < ctx.committed.unsqueeze(1)
@@ -55,10 +55,10 @@ class SJDAbove(SJD):
         span.scatter_(1, at, torch.where(kept, passed, span.gather(1, at)))
         known.scatter_(1, at, kept | known.gather(1, at))
         offsets = ctx.offsets(width, start=accepted + 1)
-        span.scatter_(1, offsets, self._drafts)
+        span.scatter_(1, offsets, self.drafts)
         known.scatter_(1, offsets, ~stale)
         # fresh slots are given tokens for SJD's verification (q one-hot), copied or not
-        self._drafts = self._copy_above(ctx, self._drafts, stale, offsets, span, known)
+        self.drafts = self._copy_above(ctx, self.drafts, stale, offsets, span, known)
         return stale
 
     def _copy_above(self, ctx, drafts, fresh, offsets, span, known) -> torch.Tensor:
