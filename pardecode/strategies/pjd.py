@@ -57,7 +57,7 @@ class PJD(Strategy):
     approximation = ("rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above "
                      "(in an image-only span a row's first cell also reads a stand-in for the last cell of the row above)")
 
-    # defaults chosen with the `fronts` benchmark suite on the default model (README, "Measured results")
+    # defaults chosen with the `fronts` benchmark suite on the default model (docs/results.md)
     window: int = attrs.field(default=4, validator=positive_int("window"))
     lag: int = attrs.field(default=1, validator=positive_int("lag"))
     rows: int = attrs.field(default=64, validator=positive_int("rows"))

@@ -12,8 +12,8 @@ drafts and the noisy slots. Then, left to right:
 - noisy slots take one deterministic DDIM step toward the embedding of a token drawn from this
   pass's p for them; at level 0 that token becomes a clean draft with q = p.
 Redraws are Gumbel-coupled across passes by default (`coupling="gumbel"`, see `CoupledDraws`):
-the denoising target and the drafts then move only when p does, which the measurements in the
-README show matters; `coupling="independent"` redraws afresh every pass; `coupling="maximal"` keeps
+the denoising target and the drafts then move only when p does, which the measurements in
+docs/results.md show matters; `coupling="independent"` redraws afresh every pass; `coupling="maximal"` keeps
 each slot's last token with probability min(1, p/q) and redraws from max(0, p - q) otherwise.
 Slots that the layout forces (end-of-line, end tokens) are always clean.
 """
@@ -43,7 +43,7 @@ class SJD2(Strategy):
 
     name = "sjd2"
 
-    # defaults chosen with the `sjd2-tuning` benchmark suite on fashion-sjd2 (README, "Measured results")
+    # defaults chosen with the `sjd2-tuning` benchmark suite on fashion-sjd2 (docs/results.md)
     #: drafts per pass, or "auto": chosen before each pass for throughput (`pardecode.core.windows`)
     window: int | str = attrs.field(default="auto", validator=window_size())
     steps: int = attrs.field(default=4, validator=positive_int("steps"))
