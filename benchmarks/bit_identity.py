@@ -15,6 +15,7 @@ import torch
 
 from pardecode import SamplingConfig, decode, get_backbone, get_strategy
 from pardecode.adapters.toy import ToyBackbone
+from pardecode.core.plugins import plugins
 
 PROMPTS = ["a sneaker", "a dress", "a bag", "an ankle boot"]
 SETTINGS = [  # (strategy, options, sampling)
@@ -31,7 +32,7 @@ FIELD_SETTINGS = [
     ("sjd_pac_tree", {"window": 16}, None),
     ("sjd_pac_tree", {"window": 8, "branches": 3, "siblings": "sampled"}, None),
     ("sjd_reuse", {"window": 16}, None),
-    ("sjd-above", {"window": 16}, None),
+    ("sjd_above", {"window": 16}, None),
     ("lantern", {"window": 16}, None),
     ("gsd", {"window": 16}, None),
     ("entropy_sd", {"window": 16}, None),
@@ -78,6 +79,13 @@ def fingerprints() -> dict[str, str]:
     return out
 
 
+def canonical(key: str) -> str:
+    """`key` with its strategy under its registered name: a file recorded under a former name
+    (`sjd-above`) checks against today's (`sjd_above`)."""
+    backbone, strategy, rest = key.split("/", 2)
+    return f"{backbone}/{plugins().strategies.canonical(strategy)}/{rest}"
+
+
 def main(argv: list[str]) -> int:
     torch.set_num_threads(1)
     mode, path = argv
@@ -87,7 +95,7 @@ def main(argv: list[str]) -> int:
             json.dump(got, f, indent=1, sort_keys=True)
         print(f"recorded {len(got)} fingerprints")
         return 0
-    want = json.load(open(path))
+    want = {canonical(k): v for k, v in json.load(open(path)).items()}
     bad = [k for k in want if want[k] != got.get(k)]
     for k in bad:
         print(f"DIFFERS {k}: {want[k]} -> {got.get(k)}")

@@ -51,8 +51,8 @@ def get_backbone(name: str, **options: Any) -> Backbone:
 
 
 def list_plugins() -> dict[str, list[dict[str, Any]]]:
-    """Every registered strategy and backbone: description, registering plugin, and options
-    (name, type, default), plus the plugins that failed to load and why."""
+    """Every registered strategy and backbone: description, registering plugin, former names that
+    still work (aliases) and options (name, type, default), plus the plugins that failed to load and why."""
     pm = plugins()
     listing: dict[str, list[dict[str, Any]]] = {}
     for kind, reg in (("strategies", pm.strategies), ("backbones", pm.backbones)):
@@ -60,7 +60,7 @@ def list_plugins() -> dict[str, list[dict[str, Any]]]:
         for e in map(reg.get, reg.names()):
             options, open_ = options_of(e.factory)
             listing[kind].append({
-                "name": e.name, "description": e.description, "plugin": e.plugin,
+                "name": e.name, "description": e.description, "plugin": e.plugin, "aliases": list(e.aliases),
                 "options": [o.to_dict() for o in options], "more_options": open_,
             })
     listing["broken"] = [{"plugin": b.plugin, "error": b.error} for b in pm.broken]

@@ -13,7 +13,7 @@ def test_list_shows_every_option_with_its_type_and_default(capsys):
     out = capsys.readouterr().out
     assert "options: window: int | str = 'auto', init: str = 'random', coupling: str = 'independent'" in out
     assert "steps: int = 4" in out and "dtype: str = 'float32'" in out
-    assert "sjd-above" in out
+    assert "sjd_above" in out
 
 
 def test_list_json_carries_the_options(capsys):

@@ -45,7 +45,7 @@ def backbone():
 
 
 @pytest.mark.parametrize("strategy,options", [
-    ("ar", {}), ("sjd", {"window": 8}), ("sjd-above", {"window": 12}),
+    ("ar", {}), ("sjd", {"window": 8}), ("sjd_above", {"window": 12}),
     ("zipar", {"window": 2}), ("pjd", {}), ("pjd", {"mask": "causal", "window": 3}),
 ])
 def test_every_strategy_decodes_the_image_only_grid(backbone, strategy, options):
@@ -74,7 +74,7 @@ def test_row_parallel_strategies_on_the_image_only_grid(backbone, strategy, exac
 def test_greedy_sjd_above_is_greedy_ar(backbone):
     greedy = SamplingConfig(temperature=0)
     ar = decode(backbone, "ar", ["dog", "cat"], sampling=greedy)
-    above = decode(backbone, "sjd-above", ["dog", "cat"], sampling=greedy, strategy_options={"window": 10})
+    above = decode(backbone, "sjd_above", ["dog", "cat"], sampling=greedy, strategy_options={"window": 10})
     assert torch.equal(ar.tokens, above.tokens)
 
 

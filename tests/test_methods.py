@@ -71,12 +71,12 @@ class NaiveReuse(SJDReuse):
 
     name = "naive_reuse"
 
-    def _redraft(self, ctx, outputs, p, accepted, next_token):
-        width = self._drafts.shape[1]
-        old_q = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(p.dtype) if self._q is None else self._q
-        reused = (outputs[:, :width] == self._drafts) & (p[:, :width].gather(-1, self._drafts.unsqueeze(-1)).squeeze(-1) >= self.threshold)
+    def redraft(self, ctx, outputs, p, accepted, next_token):
+        width = self.drafts.shape[1]
+        old_q = torch.nn.functional.one_hot(self.drafts, ctx.vocab_size).to(p.dtype) if self.q is None else self.q
+        reused = (outputs[:, :width] == self.drafts) & (p[:, :width].gather(-1, self.drafts.unsqueeze(-1)).squeeze(-1) >= self.threshold)
         self._mix = torch.cat([torch.where(reused.unsqueeze(-1), old_q, p[:, :width]), p[:, width:]], 1)
-        return super()._redraft(ctx, outputs, p, accepted, next_token)
+        return super().redraft(ctx, outputs, p, accepted, next_token)
 
 
 def test_negative_control_reuse_needs_the_mixture_distribution():

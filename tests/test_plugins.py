@@ -61,3 +61,27 @@ def test_cli_sees_the_plugin(installed_plugin):
 
 def test_without_the_plugin_it_is_absent():
     assert "echo" not in [e["name"] for e in list_plugins()["strategies"]]
+
+
+def test_a_former_name_finds_the_entry_and_listings_show_names_only():
+    from pardecode.core.errors import ConfigError, UnknownNameError
+    from pardecode.core.plugins import Registry, STRATEGY_NAME, plugins
+    from pardecode.strategies.sjd import SJD
+
+    registry = Registry("strategy", None, pattern=STRATEGY_NAME)
+    register = registry.register_from("mine")
+    register("new_name", SJD, "a strategy", aliases=("old-name", "old_name"))
+    assert registry.get("old-name") is registry.get("new_name") and registry.canonical("old_name") == "new_name"
+    assert registry.names() == ["new_name"] and registry.get("new_name").aliases == ("old-name", "old_name")
+    with pytest.raises(ConfigError, match="alias 'new_name' is already taken"):
+        register("other", SJD, aliases=("new_name",))          # an alias may not shadow a name
+    with pytest.raises(ConfigError, match="'old_name' registered twice .an alias of 'new_name'"):
+        register("old_name", SJD)                               # nor a name an alias
+    with pytest.raises(ConfigError, match="lowercase letters, digits and underscores"):
+        register("Fancy-SJD", SJD)
+    with pytest.raises(UnknownNameError, match="known strategies: new_name$"):
+        registry.get("missing")
+    registry.drop("mine")
+    assert not registry.entries and not registry.aliases
+    builtin = plugins().strategies
+    assert all(STRATEGY_NAME.fullmatch(n) for n in builtin.names()) and builtin.canonical("sjd-above") == "sjd_above"

@@ -1,12 +1,12 @@
-"""`sjd-above`, the worked 2-D drafting strategy: drafts copy the row above, the output stays exact."""
+"""`sjd_above`, the worked 2-D drafting strategy: drafts copy the row above, the output stays exact."""
 
 import attrs
 import pytest
 import torch
 
-from pardecode import SamplingConfig, decode, get_backbone, get_strategy
+from pardecode import SamplingConfig, decode, get_backbone, get_strategy, list_plugins
 from pardecode.adapters.toy import ToyBackbone
-from pardecode.strategies.above import SJDAbove
+from pardecode.strategies.sjd_above import SJDAbove
 from test_sequence_distribution import ALPHA, empirical_counts
 from test_verify_properties import pooled_chisquare
 
@@ -26,7 +26,7 @@ def test_grid_sequences_match_exact_ar(options, sampling):
 
 @attrs.define
 class Recording(SJDAbove):
-    """sjd-above that records every proposal with the committed count it was made at."""
+    """sjd_above that records every proposal with the committed count it was made at."""
 
     log: list = attrs.Factory(list)
 
@@ -56,15 +56,29 @@ def test_a_fresh_draft_is_the_token_one_row_up():
 def test_without_a_grid_it_decodes_as_sjd():
     backbone = ToyBackbone(length=12)
     plain = decode(backbone, "sjd", ["ab", "c"], seed=3, strategy_options={"window": 4})
-    above = decode(backbone, "sjd-above", ["ab", "c"], seed=3, strategy_options={"window": 4})
+    above = decode(backbone, "sjd_above", ["ab", "c"], seed=3, strategy_options={"window": 4})
     assert torch.equal(plain.tokens, above.tokens) and plain.trace.widths == above.trace.widths
 
 
 def test_it_is_registered_and_accepts_more_per_pass_on_the_default_model():
-    assert isinstance(get_strategy("sjd-above", window=16), SJDAbove)
+    assert isinstance(get_strategy("sjd_above", window=16), SJDAbove)
     fashion = get_backbone("fashion")
     prompts = ["a sneaker", "a bag", "a dress", "a shirt"]
-    above = decode(fashion, "sjd-above", prompts, seed=0, strategy_options={"window": 16})
+    above = decode(fashion, "sjd_above", prompts, seed=0, strategy_options={"window": 16})
     plain = decode(fashion, "sjd", prompts, seed=0, strategy_options={"window": 16})
     assert bool(above.session.layout.is_valid(above.tokens).all())
     assert above.trace.tokens_per_pass > plain.trace.tokens_per_pass
+
+
+def test_its_former_name_and_module_still_work():
+    from pardecode.strategies import above
+    from pardecode.strategies.relaxed import EntropyAware, EntropySD
+
+    assert above.SJDAbove is SJDAbove and EntropyAware is EntropySD
+    assert isinstance(get_strategy("sjd-above", window=4), SJDAbove)
+    backbone = ToyBackbone(vocab_size=6, grid=(4, 5), seed=2)
+    old = decode(backbone, "sjd-above", ["ab", "c"], seed=3, strategy_options={"window": 4})
+    new = decode(backbone, "sjd_above", ["ab", "c"], seed=3, strategy_options={"window": 4})
+    assert torch.equal(old.tokens, new.tokens)
+    listing = {e["name"]: e for e in list_plugins()["strategies"]}
+    assert "sjd-above" not in listing and listing["sjd_above"]["aliases"] == ["sjd-above"]

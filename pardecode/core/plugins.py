@@ -7,6 +7,10 @@ package implements; external packages are found through the entry-point group ``
     myplugin = "my_package.pardecode_plugin"
 
 where the module defines ``@hookimpl def pardecode_register_strategies(register): register(...)``.
+
+Strategy names are lowercase letters, digits and underscores (``sjd_above``). A name that changed
+stays usable as an alias (``register(name, factory, description, aliases=("sjd-above",))``): a
+lookup by the alias returns the entry of the name, and listings show names only.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import inspect
+import re
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -37,14 +42,15 @@ BUILTIN_PLUGINS = (
 class Hooks:
     @hookspec
     def pardecode_register_strategies(self, register: Callable[..., None]) -> None:
-        """Call ``register(name, factory, description)`` once per strategy.
+        """Call ``register(name, factory, description, aliases=())`` once per strategy.
 
-        ``factory(**options)`` returns a `pardecode.core.strategy.Strategy`.
+        ``factory(**options)`` returns a `pardecode.core.strategy.Strategy`; ``name`` is lowercase
+        letters, digits and underscores; ``aliases`` are former names that keep working.
         """
 
     @hookspec
     def pardecode_register_backbones(self, register: Callable[..., None]) -> None:
-        """Call ``register(name, factory, description)`` once per backbone.
+        """Call ``register(name, factory, description, aliases=())`` once per backbone.
 
         ``factory(**options)`` returns a `pardecode.core.backbone.Backbone`.
         """
@@ -70,42 +76,97 @@ class Entry:
     factory: Callable[..., Any]
     description: str
     plugin: str  # the module or distribution that registered it
+    aliases: tuple[str, ...] = ()  # former names that still find it
+
+
+#: what a strategy's name may be: lowercase letters, digits and underscores, starting with a letter
+STRATEGY_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _identifier_like(name: object) -> bool:
+    """An identifier, hyphens allowed (backbone names such as ``fashion-sjd2``, former names)."""
+    return isinstance(name, str) and name.replace("-", "_").isidentifier()
 
 
 class Registry:
-    """Name -> factory tables for one kind of plugin object."""
+    """Name -> factory tables for one kind of plugin object, with aliases (former names)."""
 
-    def __init__(self, kind: str, base: type | None = None, broken: list[Broken] | None = None):
-        self.kind, self.base = kind, base
+    def __init__(
+        self, kind: str, base: type | None = None, broken: list[Broken] | None = None, pattern: re.Pattern | None = None
+    ):
+        self.kind, self.base, self.pattern = kind, base, pattern
         self.entries: dict[str, Entry] = {}
+        self.aliases: dict[str, str] = {}  # alias -> the name it stands for
         self.broken = broken if broken is not None else []  # skipped plugins, named when a lookup fails
 
+    def _check_name(self, name: object) -> None:
+        if self.pattern is not None:
+            if not isinstance(name, str) or not self.pattern.fullmatch(name):
+                raise ConfigError(
+                    f"{self.kind} name must be lowercase letters, digits and underscores, starting with a letter, "
+                    f"got {name!r} (a former name can stay usable: register(..., aliases=(old,)))"
+                )
+        elif not _identifier_like(name):
+            raise ConfigError(f"{self.kind} name must be an identifier-like string, got {name!r}")
+
+    def _taken(self, name: str) -> str | None:
+        """Who holds `name` already, as a name or as an alias (None: nobody)."""
+        if name in self.entries:
+            return f"registered by {self.entries[name].plugin}"
+        if name in self.aliases:
+            target = self.entries[self.aliases[name]]
+            return f"an alias of {target.name!r}, registered by {target.plugin}"
+        return None
+
     def register_from(self, plugin: str) -> Callable[..., None]:
-        def register(name: str, factory: Callable[..., Any], description: str = "") -> None:
-            if not isinstance(name, str) or not name.isidentifier() and not name.replace("-", "_").isidentifier():
-                raise ConfigError(f"{self.kind} name must be an identifier-like string, got {name!r}")
-            if name in self.entries:
-                other = self.entries[name].plugin
-                raise ConfigError(f"{self.kind} {name!r} registered twice (by {other} and {plugin})")
+        def register(
+            name: str, factory: Callable[..., Any], description: str = "", aliases: tuple[str, ...] | list[str] = ()
+        ) -> None:
+            self._check_name(name)
+            if isinstance(aliases, str):
+                aliases = (aliases,)
+            aliases = tuple(aliases)
+            held = self._taken(name)
+            if held:
+                raise ConfigError(f"{self.kind} {name!r} registered twice ({held}, then by {plugin})")
+            for alias in aliases:
+                if not _identifier_like(alias):
+                    raise ConfigError(f"{self.kind} {name!r}: an alias must be an identifier-like string, got {alias!r}")
+                held = self._taken(alias) or ("the name itself" if alias == name else None)
+                if held or aliases.count(alias) > 1:
+                    raise ConfigError(f"{self.kind} {name!r}: alias {alias!r} is already taken ({held or 'listed twice'})")
             if not callable(factory):
                 raise ConfigError(f"{self.kind} {name!r}: the factory must be callable, got {type(factory).__name__}")
             if self.base is not None and inspect.isclass(factory) and not issubclass(factory, self.base):
                 raise ConfigError(
                     f"{self.kind} {name!r}: {factory.__name__} is not a subclass of pardecode.{self.base.__name__}"
                 )
-            self.entries[name] = Entry(name, factory, description.strip().splitlines()[0] if description else "", plugin)
+            summary = description.strip().splitlines()[0] if description else ""
+            self.entries[name] = Entry(name, factory, summary, plugin, aliases)
+            self.aliases.update(dict.fromkeys(aliases, name))
 
         return register
 
     def get(self, name: str) -> Entry:
+        """The entry registered as `name`, or as the name `name` is an alias of."""
         try:
-            return self.entries[name]
-        except KeyError:
+            return self.entries[self.aliases.get(name, name)]
+        except (KeyError, TypeError):
             note = "; ".join(f"plugin {b.plugin!r} was skipped: {b.error}" for b in self.broken)
             raise UnknownNameError(self.kind, name, list(self.entries), note) from None
 
+    def canonical(self, name: str) -> str:
+        """The registered name `name` stands for: itself, or the name it is an alias of."""
+        return self.get(name).name
+
     def names(self) -> list[str]:
+        """Registered names, sorted; aliases are not listed (each entry carries its own)."""
         return sorted(self.entries)
+
+    def drop(self, plugin: str) -> None:
+        """Forget everything `plugin` registered: its entries and their aliases."""
+        self.entries = {k: e for k, e in self.entries.items() if e.plugin != plugin}
+        self.aliases = {a: n for a, n in self.aliases.items() if n in self.entries}
 
 
 class Plugins:
@@ -123,7 +184,7 @@ class Plugins:
             self.manager.register(importlib.import_module(name), name=name)
         if load_entry_points:
             self._load_entry_points()
-        self.strategies = Registry("strategy", Strategy, self.broken)
+        self.strategies = Registry("strategy", Strategy, self.broken, STRATEGY_NAME)
         self.backbones = Registry("backbone", Backbone, self.broken)
         for hook, registry in (
             (self.manager.hook.pardecode_register_strategies, self.strategies),
@@ -154,7 +215,7 @@ class Plugins:
         self.broken.append(Broken(plugin, reason))
         for registry in (getattr(self, "strategies", None), getattr(self, "backbones", None)):
             if registry is not None:  # what it registered before failing goes too
-                registry.entries = {k: e for k, e in registry.entries.items() if e.plugin != plugin}
+                registry.drop(plugin)
         if self.manager.get_plugin(plugin) is not None:
             self.manager.unregister(name=plugin)
 

@@ -41,13 +41,20 @@ def first_false(ok: torch.Tensor) -> torch.Tensor:
     return ok.long().cumprod(-1).sum(-1)
 
 
-def _at(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x[b, index[b]] for x of shape [B, T, ...]."""
+def take_per_row(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[b, index[b]] for every row b of x: [B, T, ...] with index Long[B]: each row's entry at its
+    own slot (the slot after its accepted drafts, say), in one indexing operation."""
     return x[torch.arange(x.shape[0], device=x.device), index]
 
 
-def _residual(p: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-    """normalize(max(0, p - kept)) over the last axis; p itself where nothing is left."""
+def residual_distribution(p: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """normalize(max(0, p - kept)) over the last axis; p itself where nothing is left.
+
+    What a token is drawn from once a proposal that covered `kept` of p's mass was rejected: the
+    correction of speculative sampling (`kept` = q), of a relaxed rule (`kept` = q * a) and of each
+    step of recursive rejection sampling. Where p <= kept everywhere rejection had probability 0, so
+    p itself is returned rather than a division by zero.
+    """
     residual = (p - kept).clamp_min(0)
     mass = residual.sum(-1, keepdim=True)
     return torch.where(mass > 0, residual / mass.clamp_min(torch.finfo(p.dtype).tiny), p)
@@ -84,18 +91,19 @@ def correction_distribution(
     `given` as in `acceptance_probability`.
     """
     width = drafts.shape[1]
-    p_next = _at(p, accepted)
+    p_next = take_per_row(p, accepted)
     if not width:
         return p_next
     slot = accepted.clamp(max=width - 1)
     if q is None:
-        q_next = _one_hot_like(_at(drafts, slot), p)
+        q_next = _one_hot_like(take_per_row(drafts, slot), p)
     else:
-        q_next = _at(q, slot)
+        q_next = take_per_row(q, slot)
         if given is not None:
-            q_next = torch.where(_at(given, slot).unsqueeze(-1), _one_hot_like(_at(drafts, slot), p), q_next)
+            given_next = take_per_row(given, slot).unsqueeze(-1)
+            q_next = torch.where(given_next, _one_hot_like(take_per_row(drafts, slot), p), q_next)
     # no residual mass only when p == q at that slot, where rejection has probability 0 anyway
-    return torch.where((accepted < width).unsqueeze(-1), _residual(p_next, q_next), p_next)
+    return torch.where((accepted < width).unsqueeze(-1), residual_distribution(p_next, q_next), p_next)
 
 
 def speculative_accept(
@@ -120,7 +128,7 @@ def greedy_accept(p: torch.Tensor, drafts: torch.Tensor) -> tuple[torch.Tensor, 
     """Exact-match acceptance: keep drafts while they equal the arg-max; then the arg-max itself."""
     best = p.argmax(-1)
     accepted = first_false(drafts == best[:, : drafts.shape[1]])
-    return accepted, _at(best, accepted)
+    return accepted, take_per_row(best, accepted)
 
 
 def maximal_redraw(
@@ -141,7 +149,7 @@ def maximal_redraw(
     q = _one_hot_like(previous, p) if q is None else q
     stay = torch.rand(previous.shape, generator=generator, device=p.device, dtype=p.dtype)
     stay = stay < acceptance_probability(p_slots, previous, q)
-    redrawn = sample(_residual(p_slots, q), generator)
+    redrawn = sample(residual_distribution(p_slots, q), generator)
     tail = sample(p[:, width:], generator)
     return torch.cat([torch.where(stay, previous, redrawn), tail], 1)
 
@@ -170,12 +178,12 @@ def relaxed_accept(
     u = torch.rand(drafts.shape, generator=generator, device=p.device, dtype=p.dtype)
     accepted = first_false(u < a.gather(-1, drafts.unsqueeze(-1)).squeeze(-1))
     kept = q * a  # Float[B, W, V]: mass the rule keeps per draft token
-    residual = _residual(p[:, :width], kept)
+    residual = residual_distribution(p[:, :width], kept)
     rejected = (1 - kept.sum(-1, keepdim=True)).clamp_min(0)
     out = kept + rejected * residual
     tv = torch.cat([0.5 * (out - p[:, :width]).abs().sum(-1), p.new_zeros(p.shape[0], 1)], 1)
     dist = torch.cat([residual, p[:, width:]], 1)
-    return accepted, sample(_at(dist, accepted), generator), tv
+    return accepted, sample(take_per_row(dist, accepted), generator), tv
 
 
 def exact_acceptance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -214,6 +222,6 @@ def multi_draft_accept(
         a = (r.gather(-1, x) / q_k.gather(-1, x).clamp_min(tiny)).clamp(max=1).squeeze(-1)
         u = torch.rand(a.shape, generator=generator, device=p.device, dtype=p.dtype)
         chosen = torch.where((chosen < 0) & (u < a), k, chosen)
-        r = torch.where((chosen < 0).unsqueeze(-1), _residual(r, q_k), r)
+        r = torch.where((chosen < 0).unsqueeze(-1), residual_distribution(r, q_k), r)
     token = torch.where(chosen >= 0, candidates.gather(1, chosen.clamp(min=0).unsqueeze(1)).squeeze(1), sample(r, generator))
     return chosen, token

@@ -26,7 +26,8 @@ class Jacobi(Strategy):
     #: drafts per pass, or "auto": chosen before each pass for throughput (`pardecode.core.windows`)
     window: int | str = attrs.field(default="auto", validator=window_size())
     init: str = attrs.field(default="random", validator=check_init)
-    _drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    #: Long[B, W]: the window's current drafts (None before the first pass); subclasses read and replace them
+    drafts: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
 
     def reset(self, ctx: DecodeContext) -> None:
         if not ctx.sampling.greedy:
@@ -34,31 +35,32 @@ class Jacobi(Strategy):
                 f"jacobi decodes greedily; got temperature {ctx.sampling.temperature}. "
                 "Use temperature 0, or strategy 'sjd' to sample"
             )
-        self._drafts = None
+        self.drafts = None
 
     def propose(self, ctx: DecodeContext) -> Proposal:
         width = ctx.draft_width(self.window)
-        if self._drafts is None:
-            self._drafts = fresh_tokens(ctx, ctx.offsets(width), None, self.init)
-        have = self._drafts.shape[1]
+        if self.drafts is None:
+            self.drafts = fresh_tokens(ctx, ctx.offsets(width), None, self.init)
+        have = self.drafts.shape[1]
         if width > have:  # an automatic window grew: new slots start fresh
-            self._widen(ctx, fresh_tokens(ctx, ctx.offsets(width - have, start=have), self._left_of(ctx, have), self.init))
-        self._narrow(width)
-        return Proposal(self._drafts)
+            self.widen(ctx, fresh_tokens(ctx, ctx.offsets(width - have, start=have), self._left_of(ctx, have), self.init))
+        self.narrow(width)
+        return Proposal(self.drafts)
 
     def _left_of(self, ctx: DecodeContext, slot: int) -> torch.Tensor | None:
         """Long[B]: the token just before draft slot `slot` (None before anything is committed)."""
         if slot:
-            return self._drafts[:, slot - 1]
+            return self.drafts[:, slot - 1]
         return ctx.tokens.gather(1, (ctx.committed - 1).unsqueeze(1))[:, 0] if ctx.step else None
 
-    def _narrow(self, width: int) -> None:
+    # hooks a subclass extends when it keeps more per-draft state (sjd: each draft's q)
+    def narrow(self, width: int) -> None:
         """Drop draft state past `width` (slots past every row's end are never scored again)."""
-        (self._drafts,) = narrowed(width, self._drafts)
+        (self.drafts,) = narrowed(width, self.drafts)
 
-    def _widen(self, ctx: DecodeContext, fresh: torch.Tensor) -> None:
+    def widen(self, ctx: DecodeContext, fresh: torch.Tensor) -> None:
         """Append fresh drafts (Long[B, k]) after the current ones."""
-        self._drafts = torch.cat([self._drafts, fresh], 1)
+        self.drafts = torch.cat([self.drafts, fresh], 1)
 
     # the two points where speculative Jacobi decoding differs
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
@@ -71,15 +73,19 @@ class Jacobi(Strategy):
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict:
         accepted, next_token = self.accept(ctx, proposal.tokens, p)
         if proposal.width:  # a pass without drafts (an automatic window chose AR) leaves nothing to carry
-            self._redraft(ctx, self.outputs(ctx, p), p, accepted, next_token)
+            self.redraft(ctx, self.outputs(ctx, p), p, accepted, next_token)
         return Verdict(accepted, next_token)
 
-    def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
-        """Carry the pass's outputs over to the next window; fill slots beyond its reach fresh."""
-        width = self._drafts.shape[1]
+    def redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
+        """Carry the pass's outputs over to the next window; fill slots beyond its reach fresh.
+
+        Returns Bool[B, W], the slots filled fresh (`stale`). A subclass that drafts differently
+        calls this first, then replaces `self.drafts` (and what it keeps per draft) at those slots.
+        """
+        width = self.drafts.shape[1]
         drafts, stale = carry_over(outputs, accepted, width)
         carried = (~stale).sum(1)
         left = torch.cat([next_token.unsqueeze(1), drafts], 1)[torch.arange(ctx.batch, device=ctx.device), carried]
         offsets = ctx.offsets(width, start=accepted + 1)
-        self._drafts = torch.where(stale, fresh_tokens(ctx, offsets, left, self.init), drafts)
+        self.drafts = torch.where(stale, fresh_tokens(ctx, offsets, left, self.init), drafts)
         return stale

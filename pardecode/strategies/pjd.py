@@ -20,7 +20,7 @@ starts when the end-of-line above it is committed (a forced token, free) and tha
 the row's first cell. In an image-only span (stride = cols) the strategy records which rows have
 started, and a row's first cell is predicted from the slot at the last cell of the row above: when
 that cell is not committed yet, a stand-in token is fed there (the newest committed cell of the row
-above, `zipar.placeholders`), seen by that row's slots only and never committed.
+above, `rows.stand_ins`), seen by that row's slots only and never committed.
 
 Lossy where it approximates: the topmost active row sees its whole context, so its verification
 is exact speculative sampling; the rows below verify against a context that lacks the undecided
@@ -39,10 +39,9 @@ import torch
 
 from ..core.fronts import Commits, front_columns, pending
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
-from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, sample
+from ..core.verify import acceptance_probability, correction_distribution, first_false, sample, take_per_row
 from .drafting import check_coupling
-from .rows import RowEnds, UniformDraws, committed_after, row_cells
-from .zipar import grid_of, placeholders, row_ends
+from .rows import RowEnds, UniformDraws, committed_after, has_row_ends, row_cells, row_parallel_grid, stand_ins
 
 PJD_INITS = ("above", "random")
 PJD_MASKS = ("row", "causal")
@@ -58,7 +57,7 @@ class PJD(Strategy):
     approximation = ("rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above "
                      "(in an image-only span a row's first cell also reads a stand-in for the last cell of the row above)")
 
-    # defaults chosen with the `fronts` benchmark suite on the default model (README, "Measured results")
+    # defaults chosen with the `fronts` benchmark suite on the default model (docs/results.md)
     window: int = attrs.field(default=4, validator=positive_int("window"))
     lag: int = attrs.field(default=1, validator=positive_int("lag"))
     rows: int = attrs.field(default=64, validator=positive_int("rows"))
@@ -87,14 +86,14 @@ class PJD(Strategy):
         return self.rows == 1
 
     def reset(self, ctx: DecodeContext) -> None:
-        grid = grid_of(ctx, self.name)
+        grid = row_parallel_grid(ctx, self.name)
         b, r, w, v = ctx.batch, grid.rows, self.window, ctx.vocab_size
         # one spare row at index R: unused fronts read and write it, never a real row
         self._drafts = torch.zeros(b, r + 1, w, dtype=torch.long, device=ctx.device)
         self._q = torch.zeros(b, r + 1, w, v, device=ctx.device)
         self._live = torch.zeros(b, r + 1, dtype=torch.bool, device=ctx.device)
         self._noise = None
-        self._ends = RowEnds(ctx, ctx.layout) if row_ends(ctx) else None
+        self._ends = RowEnds(ctx, ctx.layout) if has_row_ends(ctx) else None
         self._uniform = UniformDraws(ctx)
         self._started = torch.zeros(b, r, dtype=torch.bool, device=ctx.device)
         self._started[:, 0] = True
@@ -107,7 +106,7 @@ class PJD(Strategy):
         """(cells Long[B, R], started Bool[B, R], complete Bool[B, R]) given committed offsets `done`."""
         grid = ctx.grid
         cells = row_cells(done, grid)
-        if not row_ends(ctx):  # image-only: no end-of-line to read, the strategy keeps the state
+        if not has_row_ends(ctx):  # image-only: no end-of-line to read, the strategy keeps the state
             return cells, self._started, cells == grid.cols
         eol_above = torch.arange(grid.rows - 1, device=ctx.device) * grid.stride + grid.cols
         started = torch.cat([torch.ones_like(done[:, :1]), done[:, eol_above]], 1)
@@ -124,7 +123,7 @@ class PJD(Strategy):
 
     # --- the strategy ---------------------------------------------------------------------------
     def propose(self, ctx: DecodeContext) -> Proposal:
-        grid = grid_of(ctx, self.name)
+        grid = row_parallel_grid(ctx, self.name)
         b, w, stride = ctx.batch, self.window, grid.stride
         done = ctx.done if ctx.done is not None else torch.zeros(b, ctx.length, dtype=torch.bool, device=ctx.device)
         cells, started, complete = self._rows_state(ctx, done)
@@ -162,7 +161,7 @@ class PJD(Strategy):
         # the front's input: the committed token just before it (the prompt's output at the first pass),
         # fed again if the cache holds it already (a next token equal to the draft fed at its offset);
         # in an image-only span a row started before the row above is complete has no committed token
-        # there (the row above's last cell): a stand-in is fed instead (zipar.placeholders)
+        # there (the row above's last cell): a stand-in is fed instead (rows.stand_ins)
         before = (start - 1).clamp(min=0)
         stand_in = front_ok & (start > 0) & ~done.gather(1, before)  # never with an end-of-line per row
         if ctx.done is None:  # first pass: row 0 alone, fed by the prompt
@@ -179,7 +178,7 @@ class PJD(Strategy):
         # one stand-in slot per front (-1: none), right after the pending ones (image-only spans only)
         if self._ends is None and bool(stand_in.any()):
             need = torch.zeros(b, grid.rows + 1, dtype=torch.bool, device=ctx.device).scatter(1, row, stand_in)[:, : grid.rows]
-            stand_off, stand_tok = placeholders(ctx, grid, need)
+            stand_off, stand_tok = stand_ins(ctx, grid, need)
             stand_off = torch.where(stand_in, stand_off.gather(1, at_row), -1)
             stand_tok = stand_tok.gather(1, at_row)
             stand_count = f
@@ -260,7 +259,7 @@ class PJD(Strategy):
             accepted, capped = self._follow(ctx, accepted.view(b, f), s["column"], front_ok)
             stopped = stopped | capped.view(-1)
             accepted = accepted.view(-1)
-        dist = torch.where(stopped.unsqueeze(1), _at(pf, accepted), dist)
+        dist = torch.where(stopped.unsqueeze(1), take_per_row(pf, accepted), dist)
         next_token = sample(dist, ctx.generator)
 
         # commits: the accepted run, then the next token unless it would be the end-of-line

@@ -1,10 +1,11 @@
 """Relaxed acceptance: SJD whose acceptance rule lets near-miss drafts through. Lossy, with a knob.
 
-One family, interchangeable rules. Each rule gives, for every slot and every token y that could be
-the draft, an acceptance probability a(y) >= the exact min(1, p(y)/q(y)); verification
-(`core.verify.relaxed_accept`) keeps drafts while a uniform falls below a(draft), resamples the
-first rejected slot from normalize(max(0, p - q a)) and draws the bonus from p. At the knob's exact
-end every rule is a = min(1, p/q): plain SJD, exactly AR's distribution.
+The relaxed-acceptance family in one module: `lantern`, `gsd` and `entropy_sd` are interchangeable
+rules. Each rule gives, for every slot and every token y that could be the draft, an acceptance
+probability a(y) >= the exact min(1, p(y)/q(y)); verification (`core.verify.relaxed_accept`) keeps
+drafts while a uniform falls below a(draft), resamples the first rejected slot from
+normalize(max(0, p - q a)) and draws the bonus from p. At the knob's exact end every rule is
+a = min(1, p/q): plain SJD, exactly AR's distribution.
 
 Every pass reports, in `Trace.diagnostics["tv_bound"]` per row, the sum over the slots it
 committed of the total variation distance between the distribution the rule commits a token from
@@ -114,7 +115,7 @@ class GSD(Relaxed):
 
 
 @attrs.define
-class EntropyAware(Relaxed):
+class EntropySD(Relaxed):
     """Entropy-aware acceptance: the ratio p/q relaxed in proportion to the normalised entropy of p."""
 
     name = "entropy_sd"
@@ -129,3 +130,6 @@ class EntropyAware(Relaxed):
         entropy = -(p * p.clamp_min(torch.finfo(p.dtype).tiny).log()).sum(-1, keepdim=True)
         h = torch.where(support > 1, entropy / support.clamp_min(2).to(p.dtype).log(), torch.zeros_like(entropy))
         return exact.pow(1 / (1 + self.strength * h.clamp(0, 1)))
+
+
+EntropyAware = EntropySD  # its former name

@@ -1,5 +1,6 @@
-"""Per-pass helpers shared by the row-parallel strategies (`zipar`, `pjd`): marking commits without
-a host transfer, and the tokens a row layout forces, built once per decode.
+"""What the row-parallel strategies (`zipar`, `pjd`) share: the grid they decode (and a clear error
+for a span they cannot), the stand-in fed for an image-only row started early, marking commits
+without a host transfer, and the tokens a row layout forces, built once per decode.
 
 They run every pass on small tensors, where each extra kernel or host transfer shows against the
 forward; the results equal what a per-pass rebuild would give.
@@ -9,8 +10,49 @@ from __future__ import annotations
 
 import torch
 
+from ..core.errors import ConfigError
 from ..core.fronts import Commits, front_columns
 from ..core.layout import Grid, GridLayout
+from ..core.strategy import DecodeContext
+
+
+def row_parallel_grid(ctx: DecodeContext, name: str) -> Grid:
+    """The span's image grid (`ctx.grid`); a one-line ConfigError for a span the row-parallel
+    strategies cannot decode: one with no grid, or a grid that is neither rows closed by an
+    end-of-line (`GridLayout`) nor image cells only (cell (r, c) at offset r * cols + c)."""
+    grid = ctx.grid
+    if grid is None:
+        raise ConfigError(f"strategy {name!r} decodes image rows in parallel; backbone {ctx.backbone!r} has a span with no image grid")
+    if not has_row_ends(ctx) and (grid.start or grid.stride != grid.cols or grid.length != grid.rows * grid.cols):
+        raise ConfigError(f"strategy {name!r} decodes rows closed by an end-of-line or image-only spans; backbone {ctx.backbone!r} "
+                          f"has a {grid.rows}x{grid.cols} grid at offset {grid.start}, stride {grid.stride}, in a span of {grid.length}")
+    return grid
+
+
+def has_row_ends(ctx: DecodeContext) -> bool:
+    """True when every image row is closed by a forced end-of-line (a `GridLayout`): a row then
+    starts when the end-of-line above it is committed, and the strategies commit those for free."""
+    return isinstance(ctx.layout, GridLayout)
+
+
+def stand_ins(ctx: DecodeContext, grid: Grid, need: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(offsets, tokens) Long[B, R]: for each row r with `need[b, r]` (an image-only row started
+    before the row above is complete), a slot at the offset just before its first cell (the
+    uncommitted last cell of row r-1) holding a stand-in token, -1 elsewhere.
+
+    The stand-in is the newest committed cell of row r-1 (rows commit left to right, so it sits at
+    column cells - 1). It always exists when a row starts (the row above has at least one cell),
+    it is the committed token nearest to the missing one in raster order, and at a lag of one
+    column it is the cell right above the row's first cell. The stand-in sees committed tokens only
+    and is not itself committed, so the loop makes the slot a hole: only the pass that feeds it (and
+    only its own row's slots) see it. (Should the row above commit that very token at that offset in
+    the same pass, the slot is simply that token's, with a committed-only context, and stays cached.)
+    """
+    r = torch.arange(grid.rows, device=ctx.device)
+    cells = row_cells(ctx.done, grid)
+    newest = (r - 1).clamp(min=0) * grid.stride + (cells.roll(1, 1) - 1).clamp(min=0)
+    offsets = torch.where(need, r * grid.stride - 1, -1)
+    return offsets, ctx.tokens.gather(1, newest.expand(ctx.batch, -1))
 
 
 def committed_after(done: torch.Tensor, offsets: torch.Tensor, use: torch.Tensor) -> torch.Tensor:

@@ -28,47 +28,49 @@ class SJD(Jacobi):
     name = "sjd"
 
     coupling: str = attrs.field(default="independent", validator=check_coupling)
-    _q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
-    _given: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)  # fresh: q one-hot
+    #: Float[B, W, V]: the distribution each draft was drawn from (None at the first pass, every draft fresh)
+    q: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    #: Bool[B, W]: drafts that were given rather than drawn (fresh ones): their q is one-hot, whatever `q` holds
+    given: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
     _coupled: CoupledDraws | None = attrs.field(default=None, init=False, repr=False)
 
     def reset(self, ctx: DecodeContext) -> None:
-        self._drafts, self._q, self._given = None, None, None
+        self.drafts, self.q, self.given = None, None, None
         self._coupled = None
         if self.coupling == "gumbel":
             self._coupled = CoupledDraws(ctx.batch, auto_or(self.window, 0), ctx.vocab_size, ctx.generator, ctx.device)
 
-    def _widen(self, ctx: DecodeContext, fresh: torch.Tensor) -> None:
-        super()._widen(ctx, fresh)
-        if self._q is not None:  # fresh drafts are given: q one-hot, whatever _q holds there
-            self._q = torch.cat([self._q, self._q.new_zeros(*fresh.shape, self._q.shape[-1])], 1)
-            self._given = torch.cat([self._given, torch.ones_like(fresh, dtype=torch.bool)], 1)
+    def widen(self, ctx: DecodeContext, fresh: torch.Tensor) -> None:
+        super().widen(ctx, fresh)
+        if self.q is not None:  # fresh drafts are given: q one-hot, whatever q holds there
+            self.q = torch.cat([self.q, self.q.new_zeros(*fresh.shape, self.q.shape[-1])], 1)
+            self.given = torch.cat([self.given, torch.ones_like(fresh, dtype=torch.bool)], 1)
 
-    def _narrow(self, width: int) -> None:
-        self._drafts, self._q, self._given = narrowed(width, self._drafts, self._q, self._given)
+    def narrow(self, width: int) -> None:
+        self.drafts, self.q, self.given = narrowed(width, self.drafts, self.q, self.given)
         if self._coupled is not None:
             self._coupled.fit(width)
 
     def accept(self, ctx: DecodeContext, drafts: torch.Tensor, p: torch.Tensor):
         # q is None at the first pass: every draft is fresh, q one-hot
-        return speculative_accept(p, drafts, self._q, ctx.generator, self._given)
+        return speculative_accept(p, drafts, self.q, ctx.generator, self.given)
 
     def outputs(self, ctx: DecodeContext, p: torch.Tensor) -> torch.Tensor:
-        if self.coupling == "maximal":  # self._drafts / self._q are still this pass's drafts
-            return maximal_redraw(p, self._drafts, self.draft_q(ctx, p.dtype), ctx.generator)
+        if self.coupling == "maximal":  # self.drafts / self.q are still this pass's drafts
+            return maximal_redraw(p, self.drafts, self.draft_q(ctx, p.dtype), ctx.generator)
         return sample(p, ctx.generator) if self._coupled is None else self._coupled.draw(p)
 
     def draft_q(self, ctx: DecodeContext, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Float[B, W, V]: the distribution each current draft was drawn from (one-hot where given)."""
-        one_hot = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(dtype)
-        if self._q is None:  # first pass: every draft is fresh
+        one_hot = torch.nn.functional.one_hot(self.drafts, ctx.vocab_size).to(dtype)
+        if self.q is None:  # first pass: every draft is fresh
             return one_hot
-        return torch.where(self._given.unsqueeze(-1), one_hot, self._q)  # _given is set with _q
+        return torch.where(self.given.unsqueeze(-1), one_hot, self.q)  # `given` is set with `q`
 
-    def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
-        stale = super()._redraft(ctx, outputs, p, accepted, next_token)
-        self._q, _ = carry_over(p, accepted, stale.shape[1])
-        self._given = stale  # fresh drafts: q one-hot, whatever _q holds there
+    def redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
+        stale = super().redraft(ctx, outputs, p, accepted, next_token)
+        self.q, _ = carry_over(p, accepted, stale.shape[1])
+        self.given = stale  # fresh drafts: q one-hot, whatever q holds there
         if self._coupled is not None:
             self._coupled.advance(accepted)
         return stale

@@ -12,8 +12,8 @@ drafts and the noisy slots. Then, left to right:
 - noisy slots take one deterministic DDIM step toward the embedding of a token drawn from this
   pass's p for them; at level 0 that token becomes a clean draft with q = p.
 Redraws are Gumbel-coupled across passes by default (`coupling="gumbel"`, see `CoupledDraws`):
-the denoising target and the drafts then move only when p does, which the measurements in the
-README show matters; `coupling="independent"` redraws afresh every pass; `coupling="maximal"` keeps
+the denoising target and the drafts then move only when p does, which the measurements in
+docs/results.md show matters; `coupling="independent"` redraws afresh every pass; `coupling="maximal"` keeps
 each slot's last token with probability min(1, p/q) and redraws from max(0, p - q) otherwise.
 Slots that the layout forces (end-of-line, end tokens) are always clean.
 """
@@ -27,7 +27,8 @@ from ..core.backbone import NoisyInputs
 from ..core.errors import ConfigError
 from ..core.noise import NoiseSchedule, ddim_step, vp_coefficients
 from ..core.strategy import AUTO_WIDEST, DecodeContext, Proposal, Strategy, Verdict, positive_int, window_size
-from ..core.verify import _at, acceptance_probability, correction_distribution, first_false, maximal_redraw, sample
+from ..core.verify import acceptance_probability, correction_distribution, first_false, maximal_redraw, sample
+from ..core.verify import take_per_row
 from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed, random_tokens
 
 
@@ -42,7 +43,7 @@ class SJD2(Strategy):
 
     name = "sjd2"
 
-    # defaults chosen with the `sjd2-tuning` benchmark suite on fashion-sjd2 (README, "Measured results")
+    # defaults chosen with the `sjd2-tuning` benchmark suite on fashion-sjd2 (docs/results.md)
     #: drafts per pass, or "auto": chosen before each pass for throughput (`pardecode.core.windows`)
     window: int | str = attrs.field(default="auto", validator=window_size())
     steps: int = attrs.field(default=4, validator=positive_int("steps"))
@@ -128,8 +129,8 @@ class SJD2(Strategy):
         accepted = first_false(u < a)
         dist = correction_distribution(p, drafts, self._q, accepted)
         if width:  # a noisy slot's token is a plain draw from p: nothing was drafted there
-            was_noisy = (accepted < width) & ~_at(clean, accepted.clamp(max=width - 1))
-            dist = torch.where(was_noisy.unsqueeze(-1), _at(p, accepted), dist)
+            was_noisy = (accepted < width) & ~take_per_row(clean, accepted.clamp(max=width - 1))
+            dist = torch.where(was_noisy.unsqueeze(-1), take_per_row(p, accepted), dist)
         next_token = sample(dist, ctx.generator)
         self._advance(ctx, p, accepted)
         return Verdict(accepted, next_token)

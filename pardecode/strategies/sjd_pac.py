@@ -39,15 +39,15 @@ class SJDPAC(SJD):
     coupling: str = attrs.field(default="maximal", validator=check_coupling)
     proactive: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
 
-    def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
-        stale = super()._redraft(ctx, outputs, p, accepted, next_token)
+    def redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
+        stale = super().redraft(ctx, outputs, p, accepted, next_token)
         if not self.proactive or not bool(stale.any()):
             return stale
         width = stale.shape[1]
         latest = p[:, -1:].expand(-1, width, -1)  # the furthest prediction of this pass
         latest = restricted(latest, ctx.allowed(width, start=accepted + 1))
         fresh = sample(latest, ctx.generator)
-        self._drafts = torch.where(stale, fresh, self._drafts)
-        self._q = torch.where(stale.unsqueeze(-1), latest, self._q)
-        self._given = torch.zeros_like(stale)  # every slot's q is now explicit
+        self.drafts = torch.where(stale, fresh, self.drafts)
+        self.q = torch.where(stale.unsqueeze(-1), latest, self.q)
+        self.given = torch.zeros_like(stale)  # every slot's q is now explicit
         return stale

@@ -34,8 +34,8 @@ import torch
 
 from ..core.fronts import Commits
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
-from ..core.verify import _at, _residual, acceptance_probability, correction_distribution, first_false
-from ..core.verify import multi_draft_accept, sample, sample_with, uniforms
+from ..core.verify import acceptance_probability, correction_distribution, first_false
+from ..core.verify import multi_draft_accept, residual_distribution, sample, sample_with, take_per_row, uniforms
 from .drafting import restricted
 
 
@@ -145,7 +145,7 @@ class SJDPACTree(Strategy):
         keep = acceptance_probability(pb, tail, tail_q) * valid
         accepted = first_false(torch.rand(keep.shape, generator=gen, device=ctx.device) < keep)
         dist = correction_distribution(pb, tail, tail_q, accepted)
-        dist = torch.where((accepted >= valid.sum(1)).unsqueeze(1), _at(pb, accepted), dist)  # bonus
+        dist = torch.where((accepted >= valid.sum(1)).unsqueeze(1), take_per_row(pb, accepted), dist)  # bonus
         after = sample(dist, gen)
 
         # commits: the first offset, then (if a candidate was kept) its accepted drafts and one more
@@ -185,7 +185,7 @@ class SJDPACTree(Strategy):
         u_residual, u_source, u_fresh = (uniforms(src_p, ctx.generator) for _ in range(3))
         redraw = has_prev.view(-1, 1)
         u = torch.where(has_source.view(-1, 1), torch.where(redraw, u_residual, u_source), u_fresh)
-        dist = torch.where(has_prev.unsqueeze(-1), _residual(src_p, prev_q), src_p)
+        dist = torch.where(has_prev.unsqueeze(-1), residual_distribution(src_p, prev_q), src_p)
         self._q = torch.where(has_source.unsqueeze(-1), src_p, fresh_q)
         drawn = sample_with(torch.where(has_source.unsqueeze(-1), dist, fresh_q), u)
         self._drafts = torch.where(has_source & has_prev & stay, prev, drawn)

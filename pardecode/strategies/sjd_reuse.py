@@ -48,7 +48,7 @@ class SJDReuse(SJD):
     _mix: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
 
     def outputs(self, ctx: DecodeContext, p: torch.Tensor) -> torch.Tensor:
-        drafts = self._drafts
+        drafts = self.drafts
         width = drafts.shape[1]
         q = self.draft_q(ctx, p.dtype)
         p_slots = p[:, :width]
@@ -60,10 +60,10 @@ class SJDReuse(SJD):
         self._mix = torch.cat([mix, p[:, width:]], 1)
         return torch.cat([torch.where(reuse, drafts, drawn[:, :width]), drawn[:, width:]], 1)
 
-    def _redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
-        stale = Jacobi._redraft(self, ctx, outputs, p, accepted, next_token)
+    def redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
+        stale = Jacobi.redraft(self, ctx, outputs, p, accepted, next_token)
         q, _ = carry_over(self._mix, accepted, stale.shape[1])
-        fresh = torch.nn.functional.one_hot(self._drafts, ctx.vocab_size).to(p.dtype)
-        self._q = torch.where(stale.unsqueeze(-1), fresh, q)
-        self._given = stale
+        fresh = torch.nn.functional.one_hot(self.drafts, ctx.vocab_size).to(p.dtype)
+        self.q = torch.where(stale.unsqueeze(-1), fresh, q)
+        self.given = stale
         return stale

@@ -16,7 +16,7 @@ the row's first cell. In an image-only span (stride = cols, no end-of-line) the 
 which rows have started from the cells committed above, and the slot that predicts a row's first
 cell sits at the last cell of the row above, which is not committed yet when the row starts early:
 that pass feeds a stand-in token there (the newest committed cell of the row above, see
-`placeholders`), seen by that slot alone and never committed, so the loop drops it afterwards.
+`rows.stand_ins`), seen by that slot alone and never committed, so the loop drops it afterwards.
 
 Lossy: a token is sampled from a context that lacks the rest of the row above it (and of the rows
 further up), and its keys stay cached with that context; in an image-only span a row's first token
@@ -30,51 +30,14 @@ from __future__ import annotations
 import attrs
 import torch
 
-from ..core.errors import ConfigError
 from ..core.fronts import Commits, front_columns, pending
-from ..core.layout import Grid, GridLayout
+from ..core.layout import Grid
 from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
 from ..core.verify import sample
-from .rows import RowEnds, committed_after, row_cells
+from .rows import RowEnds, committed_after, has_row_ends, row_cells, row_parallel_grid, stand_ins
 
-
-def grid_of(ctx: DecodeContext, name: str) -> Grid:
-    """The span's image grid (`ctx.grid`); a one-line ConfigError for a span the row-parallel
-    strategies cannot decode: one with no grid, or a grid that is neither rows closed by an
-    end-of-line (`GridLayout`) nor image cells only (cell (r, c) at offset r * cols + c)."""
-    grid = ctx.grid
-    if grid is None:
-        raise ConfigError(f"strategy {name!r} decodes image rows in parallel; backbone {ctx.backbone!r} has a span with no image grid")
-    if not row_ends(ctx) and (grid.start or grid.stride != grid.cols or grid.length != grid.rows * grid.cols):
-        raise ConfigError(f"strategy {name!r} decodes rows closed by an end-of-line or image-only spans; backbone {ctx.backbone!r} "
-                          f"has a {grid.rows}x{grid.cols} grid at offset {grid.start}, stride {grid.stride}, in a span of {grid.length}")
-    return grid
-
-
-def row_ends(ctx: DecodeContext) -> bool:
-    """True when every image row is closed by a forced end-of-line (a `GridLayout`): a row then
-    starts when the end-of-line above it is committed, and the strategies commit those for free."""
-    return isinstance(ctx.layout, GridLayout)
-
-
-def placeholders(ctx: DecodeContext, grid: Grid, need: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(offsets, tokens) Long[B, R]: for each row r with `need[b, r]` (an image-only row started
-    before the row above is complete), a slot at the offset just before its first cell (the
-    uncommitted last cell of row r-1) holding a stand-in token, -1 elsewhere.
-
-    The stand-in is the newest committed cell of row r-1 (rows commit left to right, so it sits at
-    column cells - 1). It always exists when a row starts (the row above has at least one cell),
-    it is the committed token nearest to the missing one in raster order, and at a lag of one
-    column it is the cell right above the row's first cell. The stand-in sees committed tokens only
-    and is not itself committed, so the loop makes the slot a hole: only the pass that feeds it (and
-    only its own row's slots) see it. (Should the row above commit that very token at that offset in
-    the same pass, the slot is simply that token's, with a committed-only context, and stays cached.)
-    """
-    r = torch.arange(grid.rows, device=ctx.device)
-    cells = row_cells(ctx.done, grid)
-    newest = (r - 1).clamp(min=0) * grid.stride + (cells.roll(1, 1) - 1).clamp(min=0)
-    offsets = torch.where(need, r * grid.stride - 1, -1)
-    return offsets, ctx.tokens.gather(1, newest.expand(ctx.batch, -1))
+# former names of the row helpers that moved to `.rows`
+grid_of, row_ends, placeholders = row_parallel_grid, has_row_ends, stand_ins
 
 
 def packed(offsets: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,8 +60,8 @@ class ZipAR(Strategy):
     _ends: RowEnds | None = attrs.field(default=None, init=False, repr=False)  # forced tokens, with an end-of-line per row
 
     def reset(self, ctx: DecodeContext) -> None:
-        grid_of(ctx, self.name)
-        self._ends = RowEnds(ctx, ctx.layout) if row_ends(ctx) else None
+        row_parallel_grid(ctx, self.name)
+        self._ends = RowEnds(ctx, ctx.layout) if has_row_ends(ctx) else None
 
     def _started(self, grid: Grid, cells: torch.Tensor) -> torch.Tensor:
         """Bool[B, R]: rows that may sample (row 0, and every row whose row above has `window` cells)."""
@@ -109,7 +72,7 @@ class ZipAR(Strategy):
             empty = torch.zeros(ctx.batch, 0, dtype=torch.long, device=ctx.device)
             return Proposal(empty, offsets=empty)
         offsets, tokens = pending(ctx)
-        if row_ends(ctx):
+        if has_row_ends(ctx):
             return Proposal(tokens, offsets=offsets)
         # image-only: a row started with no cell yet reads its first token's distribution from the
         # slot before it, the last cell of the row above; a stand-in when that is not committed
@@ -119,7 +82,7 @@ class ZipAR(Strategy):
         need = self._started(grid, cells) & (cells == 0) & (before >= 0) & ~ctx.done.gather(1, before.clamp(min=0).expand(ctx.batch, -1))
         if not bool(need.any()):
             return Proposal(tokens, offsets=offsets)
-        stand_off, stand_tok = packed(*placeholders(ctx, grid, need))
+        stand_off, stand_tok = packed(*stand_ins(ctx, grid, need))
         offsets, tokens = torch.cat([offsets, stand_off], 1), torch.cat([tokens, stand_tok], 1)
         used = offsets >= 0
         hidden = torch.cat([torch.zeros_like(used[:, : used.shape[1] - stand_off.shape[1]]), stand_off >= 0], 1)
@@ -128,7 +91,7 @@ class ZipAR(Strategy):
         return Proposal(tokens, offsets=offsets, attends=attends)
 
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
-        grid = grid_of(ctx, self.name)
+        grid = row_parallel_grid(ctx, self.name)
         offs = proposal.offsets
         first = ctx.step == 0
         lead = offs.new_full((ctx.batch, 1), 0 if first else -2)  # entry 0: the prompt's, first pass only
@@ -136,7 +99,7 @@ class ZipAR(Strategy):
         done = ctx.done if ctx.done is not None else torch.zeros(ctx.batch, ctx.length, dtype=torch.bool, device=ctx.device)
         wanted = grid.is_cell(targets) & (offs.new_ones(1, 1, dtype=torch.bool) if first else torch.cat([lead >= 0, offs >= 0], 1))
         wanted &= ~done.gather(1, targets.clamp(0, ctx.length - 1))
-        if not row_ends(ctx):  # a slot before a row's first cell samples it only once the row has started
+        if not has_row_ends(ctx):  # a slot before a row's first cell samples it only once the row has started
             row = targets.clamp(min=0).div(grid.stride, rounding_mode="floor").clamp(max=grid.rows - 1)
             wanted &= self._started(grid, row_cells(done, grid)).gather(1, row)
         tokens = sample(p, ctx.generator)
