@@ -53,6 +53,8 @@ def main() -> int:
                     trees = [("ref", other), ("this", HERE)]
                     for label, tree in trees if r % 2 == 0 else trees[::-1]:
                         got = overhead(tree, *setting)
+                        print(f"round {r} {label:>4} {' '.join(setting[:2] + tuple(setting[2]))}: framework "
+                              f"{got['overhead_ms_median']:.3f} ms, forward {got['forward_ms_median']:.3f} ms", flush=True)
                         rows.setdefault(setting[:2] + tuple(setting[2]), {}).setdefault(label, []).append(
                             (got["overhead_ms_median"], got["forward_ms_median"]))
         finally:
