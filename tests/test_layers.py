@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "pardecode"
 
 
@@ -38,3 +40,25 @@ def test_nothing_below_the_command_line_imports_it():
     below = [p for p in modules_under() if PACKAGE / "cli" not in p.parents]
     assert importers_of("pardecode.cli", below) == []
 
+
+
+@pytest.mark.parametrize("layer", ["core", "strategies", "adapters"])
+def test_the_default_model_is_a_plugin_no_lower_layer_imports(layer):
+    assert importers_of("pardecode.fashion", modules_under(layer)) == []
+
+
+def test_the_default_model_registers_through_the_plugin_hook():
+    from pardecode.core.plugins import plugins
+
+    registered_by = {plugins().backbones.get(name).plugin for name in ("fashion", "fashion-sjd2")}
+    assert registered_by == {"pardecode.fashion.plugin"}
+
+
+def test_names_that_moved_to_the_default_models_plugin_still_import_from_the_adapters():
+    from pardecode import adapters
+    from pardecode.fashion import plugin
+
+    for name in ("FASHION_DIR", "FASHION_SJD2_DIR", "load_fashion", "load_fashion_sjd2"):
+        assert getattr(adapters, name) is getattr(plugin, name)
+    with pytest.raises(AttributeError):
+        adapters.FASHION_NOWHERE
