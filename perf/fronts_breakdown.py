@@ -2,11 +2,11 @@
 strategy's propose and verify, processing (CFG, mask, softmax) and the framework's own checks and
 cache bookkeeping ("fronts"). One thread; medians over repeats of each setting.
 
-    python benchmarks/fronts_breakdown.py                 # this tree's core/fronts.py
-    python benchmarks/fronts_breakdown.py --against REF   # also REF's core/fronts.py and strategies
+    python perf/fronts_breakdown.py                 # this tree's core/fronts.py
+    python perf/fronts_breakdown.py --against REF   # also REF's core/fronts.py and strategies
                                                           # (a git ref), interleaved with this tree's
                                                           # in one run
-    python benchmarks/fronts_breakdown.py --syncs         # count host syncs per pass instead
+    python perf/fronts_breakdown.py --syncs         # count host syncs per pass instead
 
 With `--against`, REF's whole `pardecode/strategies` package is checked out into a temporary git
 worktree and imported as a separate package (`pardecode._strategies_ref`) beside this tree's, so

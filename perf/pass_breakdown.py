@@ -2,7 +2,7 @@
 (CFG, layout mask, softmax), verify (acceptance and redrafting) and the loop's own inputs, commit
 and cache bookkeeping. Means over 3 decodes after a warm-up, one thread.
 
-    python benchmarks/pass_breakdown.py
+    python perf/pass_breakdown.py
 """
 import time, statistics, sys, collections, torch
 torch.set_num_threads(1)

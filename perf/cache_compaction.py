@@ -1,6 +1,6 @@
 """Side-by-side cost of the cache's holes: decode with compaction on and off, interleaved.
 
-    OMP_NUM_THREADS=1 python benchmarks/cache_compaction.py [--repeats 5]
+    OMP_NUM_THREADS=1 python perf/cache_compaction.py [--repeats 5]
 
 Prints, per strategy, the median seconds to decode 4 batches of 4 on fashion-sjd2, the span-cache
 length at the end of a decode and the ratio; both variants decode the same prompts and seeds.
