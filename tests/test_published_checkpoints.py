@@ -20,7 +20,7 @@ from PIL import Image
 
 import published_formats as pf
 import tiny_models
-from pardecode.adapters import hf
+from pardecode.adapters import hf, hf_loading
 from pardecode.core.config import SamplingConfig
 from pardecode.core.errors import CheckpointError, ConfigError
 
@@ -352,7 +352,7 @@ def test_device_map_errors(monkeypatch):
     path = str(tiny_models.janus_dir())
     with pytest.raises(ConfigError, match=r"device_map must be one of \['auto', .*got 'everywhere'"):
         backbone_factory("janus")(path=path, device_map="everywhere")
-    monkeypatch.setattr(hf, "accelerate_available", lambda: False)
+    monkeypatch.setattr(hf_loading, "accelerate_available", lambda: False)
     with pytest.raises(ConfigError, match=r"device_map='auto' needs accelerate: pip install 'pardecode\[big\]'"):
         backbone_factory("janus")(path=path, device_map="auto")
 
@@ -360,7 +360,7 @@ def test_device_map_errors(monkeypatch):
 def test_without_accelerate_weights_load_on_the_host_in_their_dtype_then_move(monkeypatch):
     from transformers import JanusForConditionalGeneration
 
-    monkeypatch.setattr(hf, "accelerate_available", lambda: False)
+    monkeypatch.setattr(hf_loading, "accelerate_available", lambda: False)
     calls = _spy_from_pretrained(monkeypatch, JanusForConditionalGeneration)
     bb = backbone_factory("janus")(path=str(tiny_models.janus_dir()), dtype="bfloat16")
     assert "device_map" not in calls[0] and calls[0]["dtype"] is torch.bfloat16

@@ -10,14 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import CheckpointError, ConfigError
+from ..core.errors import ConfigError
 from ..core.options import options_of
 from ..core.plugins import hookimpl
 
-#: where the project's default model ships (written by the Fashion-MNIST training recipe)
-FASHION_DIR = Path(__file__).resolve().parent.parent / "fashion" / "assets" / "fashion-t2i"
-#: the same model fine-tuned for noisy inputs (`pardecode finetune-sjd2`)
-FASHION_SJD2_DIR = FASHION_DIR.with_name("fashion-t2i-sjd2")
+#: names that moved to the default model's own plugin (`pardecode.fashion.plugin`), still importable from here
+_MOVED_TO_FASHION = ("FASHION_DIR", "FASHION_SJD2_DIR", "load_fashion", "load_fashion_sjd2")
+
+
+def __getattr__(name: str) -> Any:
+    """The moved names, looked up where they live now: no adapter depends on the default model."""
+    if name in _MOVED_TO_FASHION:
+        import importlib
+
+        return getattr(importlib.import_module("pardecode.fashion.plugin"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _source(family: str, path: Any, config: Any) -> None:
@@ -137,28 +144,8 @@ def load_janus(
     return _load_styled("janus", JanusBackbone, JanusStyle, path, config, tokenizer, dtype, device, device_map, style)
 
 
-def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, name: str = "fashion"):
-    """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call."""
-    from ..fashion.backbone import FashionBackbone
-
-    root = Path(path) if path is not None else FASHION_DIR
-    if not (root / "config.json").is_file():
-        raise CheckpointError(
-            f"the {name!r} model is missing: no checkpoint at {str(root)!r}. It ships with the "
-            "package once trained; until then use another backbone or pass path= to a trained copy."
-        )
-    return FashionBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
-
-
-def load_fashion_sjd2(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
-    """The default model after next-clean-token fine-tuning: reads noisy inputs, so `sjd2` runs on it."""
-    return load_fashion(dtype=dtype, device=device, path=path if path is not None else FASHION_SJD2_DIR, name="fashion-sjd2")
-
-
 @hookimpl
 def pardecode_register_backbones(register):
     register("chameleon", load_chameleon, "Lumina-mGPT-style text-to-image on Chameleon weights (transformers)")
     register("emu3", load_emu3, "Emu3 text-to-image with its VQ decoder (transformers)")
     register("janus", load_janus, "Janus / Janus-Pro text-to-image with its VQ decoder (transformers)")
-    register("fashion", load_fashion, "The project's small Fashion-MNIST text-to-image model (Chameleon architecture)")
-    register("fashion-sjd2", load_fashion_sjd2, "The default model fine-tuned to read noisy inputs (for sjd2)")

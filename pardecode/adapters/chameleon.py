@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -40,6 +40,16 @@ VQGAN_PLACES = (".", "vqgan", "tokenizer")
 
 #: decodes Long[N, rows, cols] codebook indices (token id - image_token_range[0]) to images
 ImageDecoder = Callable[[torch.Tensor], Any]
+
+
+@attrs.frozen
+class DecoderFile:
+    """An image decoder stored as one file in a format of a backbone's own (a subclass's), besides
+    Meta's VQGAN: the file suffix that marks it, what it is called in errors, and how to read it."""
+
+    suffix: str
+    kind: str
+    read: Callable[[Path], ImageDecoder]
 
 
 def _nonneg_int(inst, attribute, value):
@@ -269,6 +279,8 @@ class ChameleonBackbone(hf.HFBackbone):
     """A Lumina-mGPT-style generator: Chameleon weights, its tokenizer and a `ChameleonSpec`."""
 
     start_options = ("size",)
+    #: the one-file image decoder format this backbone reads besides Meta's VQGAN (None: VQGAN only)
+    decoder_file: ClassVar[DecoderFile | None] = None
 
     def __init__(
         self,
@@ -330,7 +342,7 @@ class ChameleonBackbone(hf.HFBackbone):
     ) -> ChameleonBackbone:
         """The checkpoint in directory `path`: transformers' layout or Lumina-mGPT's as published.
 
-        `image_decoder` is a callable, a VQGAN directory or a patch codebook file; without one, a VQGAN
+        `image_decoder` is a callable, a VQGAN directory or a file of `decoder_file`'s format; without one, a VQGAN
         directory in or beside the checkpoint is used (`VQGAN_PLACES`). `target_size` is the resolution
         the checkpoint was trained for, when neither pardecode.json nor its name states it.
         """
@@ -413,7 +425,7 @@ class ChameleonBackbone(hf.HFBackbone):
         if self._decoder is None:
             source = self._decoder_source
             if isinstance(source, (str, Path)):
-                source = _load_decoder(Path(source), self.device)
+                source = _load_decoder(Path(source), self.device, self.decoder_file)
             scale = getattr(getattr(source, "config", None), "downsampling", None)
             if scale is not None and scale != self.spec.pixels_per_token:
                 raise CheckpointError(
@@ -424,8 +436,8 @@ class ChameleonBackbone(hf.HFBackbone):
         return self._decoder
 
     def image_codebook(self) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The patch codebook of the project's decoder when it is one (the default model), else the VQ
-        encoder's codebook (token id - image_token_range[0] indexes both); computed once."""
+        """The codebook of a decoder that carries one (a bound method of an object with a `codebook`
+        table), else the VQ encoder's codebook (token id - image_token_range[0] indexes both); computed once."""
         if not hasattr(self, "_codebook"):
             decoder = self.image_decoder() if self.no_images_reason is None else None
             owner = getattr(decoder, "__self__", None)
@@ -475,22 +487,21 @@ def find_vqgan(root: Path) -> Path | None:
     return None
 
 
-def _load_decoder(path: Path, device: torch.device) -> ImageDecoder:
+def _load_decoder(path: Path, device: torch.device, decoder_file: DecoderFile | None = None) -> ImageDecoder:
     """The image decoder stored at `path`: Meta's VQGAN (a directory with vqgan.yaml and vqgan.ckpt, or
-    either file) or the project's patch codebook (a .safetensors file, pardecode.fashion.tokenizer)."""
+    either file), or a file in the backbone's own `decoder_file` format."""
     from .vqgan import CONFIG_FILE, WEIGHTS_FILE, VQGANDecoder, is_vqgan_dir
 
     if path.name in (CONFIG_FILE, WEIGHTS_FILE):
         path = path.parent
     if is_vqgan_dir(path):
         return VQGANDecoder.load(path, device=device)
-    if path.is_file() and path.suffix == ".safetensors":
-        from ..fashion.tokenizer import PatchTokenizer  # imported lazily: only the default model needs it
-
-        return PatchTokenizer.load(path).decode
+    if decoder_file is not None and path.is_file() and path.suffix == decoder_file.suffix:
+        return decoder_file.read(path)
     if not path.exists():
         raise CheckpointError(f"image decoder {str(path)!r} does not exist")
+    own = decoder_file
+    other = "a callable taking codebook indices" if own is None else f"a {own.kind} ({own.suffix})"
     raise CheckpointError(
-        f"image decoder {str(path)!r} is neither a VQGAN directory ({CONFIG_FILE} + {WEIGHTS_FILE}) nor a "
-        "patch codebook (.safetensors)"
+        f"image decoder {str(path)!r} is neither a VQGAN directory ({CONFIG_FILE} + {WEIGHTS_FILE}) nor {other}"
     )

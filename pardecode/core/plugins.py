@@ -36,6 +36,7 @@ BUILTIN_PLUGINS = (
     "pardecode.strategies",
     "pardecode.adapters",
     "pardecode.adapters.toy",
+    "pardecode.fashion.plugin",
 )
 
 

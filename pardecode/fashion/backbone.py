@@ -1,4 +1,5 @@
-"""The default model as a backbone: the Chameleon adapter, plus a refusal of prompts it cannot draw.
+"""The default model as a backbone: the Chameleon adapter, plus a refusal of prompts it cannot draw
+and its own image decoder, the patch codebook.
 
 The model knows ten garments, each under a few phrasings; any other prompt ("a cat") would still
 decode, into some garment, so it is refused with the accepted phrasings instead.
@@ -6,13 +7,20 @@ decode, into some garment, so it is refused with the accepted phrasings instead.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from ..adapters.chameleon import ChameleonBackbone
+from ..adapters.chameleon import ChameleonBackbone, DecoderFile, ImageDecoder
 from ..adapters.hf import Encoded, check_prompts
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
 from . import vocab
+from .tokenizer import PatchTokenizer
+
+
+def read_patch_codebook(path: Path) -> ImageDecoder:
+    """The decoder of a patch codebook file (`PatchTokenizer.save`): codebook indices to pixels."""
+    return PatchTokenizer.load(path).decode
 
 
 def check_known(prompts: list[str], name: str) -> None:
@@ -29,6 +37,7 @@ def check_known(prompts: list[str], name: str) -> None:
 class FashionBackbone(ChameleonBackbone):
     """The shipped Fashion-MNIST text-to-image model: a Chameleon backbone that knows ten prompts' worth."""
 
+    decoder_file = DecoderFile(".safetensors", "patch codebook", read_patch_codebook)
     example_prompt = "a sneaker"
     calibration_prompts = tuple(phrasings[0] for phrasings in vocab.PROMPTS_BY_CLASS.values())  # one per class
 

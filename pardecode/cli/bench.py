@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..core.errors import ConfigError
+from .arguments import key_values
 
 EPILOG = """examples:
   pardecode bench quick --out runs/quick              run the built-in `quick` suite (resumes if interrupted)
@@ -15,8 +16,8 @@ EPILOG = """examples:
 """
 
 
-def cmd_bench(args) -> int:
-    from .report import build_report, compare_dirs
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..benchmarks.report import build_report, compare_dirs
 
     modes = sum(bool(m) for m in (args.suite, args.merge, args.compare, args.list_suites))
     if modes != 1:
@@ -33,7 +34,7 @@ def cmd_bench(args) -> int:
 
 
 def _list_suites() -> int:
-    from .suite import builtin_suites, load_suite
+    from ..benchmarks.suite import builtin_suites, load_suite
 
     for name in builtin_suites():
         suite = load_suite(name)
@@ -42,12 +43,11 @@ def _list_suites() -> int:
     return 0
 
 
-def _run(args) -> int:
-    from ..cli import _options
-    from .report import build_report
-    from .results import ResultsDir, Shard
-    from .runner import run_suite
-    from .suite import load_suite
+def _run(args: argparse.Namespace) -> int:
+    from ..benchmarks.report import build_report
+    from ..benchmarks.results import ResultsDir, Shard
+    from ..benchmarks.runner import run_suite
+    from ..benchmarks.suite import load_suite
 
     if not args.out:
         raise ConfigError("running a suite needs --out DIR")
@@ -55,7 +55,7 @@ def _run(args) -> int:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     suite = load_suite(args.suite)
     if args.backbone:
-        suite = suite.with_backbone(args.backbone, _options(args.backbone_option, "--backbone-option"))
+        suite = suite.with_backbone(args.backbone, key_values(args.backbone_option, "--backbone-option"))
     elif args.backbone_option:
         raise ConfigError("--backbone-option needs --backbone")
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
@@ -86,7 +86,7 @@ def _run(args) -> int:
     return 0
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `bench` command to the `pardecode` command line."""
     p = subparsers.add_parser(
         "bench", help="benchmark suites: forward passes, latency and quality per strategy",

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 
-def cmd_train_demo(args) -> int:
+def cmd_train_demo(args: argparse.Namespace) -> int:
     import attrs
 
-    from .recipe import RecipeConfig, train_default_model
+    from ..fashion.recipe import RecipeConfig, train_default_model
 
     overrides = {
         k: v
@@ -24,7 +25,7 @@ def cmd_train_demo(args) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train-demo", help="train the default Fashion-MNIST model from scratch (resumable)")
     p.add_argument("--out", default="runs/fashion", help="run directory (checkpoint/, model/, metrics.json)")
     p.add_argument("--steps", type=int, help="training steps (default: the shipped recipe's)")

@@ -1,6 +1,6 @@
 """Side-by-side cost of the cache's holes: decode with compaction on and off, interleaved.
 
-    OMP_NUM_THREADS=1 python benchmarks/cache_compaction.py [--repeats 5]
+    OMP_NUM_THREADS=1 python perf/cache_compaction.py [--repeats 5]
 
 Prints, per strategy, the median seconds to decode 4 batches of 4 on fashion-sjd2, the span-cache
 length at the end of a decode and the ratio; both variants decode the same prompts and seeds.
@@ -16,6 +16,8 @@ import torch
 
 from pardecode import get_backbone, get_strategy
 from pardecode.core import loop
+from pardecode.core.passes import common
+from pardecode.planning import profile_for
 from pardecode.fashion.card import class_prompts
 
 SETTINGS = [("sjd", {"window": 16}), ("sjd", {"window": 64, "coupling": "gumbel"}), ("sjd2", {})]
@@ -29,9 +31,10 @@ def decode_all(backbone, name, options, prompts) -> tuple[float, int]:
         for first in (0, 4):
             session = backbone.start(prompts[first : first + 4], backbone.default_sampling)
             strategy = get_strategy(name, **options)
-            decoder = loop.Decoder(backbone, session, strategy, backbone.default_sampling, seed)
+            profile = profile_for(backbone, backbone.default_sampling, 4) if strategy.auto_sized() else None
+            decoder = loop.Decoder(backbone, session, strategy, backbone.default_sampling, seed, profile)
             decoder.run()
-            slots = decoder.span_valid.shape[1]
+            slots = decoder.kind.valid.shape[1]
     return time.perf_counter() - started, slots
 
 
@@ -42,16 +45,16 @@ def main() -> None:
     torch.set_num_threads(1)
     backbone = get_backbone("fashion-sjd2")
     prompts, _ = class_prompts(1)
-    default = loop.HOLE_FRACTION
+    default = common.HOLE_FRACTION
     for name, options in SETTINGS:
         seconds = {default: [], NEVER: []}
         slots = {}
         for _ in range(args.repeats):
             for fraction in seconds:
-                loop.HOLE_FRACTION = fraction
+                common.HOLE_FRACTION = fraction
                 spent, slots[fraction] = decode_all(backbone, name, options, prompts)
                 seconds[fraction].append(spent)
-        loop.HOLE_FRACTION = default
+        common.HOLE_FRACTION = default
         on, off = statistics.median(seconds[default]), statistics.median(seconds[NEVER])
         label = " ".join([name] + [f"{k}={v}" for k, v in options.items()])
         print(

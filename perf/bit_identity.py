@@ -1,8 +1,8 @@
 """Record or check the exact tokens of today's strategies (same seeds), to prove a loop change
 leaves their outputs bit-identical.
 
-    python benchmarks/bit_identity.py record FILE   # before the change
-    python benchmarks/bit_identity.py check FILE    # after: exits 1 on any difference
+    python perf/bit_identity.py record FILE   # before the change
+    python perf/bit_identity.py check FILE    # after: exits 1 on any difference
 """
 
 from __future__ import annotations

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+from .arguments import key_values
 
-def cmd_finetune_sjd2(args) -> int:
+
+def cmd_finetune_sjd2(args: argparse.Namespace) -> int:
     import attrs
 
     from ..api import get_backbone
-    from ..cli import _options
     from ..core.errors import ConfigError
-    from .data import fashion_spans, self_spans, training_set
-    from .noising import SegmentNoise
-    from .sjd2 import FinetuneConfig, finetune_sjd2
+    from ..finetune.data import fashion_spans, self_spans, training_set
+    from ..finetune.noising import SegmentNoise
+    from ..finetune.sjd2 import FinetuneConfig, finetune_sjd2
 
-    backbone = get_backbone(args.backbone, **_options(args.backbone_option, "--backbone-option"))
+    backbone = get_backbone(args.backbone, **key_values(args.backbone_option, "--backbone-option"))
     if not hasattr(backbone, "body"):
         raise ConfigError(f"backbone {args.backbone!r} is not a transformers model; finetune-sjd2 needs inputs_embeds")
     if args.data == "fashion":
@@ -38,7 +40,7 @@ def cmd_finetune_sjd2(args) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune-sjd2", help="teach a backbone to read noisy inputs (SJD2 next-clean-token training)")
     p.add_argument("--backbone", default="fashion")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE")

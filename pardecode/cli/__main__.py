@@ -1,0 +1,7 @@
+"""`python -m pardecode.cli`: the `pardecode` command."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
