@@ -74,7 +74,8 @@ def first_guided(backbone, setting: dict, cases: list[dict]) -> torch.Tensor:
     session = backbone.start([c["prompt"] for c in cases], sampling, **options)
     b = len(cases)
     empty = torch.zeros(b, 0, dtype=torch.long)
-    scores = session.forward(Window(tokens=empty, offsets=empty, key_valid=torch.ones(b, 0, dtype=torch.bool), first=True))
+    window = Window(tokens=empty, offsets=empty, key_valid=torch.ones(b, 0, dtype=torch.bool), first=True)
+    scores = session.forward(window)
     return guided_logits(scores, sampling)[:, -1]
 
 
@@ -138,9 +139,9 @@ def test_lumina_reads_the_fixture_as_published():
     assert (root / "model.safetensors.index.json").is_file() and not (root / "pardecode.json").exists()
     from safetensors import safe_open
 
-    shard = sorted(root.glob("model-*.safetensors"))[0]
+    shard = min(root.glob("model-*.safetensors"))
     with safe_open(shard, "pt") as f:
-        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}  # noqa: SIM118 (safe_open has no __iter__)
 
 
 def test_lumina_negative_control_guidance_row():
@@ -225,7 +226,8 @@ def test_sjd_guidance_row_equals_the_masked_prompt_row():
     sampling = SamplingConfig(temperature=0, cfg_scale=3.0)
     session = bb.start([cases[0]["prompt"]], sampling, size=setting["size"])
     empty = torch.zeros(1, 0, dtype=torch.long)
-    ours = session.forward(Window(tokens=empty, offsets=empty, key_valid=torch.ones(1, 0, dtype=torch.bool), first=True))
+    window = Window(tokens=empty, offsets=empty, key_valid=torch.ones(1, 0, dtype=torch.bool), first=True)
+    ours = session.forward(window)
     row = session.encoded.cond[0]
     ids = torch.tensor([row])
     mask = torch.zeros_like(ids)

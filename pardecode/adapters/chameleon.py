@@ -354,7 +354,9 @@ class ChameleonBackbone(hf.HFBackbone):
         )
         expand_norms(model, norms)
         spec = read_spec(root, tokenizer, model.config.vocabulary_map, target_size)
-        backbone = cls(model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name, guidance_row=guidance_row)
+        backbone = cls(
+            model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name, guidance_row=guidance_row
+        )
         return backbone.with_checkpoint_noise(root)
 
     @classmethod

@@ -23,7 +23,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from tokenizers import Tokenizer, models
-from transformers import JanusConfig, JanusForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import (
+    JanusConfig,
+    JanusForConditionalGeneration,
+    PreTrainedTokenizerFast,
+)
 
 RENAMES = [
     ("language_model.model.", "model.language_model."),

@@ -10,9 +10,9 @@ Run it in the virtualenv docs/checkpoints.md gives (the official code's versions
   as the published checkpoints store them; Lumina-mGPT's token ids (image tokens 4..8195, <eoss> 8196,
   <racm3:break> 8197, <reserved08706> 8710, <reserved08799> 8803, size tokens 8804+n) in a tiny
   character-level tokenizer; saves it in bfloat16 in 3 shards with an index, as published;
-- reloads it as the official solver does (`model.chameleon.ChameleonForConditionalGeneration`, in float32) and builds each prompt with the official item
-  processor (`FlexARItemProcessor`'s conversation template and tokenizer wrapper; its VQGAN, needed for
-  pixels only, is not loaded), then appends [start-of-image, h, w] (the official solver samples the two
+- reloads it as the official solver does (`model.chameleon.ChameleonForConditionalGeneration`, in
+  float32) and builds each prompt with the official item processor (`FlexARItemProcessor`'s
+  conversation template and tokenizer wrapper; its VQGAN, needed for pixels only, is not loaded), then appends [start-of-image, h, w] (the official solver samples the two
   size tokens; pardecode asks for a size, so the fixture gives them);
 - decodes greedily with `model.generate(do_sample=False)` and the official solver's own logits
   processors (`create_logits_processor`: unbatched CFG on [soi, h, w], the layout constraints, image
@@ -158,10 +158,9 @@ def main() -> None:
     args = common.arguments(__doc__.splitlines()[0], "tests/golden/lumina")
     official = args.official
     common.on_path(official / "lumina_mgpt", official)
+    import inference_solver
     import torch
     import transformers
-
-    import inference_solver
     from data.convertsation import Conversation
     from data.item_processor import FlexARItemProcessor
     from model.chameleon import ChameleonForConditionalGeneration
