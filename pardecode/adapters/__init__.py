@@ -78,6 +78,7 @@ def load_chameleon(
     image_decoder: Any = None,
     vqgan: str | Path | None = None,
     target_size: Any = None,
+    guidance_row: str = "official",
 ):
     """Lumina-mGPT-style backbone from a checkpoint directory, or a random model from a ChameleonConfig.
 
@@ -86,7 +87,8 @@ def load_chameleon(
     vqgan.ckpt (found in or beside the checkpoint when not given); `target_size` the resolution the
     checkpoint was trained for when its name does not say. `dtype`/`device` "auto": bfloat16 on CUDA
     when there is one, else the checkpoint's dtype on the CPU; `device_map` places a model too large
-    for one device (accelerate).
+    for one device (accelerate). `guidance_row`: "official" (Lumina-mGPT's solver) or "sjd" (the SJD
+    authors' code; docs/checkpoints.md).
     """
     from .chameleon import ChameleonBackbone
 
@@ -97,10 +99,11 @@ def load_chameleon(
     if path is not None:
         return ChameleonBackbone.from_pretrained(
             path, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map,
-            image_decoder=image_decoder, target_size=target_size,
+            image_decoder=image_decoder, target_size=target_size, guidance_row=guidance_row,
         )
     return ChameleonBackbone.from_config(
-        config, tokenizer=tokenizer, spec=spec, dtype=dtype, device=device, image_decoder=image_decoder
+        config, tokenizer=tokenizer, spec=spec, dtype=dtype, device=device, image_decoder=image_decoder,
+        guidance_row=guidance_row,
     )
 
 

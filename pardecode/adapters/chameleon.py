@@ -37,6 +37,10 @@ SPEC_FILE = "pardecode.json"
 LUMINA_SIZE_IN_NAME = re.compile(r"lumina.*?-(\d{3,4})(?![\dB])", re.IGNORECASE)
 #: where a VQGAN directory (vqgan.yaml + vqgan.ckpt) is looked for around a checkpoint
 VQGAN_PLACES = (".", "vqgan", "tokenizer")
+#: how the CFG branch's row is built: "official" as Lumina-mGPT's solver ([soi, h, w], or [bos, soi, h, w]
+#: when the spec says guidance_bos); "sjd" as the SJD authors' code (tyshiwo1/Accelerating-T2I-AR-with-SJD):
+#: the whole prompt masked but its last token, the separator, so the branch sees [separator, soi, h, w]
+GUIDANCE_ROWS = ("official", "sjd")
 
 #: decodes Long[N, rows, cols] codebook indices (token id - image_token_range[0]) to images
 ImageDecoder = Callable[[torch.Tensor], Any]
@@ -291,7 +295,10 @@ class ChameleonBackbone(hf.HFBackbone):
         image_decoder: ImageDecoder | str | Path | None = None,
         root: Path | None = None,
         name: str = "chameleon",
+        guidance_row: str = "official",
     ):
+        if guidance_row not in GUIDANCE_ROWS:
+            raise ConfigError(f"guidance_row must be one of {list(GUIDANCE_ROWS)}, got {guidance_row!r}")
         config = model.config
         super().__init__(
             body=model.model,  # ChameleonModel: no image-logit mask, unlike the generation head's forward
@@ -303,6 +310,7 @@ class ChameleonBackbone(hf.HFBackbone):
         spec.check_vocab(self.vocab_size)
         spec.grid(spec.default_size)
         self.model, self.name, self.spec, self.root = model.eval(), name, spec, root
+        self.guidance_row = guidance_row
         self.default_sampling = SamplingConfig(temperature=1.0, top_k=spec.top_k, cfg_scale=spec.cfg_scale)
         self.image_tokens = torch.arange(*spec.image_token_range)
         lo, hi = spec.image_token_range
@@ -339,12 +347,14 @@ class ChameleonBackbone(hf.HFBackbone):
         image_decoder: ImageDecoder | str | Path | None = None,
         target_size: Any = None,
         name: str = "chameleon",
+        guidance_row: str = "official",
     ) -> ChameleonBackbone:
         """The checkpoint in directory `path`: transformers' layout or Lumina-mGPT's as published.
 
         `image_decoder` is a callable, a VQGAN directory or a file of `decoder_file`'s format; without one, a VQGAN
         directory in or beside the checkpoint is used (`VQGAN_PLACES`). `target_size` is the resolution
-        the checkpoint was trained for, when neither pardecode.json nor its name states it.
+        the checkpoint was trained for, when neither pardecode.json nor its name states it. `guidance_row`
+        is one of GUIDANCE_ROWS.
         """
         from transformers import ChameleonForConditionalGeneration
 
@@ -356,7 +366,9 @@ class ChameleonBackbone(hf.HFBackbone):
         )
         expand_norms(model, norms)
         spec = read_spec(root, tokenizer, model.config.vocabulary_map, target_size)
-        backbone = cls(model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name)
+        backbone = cls(
+            model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name, guidance_row=guidance_row
+        )
         return backbone.with_checkpoint_noise(root)
 
     @classmethod
@@ -370,6 +382,7 @@ class ChameleonBackbone(hf.HFBackbone):
         device: str | torch.device = hf.AUTO,
         image_decoder: ImageDecoder | None = None,
         name: str = "chameleon",
+        guidance_row: str = "official",
     ) -> ChameleonBackbone:
         """A randomly initialised model of `config` (tiny models for tests, experiments)."""
         from transformers import ChameleonConfig, ChameleonForConditionalGeneration
@@ -382,7 +395,7 @@ class ChameleonBackbone(hf.HFBackbone):
             spec = ChameleonSpec.lumina(tokenizer, config.vocabulary_map)
         elif isinstance(spec, dict):
             spec = ChameleonSpec.from_dict(spec)
-        return cls(model, tokenizer, spec, image_decoder=image_decoder, name=name)
+        return cls(model, tokenizer, spec, image_decoder=image_decoder, name=name, guidance_row=guidance_row)
 
     def size_tokens(self, rows: int, cols: int) -> list[int]:
         base, unit = self.spec.size_token_base, self.spec.tokens_per_grid_unit
@@ -408,7 +421,10 @@ class ChameleonBackbone(hf.HFBackbone):
         image_head = [spec.start_of_image_id, *self.size_tokens(rows, cols)]
         texts = [spec.prompt(width, height, p) for p in prompts]
         cond = [[spec.bos_id, *ids, spec.separator_id, *image_head] for ids in hf.tokenize(self.tokenizer, texts)]
-        guidance = [spec.bos_id, *image_head] if spec.guidance_bos else image_head
+        if self.guidance_row == "sjd":  # the masked prompt's tokens are invisible and take no position
+            guidance = [spec.separator_id, *image_head]
+        else:
+            guidance = [spec.bos_id, *image_head] if spec.guidance_bos else image_head
         uncond = [list(guidance) for _ in prompts] if sampling.uses_cfg else None
         layout = GridLayout(
             rows=rows,
