@@ -23,8 +23,6 @@ SETTINGS = [  # (backbone, strategy, extra arguments)
     ("fashion", "ar", ["--batch", "1"]),
     ("fashion", "sjd", ["--batch", "1", "--window", "16"]),
     ("fashion", "sjd", ["--batch", "8", "--window", "4"]),
-    ("fashion", "sjd_pac", ["--batch", "1", "--window", "16"]),
-    ("fashion", "zipar", ["--batch", "4"]),
     ("fashion", "pjd", ["--batch", "4"]),
     ("toy", "sjd", ["--batch", "8", "--window", "32"]),
 ]
