@@ -1,6 +1,6 @@
 """pardecode: parallel decoding for autoregressive image generators."""
 
-from .api import decode, get_backbone, get_strategy, list_plugins
+from .api import choose_strategy, decode, get_backbone, get_strategy, list_plugins
 from .core.backbone import Backbone, Scores, Session, Window
 from .core.config import SamplingConfig
 from .core.errors import BackboneError, CheckpointError, ConfigError, PardecodeError, UnknownNameError
@@ -14,5 +14,5 @@ __all__ = [
     "Backbone", "BackboneError", "CheckpointError", "Commits", "ConfigError", "DecodeContext", "DecodeResult",
     "FreeLayout", "Grid", "GridLayout", "ImageGridLayout", "PardecodeError", "Proposal", "SamplingConfig", "Scores", "Session",
     "Strategy", "TokenLayout", "Trace", "UnknownNameError", "Verdict", "Window", "decode",
-    "__version__", "get_backbone", "get_strategy", "hookimpl", "list_plugins",
+    "__version__", "choose_strategy", "get_backbone", "get_strategy", "hookimpl", "list_plugins",
 ]

@@ -20,7 +20,7 @@ from .core.plugins import plugins
 from .core.quiet import quiet_loading
 from .core.strategy import Strategy
 from .core.trace import DecodeResult
-from .planning import profile_for
+from .planning import Choice, fastest_exact, profile_for, refine, setting_label
 
 
 def _checked(kind: str, name: str, plugin: str, built: Any, expected: type) -> Any:
@@ -67,9 +67,18 @@ def list_plugins() -> dict[str, list[dict[str, Any]]]:
     return listing
 
 
+def choose_strategy(
+    backbone: Backbone, batch: int, *, sampling: SamplingConfig | None = None, **start_options: Any
+) -> Choice:
+    """The exact setting this machine's cost profile predicts fastest for `batch` rows (sjd_pac,
+    or sjd with maximal or Gumbel-coupled redraws, each sizing its window automatically)."""
+    sampling = sampling or backbone.default_sampling
+    return fastest_exact(profile_for(backbone, sampling, batch, start_options), batch)
+
+
 def decode(
     backbone: Backbone,
-    strategy: Strategy | str,
+    strategy: Strategy | str | None,
     prompts: Sequence[str],
     *,
     sampling: SamplingConfig | None = None,
@@ -80,23 +89,34 @@ def decode(
 ) -> DecodeResult:
     """Decode one batch of `prompts` with `strategy` (an instance or a registered name).
 
-    `sampling` defaults to the backbone's reference settings; `start_options` go to
-    `backbone.start` (image size, ...). A strategy that sizes its window automatically gets
-    `profile`, or else this machine's stored cost profile of the backbone, measured before the
-    decode starts when missing (its time is `trace.setup_seconds`).
+    `strategy=None` runs the exact setting this machine's cost profile predicts fastest for the
+    batch (`choose_strategy`). `sampling` defaults to the backbone's reference settings;
+    `start_options` go to `backbone.start` (image size, ...). A strategy that sizes its window
+    automatically gets `profile`, or else this machine's stored cost profile of the backbone, or a
+    prior that this decode's passes then rescale to this machine (`pardecode.planning`; finding
+    it is `trace.setup_seconds`).
     """
-    if isinstance(strategy, str):
+    seed, prompts = loop.check_seed(seed), loop.check_prompts(prompts)
+    sampling = sampling or backbone.default_sampling
+    t0 = time.perf_counter()
+    found = None
+    if strategy is None:
+        if strategy_options:
+            raise ConfigError("strategy_options only apply when the strategy is given by name")
+        if profile is None:
+            profile = found = profile_for(backbone, sampling, len(prompts), start_options)
+        strategy = fastest_exact(profile, len(prompts)).strategy
+    elif isinstance(strategy, str):
         strategy = get_strategy(strategy, **(strategy_options or {}))
     elif strategy_options:
         raise ConfigError("strategy_options only apply when the strategy is given by name")
     elif not isinstance(strategy, Strategy):
         raise ConfigError(f"strategy must be a registered name or a pardecode.Strategy, got {type(strategy).__name__}")
-    seed, prompts = loop.check_seed(seed), loop.check_prompts(prompts)
-    sampling = sampling or backbone.default_sampling
-    setup = 0.0
     if profile is None and strategy.auto_sized():
-        t0 = time.perf_counter()
-        profile = profile_for(backbone, sampling, len(prompts), start_options)
-        setup = time.perf_counter() - t0
-    result = loop.decode(backbone, strategy, prompts, sampling=sampling, seed=seed, profile=profile, **start_options)
+        profile = found = profile_for(backbone, sampling, len(prompts), start_options)
+    setup = time.perf_counter() - t0 if found is not None else 0.0
+    planned = profile.for_setting(setting_label(strategy)) if profile is not None else None
+    result = loop.decode(backbone, strategy, prompts, sampling=sampling, seed=seed, profile=planned, **start_options)
+    if found is not None:  # a prior learns this machine's speed from the decode that used it
+        refine(found, result.trace)
     return attrs.evolve(result, trace=attrs.evolve(result.trace, setup_seconds=setup)) if setup else result

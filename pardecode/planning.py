@@ -5,6 +5,10 @@ many tokens a row commits per pass at each window. Measuring one runs the loop i
 passes, then whole calibration decodes), so it lives here, above the core, and runs before the
 decode that needs it, never inside one: `pardecode.decode` calls `profile_for` for a strategy
 that sizes its window automatically and hands the profile to the loop.
+
+A first run does not wait for a measurement: without a stored profile a decode starts from a prior
+(shipped with the backbone, `Backbone.cost_prior`, or generic) whose seconds each decode rescales
+to this machine (`refine`); `pardecode profile` measures the full profile.
 """
 
 from __future__ import annotations
@@ -25,15 +29,23 @@ from .core.cost import CostProfile, increasing_fit
 from .core.loop import Decoder, decode
 from .core.plugins import plugins
 from .core.strategy import DecodeContext, Proposal, Strategy, Verdict
+from .core.trace import Trace
 
 #: windows measured by default: AR (0) and powers of two up to the widest auto window
 WINDOWS = (0, 1, 2, 4, 8, 16, 32, 64)
 WARMUP_PASSES = 2  # the pass that skips to mid-span and one more are not timed
 TIMED_PASSES = 5
 CALIBRATION_ROWS = 2  # rows of each calibration decode, at least
-CALIBRATION = 2  # revision of how tokens per pass are calibrated: profiles of another are measured again
+CALIBRATION = 3  # revision of how tokens per pass are calibrated: profiles of another are measured again
 UNSHAPED_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "_commit_hash"}
 PROMPT = "a photo"  # any prompt will do: cost does not depend on content
+#: the exact settings a decode without a named strategy chooses among (label -> name, options), each
+#: with an automatic window; their calibrations are measured beside the reference SJD's
+EXACT_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "sjd_pac": ("sjd_pac", {}),
+    "sjd:maximal": ("sjd", {"coupling": "maximal"}),
+    "sjd:gumbel": ("sjd", {"coupling": "gumbel"}),
+}
 
 
 def profile_key(backbone: Backbone, sampling: SamplingConfig, start_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -96,7 +108,8 @@ def measure(
     """Time the loop on `backbone`: `rounds` interleaved runs of every (batch, window) setting.
 
     `start_options` (image size, ...) go to `backbone.start`: a pass's cost depends on them.
-    `prompt` defaults to one the backbone accepts (`Backbone.example_prompt`). Without
+    `prompt` defaults to one the backbone accepts (`Backbone.example_prompt`). Tokens per pass are
+    calibrated for the reference SJD and every setting of `EXACT_SETTINGS`. Without
     `calibrate_tokens` the whole calibration decodes are skipped (the profile then has no `tokens`:
     for adding batch sizes to a profile that has them, see `with_stored`).
     """
@@ -121,10 +134,15 @@ def measure(
     seconds = [increasing_fit([statistics.median(times[b, w]) for w in windows]) for b in batches]
     # whole decodes at every window: tokens per pass as a decode sees them, warm-up and all
     rows = calibration_rows(backbone, prompt_given)
-    tokens = [1.0] + [calibrate(backbone, registry.get("sjd").factory(window=w), rows, draw, start_options)
-                      for w in windows if w] if calibrate_tokens else []
+    tokens, tokens_by = [], {}
+    if calibrate_tokens:
+        for label, (name, options) in {"sjd": ("sjd", {}), **EXACT_SETTINGS}.items():
+            curve = [1.0] + [calibrate(backbone, registry.get(name).factory(**{**options, "window": w}), rows, draw,
+                                       start_options) for w in windows if w]
+            tokens_by[label] = curve[: len(windows)]
+        tokens = tokens_by.pop("sjd")
     key = profile_key(backbone, draw, start_options)
-    return CostProfile(key, sorted(batches), list(windows), seconds, tokens[: len(windows)])
+    return CostProfile(key, sorted(batches), list(windows), seconds, tokens, tokens_by)
 
 
 def calibration_rows(backbone: Backbone, prompt: str | None = None) -> list[str]:
@@ -145,26 +163,122 @@ def calibrate(backbone: Backbone, strategy: Any, prompts: list[str], sampling: S
     return float(committed[committed > 0].float().mean())
 
 
+#: a generic prior for backbones that ship none: seconds (arbitrary units, rescaled by the first
+#: decode) growing mildly with the window, and modest tokens per pass (the planner's online
+#: correction rescales them by what the decode's passes really commit)
+GENERIC_PRIOR = CostProfile(
+    key={}, batches=(1, 8), windows=WINDOWS,
+    seconds=[[1.0 + w / 32 for w in WINDOWS], [4.0 * (1.0 + w / 16) for w in WINDOWS]],
+    tokens=(1.0, 1.3, 1.6, 2.0, 2.4, 2.7, 2.9, 3.0), source="prior",
+)
+
+
 def profile_for(
-    backbone: Backbone, sampling: SamplingConfig, rows: int, start_options: dict[str, Any] | None = None
+    backbone: Backbone, sampling: SamplingConfig, rows: int, start_options: dict[str, Any] | None = None,
+    *, measure_missing: bool = False,
 ) -> CostProfile:
-    """The stored profile of `backbone` covering `rows` live rows (1 and `rows` measured if missing)."""
+    """This machine's cost profile of `backbone`, found without measuring unless asked.
+
+    The stored profile if there is one; else the backbone's shipped prior (`Backbone.cost_prior`)
+    or `GENERIC_PRIOR`, keyed to this machine, which the decodes using it rescale (`refine`) and
+    store. With `measure_missing`, a profile measured here covering 1 and `rows` live rows instead
+    (measured now where missing, priors replaced): what `pardecode profile` and the speed bench use.
+    """
     key = profile_key(backbone, sampling, start_options)
     stored = CostProfile.load(key)
+    if not measure_missing:
+        if stored is not None:
+            return stored
+        prior = backbone.cost_prior() or GENERIC_PRIOR
+        return attrs.evolve(prior, key=key, source="prior", observed=0)
+    if stored is not None and stored.is_prior:
+        stored = None  # a measurement replaces a prior whole
     if stored is not None and rows in stored.batches and 1 in stored.batches:
         return stored
     wanted = sorted({1, rows} - set(stored.batches if stored else ()))
     calibrated = stored is not None and bool(stored.tokens) and stored.windows == WINDOWS
-    profile = with_stored(measure(backbone, wanted, sampling=sampling, start_options=start_options,
-                                  calibrate_tokens=not calibrated))
+    fresh = measure(backbone, wanted, sampling=sampling, start_options=start_options, calibrate_tokens=not calibrated)
+    profile = stored.merged(fresh) if stored is not None else fresh
+    _store(profile)
+    return profile
+
+
+def refine(profile: CostProfile, trace: Trace) -> CostProfile:
+    """A prior's seconds rescaled by what `trace`'s passes took here, and stored; a measured
+    profile is returned as it is.
+
+    The scale is the median ratio of each pass's seconds to the prior's estimate for its window
+    and live rows (the first pass, which also reads the prompt, excluded), blended with the
+    passes observed before in proportion to their counts. Only the decodes after this one see
+    it: a decode's windows never depend on its own timings.
+    """
+    if not profile.is_prior or trace.forward_passes < 2:
+        return profile
+    live = (trace.committed > 0).sum(1).tolist()
+    ratios = [seconds / profile.pass_seconds(rows, width)
+              for seconds, rows, width in zip(trace.step_seconds[1:], live[1:], trace.widths[1:])]
+    passes = len(ratios)
+    factor = statistics.median(ratios) ** (passes / (profile.observed + passes))
+    refined = profile.scaled(factor, passes)
+    _store(refined)
+    return refined
+
+
+def _store(profile: CostProfile) -> None:
     try:
         profile.save()
     except OSError:
-        pass  # a read-only cache still decodes, it just measures again next time
-    return profile
+        pass  # a read-only cache still decodes, it just starts from the prior or measures again
 
 
 def with_stored(fresh: CostProfile) -> CostProfile:
     """`fresh` merged into the stored profile of the same key, if there is one."""
     stored = CostProfile.load(fresh.key)
     return stored.merged(fresh) if stored is not None else fresh
+
+
+def setting_label(strategy: Strategy) -> str:
+    """The calibration label of `strategy`: its name, with its coupling where that is not the
+    strategy's default (the couplings commit different numbers of tokens per pass)."""
+    coupling = getattr(strategy, "coupling", None)
+    field = attrs.fields_dict(type(strategy)).get("coupling") if attrs.has(type(strategy)) else None
+    if coupling is None or field is None or coupling == field.default:
+        return strategy.name
+    return f"{strategy.name}:{coupling}"
+
+
+@attrs.frozen
+class Choice:
+    """The exact setting a decode without a named strategy runs, and why (`fastest_exact`)."""
+
+    label: str
+    strategy: Strategy
+    window: int  # the window the profile predicts best for this batch (the decode still sizes each pass)
+    speedup: float  # predicted tokens per second against AR's, by the profile
+    source: str  # the profile's: "measured" or a prior
+
+    def describe(self) -> str:
+        kind = "measured" if self.source == "measured" else "prior"
+        setting = f"{self.label} (window auto)" if self.window else "ar"
+        return (f"{setting}, the fastest exact setting for this batch by this machine's cost profile ({kind}: "
+                f"about {self.speedup:.2f}x AR's tokens per second)")
+
+
+def fastest_exact(profile: CostProfile, rows: int) -> Choice:
+    """The exact setting with the most expected tokens per second at `rows` live rows: AR, or a
+    setting of `EXACT_SETTINGS` at its best window (AR unless one is predicted faster).
+
+    A setting without its own calibration in the profile is ranked by the reference SJD's, so
+    with a profile calibrated for none the first setting listed (sjd_pac) is the one weighed.
+    """
+    ar_rate = 1.0 / profile.pass_seconds(rows, 0)
+    best = (ar_rate, 0, "ar", "ar", {})
+    for label, (name, options) in EXACT_SETTINGS.items():
+        curve = profile.for_setting(label)
+        rate, window = max((curve.tokens_per_pass(w) / profile.pass_seconds(rows, w), w) for w in profile.windows if w)
+        if rate > best[0]:
+            best = (rate, window, label, name, options)
+    rate, window, label, name, options = best
+    factory = plugins().strategies.get(name).factory
+    strategy = factory(**options, window="auto") if window else factory()
+    return Choice(label, strategy, window, rate / ar_rate, profile.source)

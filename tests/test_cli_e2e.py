@@ -65,7 +65,9 @@ def test_output_is_pardecodes_own_even_with_deprecations_as_errors(tmp_path):
     cli = [sys.executable, "-m", "pardecode.cli", "generate", "--prompt", "a sneaker", "--seed", "0", "--out", str(tmp_path / "g.png")]
     proc = subprocess.run(cli, capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
-    assert proc.stdout.startswith("sjd on fashion:")
+    chosen, summary = proc.stdout.splitlines()[:2]  # without --strategy: the fastest exact setting, named
+    assert chosen.startswith("strategy: ") and "the fastest exact setting for this batch" in chosen
+    assert summary.split(" on fashion:")[0] in ("ar", "sjd_pac", "sjd")
     api = "import pardecode; b = pardecode.get_backbone('fashion'); pardecode.decode(b, 'ar', ['a bag'], seed=0)"
     proc = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, env=env)
     assert proc.returncode == 0 and proc.stderr == "" and proc.stdout == "", proc.stderr
@@ -81,10 +83,11 @@ def test_profile_then_generate_with_the_automatic_window(tmp_path):
     stored = json.loads(proc.stdout)
     assert stored["batches"] == [2] and len(stored["seconds"][0]) == len(stored["windows"])
     assert Path(stored["path"]).parent == tmp_path / "profiles"
-    gen = [*cmd, "generate", "--prompt", "a bag", "--batch", "2", "--window", "auto", "--seed", "1", "--json"]
+    gen = [*cmd, "generate", "--prompt", "a bag", "--strategy", "sjd", "--batch", "2", "--window", "auto", "--seed", "1",
+           "--json"]
     report = json.loads(subprocess.run(gen, capture_output=True, text=True, env=env, check=True).stdout)
     assert report["strategy"] == "sjd" and report["ar_seconds_estimate"] > 0  # AR's time, from the profile
-    bad = subprocess.run([*cmd, "generate", "--prompt", "a bag", "--window", "wide"], capture_output=True, text=True, env=env)
+    bad = subprocess.run([*cmd, "generate", "--prompt", "a bag", "--strategy", "sjd", "--window", "wide"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and "must be an integer >= 1 or 'auto', got 'wide'" in bad.stderr
 
 

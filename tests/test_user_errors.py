@@ -70,7 +70,8 @@ def test_the_default_model_refuses_prompts_it_does_not_know(capsys, prompt):
 
 @pytest.mark.parametrize("args,message", [
     (["--strategy", "ar", "--window", "8"], "--window 8 does not apply: strategy 'ar' takes no window"),
-    (["-S", "window=8", "--window", "32"], "window given twice: -S window=8 and --window 32"),
+    (["--strategy", "sjd", "-S", "window=8", "--window", "32"], "window given twice: -S window=8 and --window 32"),
+    (["--window", "8"], "-S and --window need --strategy: without one the strategy and its window are chosen"),
 ])
 def test_flags_are_never_silently_ignored_or_overridden(capsys, args, message):
     assert message in fails(capsys, "generate", "--prompt", "a bag", *args)
@@ -91,7 +92,7 @@ def test_a_bad_seed_is_a_config_error(seed):
 
 @pytest.mark.parametrize("where", [0, -1])
 def test_debug_shows_the_traceback(where):
-    args = ["generate", "--prompt", "a bag", "-S", "windw=8"]
+    args = ["generate", "--prompt", "a bag", "--strategy", "sjd", "-S", "windw=8"]
     args.insert(len(args) if where else 0, "--debug")
     with pytest.raises(ConfigError):
         main(args)

@@ -2,13 +2,14 @@
 
 import json
 
+import attrs
 import pytest
 import torch
 
 from pardecode import SamplingConfig, decode, get_strategy
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.core.cost import CostProfile
-from pardecode.planning import measure, profile_for, profile_key
+from pardecode.planning import EXACT_SETTINGS, GENERIC_PRIOR, WINDOWS, measure, profile_for, profile_key
 from pardecode.core.windows import WARMUP_PASSES, WindowPlanner
 from test_sequence_distribution import ALPHA, empirical_counts
 from test_verify_properties import pooled_chisquare
@@ -96,19 +97,43 @@ def test_auto_window_jacobi_is_greedy_ar():
         assert torch.equal(jac.tokens, ar.tokens)
 
 
-def test_a_decode_measures_the_profile_once_then_reuses_it(tmp_path, monkeypatch):
+def test_a_first_decode_starts_from_a_prior_then_rescales_and_stores_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PARDECODE_CACHE", str(tmp_path))
     backbone = ToyBackbone(vocab_size=4, grid=(4, 6), seed=1)
     first = decode(backbone, "sjd", ["ab", "cd"], seed=0)
+    assert first.trace.setup_seconds < 1.0  # nothing measured: the generic prior, keyed to this machine
     (path,) = (tmp_path / "profiles").glob("*.json")
-    stored = json.loads(path.read_text())
-    assert stored["batches"] == [1, 2] and stored["key"] == profile_key(backbone, backbone.default_sampling)
-    assert first.trace.setup_seconds > 0
-    again = decode(backbone, "sjd", ["ab", "cd"], seed=0)
-    assert torch.equal(again.tokens, first.tokens) and again.trace.widths == first.trace.widths
-    assert json.loads(path.read_text()) == stored  # reused, not measured again
-    decode(backbone, "sjd", ["ab", "cd", "ef"], seed=0)  # a new batch size is added to it
-    assert json.loads(path.read_text())["batches"] == [1, 2, 3]
+    stored = CostProfile(**json.loads(path.read_text()))
+    assert stored.is_prior and stored.key == profile_key(backbone, backbone.default_sampling)
+    assert stored.observed == first.forward_passes - 1  # rescaled by the passes it saw (the first excluded)
+    assert stored.tokens == GENERIC_PRIOR.tokens
+    ratios = {a / b for row, prior in zip(stored.seconds, GENERIC_PRIOR.seconds) for a, b in zip(row, prior)}
+    assert max(ratios) == pytest.approx(min(ratios))  # one scale for every cell: the prior's shape kept
+    assert max(ratios) < 1e-2  # the toy's pass takes far less than the prior's unit
+    again = decode(backbone, "sjd", ["ab", "cd"], seed=0)  # reads the stored, rescaled prior
+    assert json.loads(path.read_text())["observed"] == stored.observed + again.forward_passes - 1
+    measured = profile_for(backbone, backbone.default_sampling, 2, measure_missing=True)
+    assert not measured.is_prior and measured.batches == (1, 2)  # a measurement replaces the prior
+    assert CostProfile(**json.loads(path.read_text())) == measured
+    decode(backbone, "sjd", ["ab", "cd"], seed=0)
+    assert CostProfile(**json.loads(path.read_text())) == measured  # a measured profile is not rescaled
+
+
+def test_a_backbone_shipping_a_prior_starts_from_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("PARDECODE_CACHE", str(tmp_path))
+    backbone = ToyBackbone(vocab_size=4, grid=(4, 6), seed=1)
+    shipped = profile([[1.0, 1.2, 1.45, 2.0, 3.0]], tokens=[1.0, 1.9, 2.7, 3.4, 4.0])
+    monkeypatch.setattr(backbone, "cost_prior", lambda: attrs.evolve(shipped, key={}, source="prior"), raising=False)
+    found = profile_for(backbone, backbone.default_sampling, 2)
+    assert found.is_prior and found.tokens == shipped.tokens and found.key == profile_key(backbone, backbone.default_sampling)
+
+
+def test_the_default_model_ships_a_prior_covering_its_auto_windows():
+    from pardecode import get_backbone
+
+    prior = get_backbone("fashion").cost_prior()
+    assert prior is not None and prior.is_prior and prior.windows == WINDOWS and prior.tokens
+    assert {1, 8} <= set(prior.batches)
 
 
 def test_measured_costs_never_fall_as_the_window_grows():
@@ -116,7 +141,9 @@ def test_measured_costs_never_fall_as_the_window_grows():
     p = measure(backbone, [2], rounds=1, windows=(0, 1, 4, 16))
     assert all(a <= b for a, b in zip(p.seconds[0], p.seconds[0][1:]))
     assert p.tokens[0] == 1.0 and all(1 <= t <= 1 + w for t, w in zip(p.tokens, p.windows))
-    assert profile_for(backbone, backbone.default_sampling, 2).batches == (1, 2)
+    assert set(p.tokens_by) == set(EXACT_SETTINGS)  # every setting a decode may choose is calibrated
+    assert all(c[0] == 1.0 and all(1 <= t <= 1 + w for t, w in zip(c, p.windows)) for c in p.tokens_by.values())
+    assert profile_for(backbone, backbone.default_sampling, 2, measure_missing=True).batches == (1, 2)
 
 
 def test_increasing_fit_is_the_closest_non_decreasing_curve():
@@ -161,7 +188,7 @@ def test_calibration_decodes_one_row_per_calibration_prompt(monkeypatch, tmp_pat
     real = cost.calibrate
     monkeypatch.setattr(cost, "calibrate", lambda backbone, strategy, prompts, *rest: seen.append(prompts) or real(backbone, strategy, prompts, *rest))
     measure(bb, [1], windows=(0, 2), rounds=1)
-    assert seen == [["a", "b", "c"]]
+    assert seen == [["a", "b", "c"]] * (1 + len(cost.EXACT_SETTINGS))  # the reference SJD, then each setting
 
 
 def test_a_profile_of_another_calibration_revision_is_measured_again(monkeypatch, tmp_path):

@@ -66,7 +66,7 @@ def run_speed(
     for t in threads:
         torch.set_num_threads(t or default_threads)
         for b in batches:  # profiles first: their measurement is not part of any timed decode
-            profile_for(backbone, sampling, b)
+            profile_for(backbone, sampling, b, measure_missing=True)
         times: dict[tuple[int, str], list[float]] = defaultdict(list)
         passes: dict[tuple[int, str], list[int]] = defaultdict(list)
         for r in range(repeats + 1):  # round 0 warms up
@@ -152,7 +152,7 @@ def plot_profiles(backbone, sampling, batches, threads, default_threads, path: P
     fig, axes = plt.subplots(1, len(threads), figsize=(5 * len(threads), 3.6), squeeze=False)
     for ax, t in zip(axes[0], threads):
         torch.set_num_threads(t or default_threads)
-        profile = profile_for(backbone, sampling, max(batches))
+        profile = profile_for(backbone, sampling, max(batches), measure_missing=True)
         for b, row in zip(profile.batches, profile.seconds):
             ax.plot(profile.windows, [1e3 * s for s in row], marker="o", label=f"batch {b}")
         ax.set_xscale("symlog", base=2)

@@ -6,12 +6,13 @@ import argparse
 import sys
 
 from ..core.errors import PardecodeError
-from . import bench, finetune, generate, listing, measure, speed, train_demo
+from . import bench, finetune, generate, listing, measure, race, speed, train_demo
 
 #: the commands in the order `pardecode --help` lists them
 COMMANDS = (
     listing.register,
     generate.register,
+    race.register,
     measure.register_overhead,
     measure.register_profile,
     train_demo.register,

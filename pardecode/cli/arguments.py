@@ -41,11 +41,20 @@ def window_arg(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1 or 'auto', got {text!r}") from None
 
 
-def add_decode_options(p: argparse.ArgumentParser, default_backbone: str, default_window: int | None = None) -> None:
-    """The flags of a command that decodes: backbone, strategy, their options, sampling, batch, seed."""
+CHOSEN = "the fastest exact setting for the batch, by this machine's cost profile"
+
+
+def add_decode_options(
+    p: argparse.ArgumentParser, default_backbone: str, default_window: int | None = None,
+    default_strategy: str | None = "sjd",
+) -> None:
+    """The flags of a command that decodes: backbone, strategy, their options, sampling, batch, seed.
+
+    `default_strategy=None`: without --strategy the command runs `pardecode.choose_strategy`'s choice."""
     p.add_argument("--backbone", default=default_backbone, help="registered backbone name, see `pardecode list` (default: %(default)s)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="backbone option, e.g. path=/ckpt (repeatable; `pardecode list` shows each backbone's)")
-    p.add_argument("--strategy", default="sjd", help="registered strategy name, see `pardecode list` (default: %(default)s)")
+    p.add_argument("--strategy", default=default_strategy, help="registered strategy name, see `pardecode list` "
+                   f"(default: {default_strategy or CHOSEN})")
     p.add_argument("--compile", action="store_true", help="run the backbone's forward through torch.compile (slower "
                    "on the default model on a CPU: measured in HFBackbone.compile's docstring)")
     p.add_argument("-S", "--strategy-option", action="append", metavar="KEY=VALUE", help="strategy option, e.g. init=repeat (repeatable; `pardecode list` shows each strategy's)")
@@ -67,6 +76,10 @@ def strategy_options(args: argparse.Namespace) -> dict[str, Any]:
     from ..core.plugins import plugins
 
     opts = key_values(args.strategy_option, "--strategy-option")
+    if args.strategy is None:  # chosen later, by the cost profile
+        if opts or args.window is not None:
+            raise PardecodeError("-S and --window need --strategy: without one the strategy and its window are chosen")
+        return opts
     if args.window is None:
         window, flag = args.default_window, None
     else:
@@ -88,13 +101,14 @@ def strategy_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build(args: argparse.Namespace) -> tuple[Any, Any, Any]:
-    """(backbone, strategy, sampling) named by the decode flags (`add_decode_options`)."""
+    """(backbone, strategy, sampling) named by the decode flags (`add_decode_options`); the strategy
+    is None when the command chooses it (no --strategy where that is the default)."""
     import attrs
 
     from ..api import get_backbone, get_strategy
 
     strategy_opts = strategy_options(args)
-    strategy = get_strategy(args.strategy, **strategy_opts)
+    strategy = get_strategy(args.strategy, **strategy_opts) if args.strategy is not None else None
     backbone = get_backbone(args.backbone, **key_values(args.backbone_option, "--backbone-option"))
     if getattr(args, "compile", False):
         if not hasattr(backbone, "compile"):

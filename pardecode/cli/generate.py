@@ -8,17 +8,31 @@ import json
 from .arguments import add_decode_options, build, key_values
 
 
+def chosen_strategy(args: argparse.Namespace, backbone, strategy, sampling, start: dict):
+    """(strategy, a line saying why) : the named one, or the fastest exact setting for the batch."""
+    from ..api import choose_strategy
+
+    if strategy is not None:
+        return strategy, None
+    choice = choose_strategy(backbone, args.batch, sampling=sampling, **start)
+    return choice.strategy, f"strategy: {choice.describe()}"
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     from ..api import decode
     from ..imaging import save_grid
 
     backbone, strategy, sampling = build(args)
     start = key_values(args.start_option, "--start-option")
+    strategy, why = chosen_strategy(args, backbone, strategy, sampling, start)
+    if why and not args.json:
+        print(why)
     result = decode(backbone, strategy, [args.prompt] * args.batch, sampling=sampling, seed=args.seed, **start)
     length = result.tokens.shape[1]
     report = {
         "backbone": args.backbone,
         "strategy": strategy.name,
+        **({"chosen": why.removeprefix("strategy: ")} if why else {}),
         "batch": args.batch,
         "forward_passes": result.forward_passes,
         "image_tokens": length,
@@ -49,8 +63,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             + (f"; AR would take about {ar_seconds:.2f} s ({ar_seconds / report['seconds']:.2f}x), by this "
                "machine's cost profile" if ar_seconds else "")
         )
-        if result.trace.setup_seconds > 0.05:
-            print(f"(measured this machine's cost profile first, once: {result.trace.setup_seconds:.1f} s)")
+        if result.trace.setup_seconds > 0.5:
+            print(f"(found this machine's cost profile first: {result.trace.setup_seconds:.1f} s)")
         if args.out:
             print(report.get("note") or f"wrote {report['out']}")
     return 0
@@ -72,7 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Decode images for a prompt and write a PNG grid.",
                        epilog="`pardecode list` shows every strategy and backbone with its options, types and defaults.")
     p.add_argument("--prompt", required=True, help="what to draw (the default model knows the ten Fashion-MNIST classes, e.g. 'a sneaker')")
-    add_decode_options(p, default_backbone="fashion")
+    add_decode_options(p, default_backbone="fashion", default_strategy=None)
     p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
     p.add_argument("--out", help="PNG grid to write")
     p.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG grid (default: %(default)s)")

@@ -27,6 +27,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     profile = with_stored(measure(backbone, sorted(set(args.batches)), sampling=sampling, start_options=start,
                                   rounds=args.rounds))
     path = profile.save()
+    if args.write_prior:  # the same figures, keyed to no machine: what a backbone ships as its prior
+        prior = attrs.evolve(profile, key={}, source="prior", observed=0)
+        with open(args.write_prior, "w") as f:
+            json.dump(attrs.asdict(prior), f, indent=1)
     if args.json:
         print(json.dumps({"path": str(path), **attrs.asdict(profile)}))
         return 0
@@ -36,6 +40,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     for b, row in zip(profile.batches, profile.seconds):
         print(f"  {b:>5} " + "".join(f"{1e3 * t:>9.2f}" for t in row))
     print("  tokens per pass (calibration)" + "".join(f"{t:>9.2f}" for t in profile.tokens))
+    for label, curve in profile.tokens_by.items():
+        print(f"  {label:>29}" + "".join(f"{t:>9.2f}" for t in curve))
     print(f"stored in {path}")
     return 0
 
@@ -86,5 +92,7 @@ def register_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
+    p.add_argument("--write-prior", metavar="PATH",
+                   help="also write the profile as a prior to ship beside a checkpoint (cost_prior.json)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)

@@ -134,6 +134,14 @@ class Backbone(abc.ABC):
         """Width of the input embeddings, or None if the model cannot take noisy inputs."""
         return None
 
+    def cost_prior(self) -> Any:
+        """A `core.cost.CostProfile` measured elsewhere for this model (None: none ships with it).
+
+        A decode that sizes its window automatically on a machine without a measured profile
+        starts from it at once, its seconds rescaled by the passes it observes here, instead of
+        measuring first (`pardecode.planning.profile_for`)."""
+        return None
+
     def noise_ready(self) -> bool:
         """True when the model was fine-tuned to read noisy inputs (needed by SJD2)."""
         return False

@@ -50,13 +50,35 @@ class CostProfile:
     windows: tuple[int, ...] = attrs.field(converter=tuple)
     seconds: tuple[tuple[float, ...], ...] = attrs.field(converter=lambda rows: tuple(map(tuple, rows)))
     tokens: tuple[float, ...] = attrs.field(converter=tuple, default=())
+    #: the same calibration for other strategy settings, by label (e.g. "sjd_pac", "sjd:maximal");
+    #: `tokens` is the reference SJD's, used for any setting without its own
+    tokens_by: dict[str, tuple[float, ...]] = attrs.field(
+        factory=dict, converter=lambda d: {k: tuple(v) for k, v in d.items()}
+    )
+    #: where the figures come from: "measured" on this machine, or "prior" (shipped with the
+    #: backbone, or generic) with its seconds scaled by the passes decodes here have observed
+    source: str = "measured"
+    observed: int = 0  # passes of real decodes a prior's scale was fitted to
+
+    @property
+    def is_prior(self) -> bool:
+        return self.source != "measured"
+
+    def for_setting(self, label: str) -> CostProfile:
+        """This profile with `label`'s calibration as its `tokens` (unchanged without one)."""
+        return attrs.evolve(self, tokens=self.tokens_by[label]) if label in self.tokens_by else self
+
+    def scaled(self, factor: float, passes: int) -> CostProfile:
+        """This profile with every pass `factor` times as long, `passes` more passes observed."""
+        seconds = [[t * factor for t in row] for row in self.seconds]
+        return attrs.evolve(self, seconds=seconds, observed=self.observed + passes)
 
     def __attrs_post_init__(self):
         if list(self.batches) != sorted(set(self.batches)) or list(self.windows) != sorted(set(self.windows)):
             raise ConfigError("a cost profile's batches and windows must be increasing")
         if len(self.seconds) != len(self.batches) or any(len(r) != len(self.windows) for r in self.seconds):
             raise ConfigError("a cost profile needs one time per batch and window")
-        if self.tokens and len(self.tokens) != len(self.windows):
+        if any(len(t) != len(self.windows) for t in (self.tokens or self.windows, *self.tokens_by.values())):
             raise ConfigError("a cost profile needs tokens per pass for every window")
 
     def pass_seconds(self, rows: int, window: int) -> float:
@@ -72,12 +94,12 @@ class CostProfile:
 
     def merged(self, other: CostProfile) -> CostProfile:
         """This profile with `other`'s batch sizes added (theirs win where both have one)."""
-        if other.windows != self.windows:
+        if other.windows != self.windows or self.is_prior != other.is_prior:
             return other
         rows = dict(zip(self.batches, self.seconds)) | dict(zip(other.batches, other.seconds))
         batches = sorted(rows)
         return attrs.evolve(self, batches=batches, seconds=[rows[b] for b in batches],
-                            tokens=other.tokens or self.tokens)
+                            tokens=other.tokens or self.tokens, tokens_by=self.tokens_by | other.tokens_by)
 
     # --- storage ------------------------------------------------------------------------------
     @staticmethod

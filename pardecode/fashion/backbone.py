@@ -7,12 +7,14 @@ decode, into some garment, so it is refused with the accepted phrasings instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from ..adapters.chameleon import ChameleonBackbone, DecoderFile, ImageDecoder
 from ..adapters.hf import Encoded, check_prompts
 from ..core.config import SamplingConfig
+from ..core.cost import CostProfile
 from ..core.errors import ConfigError
 from . import vocab
 from .tokenizer import PatchTokenizer
@@ -40,6 +42,16 @@ class FashionBackbone(ChameleonBackbone):
     decoder_file = DecoderFile(".safetensors", "patch codebook", read_patch_codebook)
     example_prompt = "a sneaker"
     calibration_prompts = tuple(phrasings[0] for phrasings in vocab.PROMPTS_BY_CLASS.values())  # one per class
+
+    #: the cost profile measured for this checkpoint when it was shipped (`cost_prior`), if any
+    prior_file: Path | None = None
+
+    def cost_prior(self) -> CostProfile | None:
+        """The profile shipped beside the weights (`pardecode profile --write-prior`): a first
+        decode on a new machine starts from it instead of measuring."""
+        if self.prior_file is None or not self.prior_file.is_file():
+            return None
+        return CostProfile(**json.loads(self.prior_file.read_text()))
 
     def encode(self, prompts: list[str], sampling: SamplingConfig, size: Any = None) -> Encoded:
         check_known(prompts, self.name)

@@ -15,6 +15,8 @@ from ..core.plugins import hookimpl
 FASHION_DIR = Path(__file__).resolve().parent / "assets" / "fashion-t2i"
 #: the same model fine-tuned for noisy inputs (`pardecode finetune-sjd2`)
 FASHION_SJD2_DIR = FASHION_DIR.with_name("fashion-t2i-sjd2")
+#: the cost profile shipped beside a checkpoint: where a first decode's window planner starts
+PRIOR_FILE = "cost_prior.json"
 
 
 def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, name: str = "fashion"):
@@ -27,7 +29,9 @@ def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Pat
             f"the {name!r} model is missing: no checkpoint at {str(root)!r}. It ships with the "
             "package once trained; until then use another backbone or pass path= to a trained copy."
         )
-    return FashionBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
+    backbone = FashionBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
+    backbone.prior_file = root / PRIOR_FILE
+    return backbone
 
 
 def load_fashion_sjd2(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
