@@ -47,7 +47,7 @@ test-lowest: $(LOWEST)/.installed data
 	$(LOWEST)/bin/python -m pytest
 
 demo: install data
-	@$(BIN)/pardecode generate --prompt "a sneaker" --strategy sjd --batch 8 --seed 0 --out grid.png
+	@$(BIN)/pardecode race --prompt "a sneaker" --batch 4 --rounds 3 --seed 0 --out grid.png
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis

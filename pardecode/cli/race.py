@@ -26,6 +26,10 @@ def cmd_race(args: argparse.Namespace) -> int:
 
     if args.rounds < 1:
         raise PardecodeError(f"--rounds must be >= 1, got {args.rounds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise PardecodeError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     backbone, strategy, sampling = build(args)
     start = key_values(args.start_option, "--start-option")
     strategy, why = chosen_strategy(args, backbone, strategy, sampling, start)
@@ -79,6 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt", required=True, help="what to draw (e.g. 'a sneaker')")
     add_decode_options(p, default_backbone="fashion", default_strategy=None)
     p.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up (default: %(default)s)")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
     p.add_argument("--out", help="PNG: AR's images on top, the other setting's below")
     p.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG (default: %(default)s)")
