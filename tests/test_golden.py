@@ -21,9 +21,9 @@ import attrs
 import pytest
 import torch
 
+from pardecode import decode
 from pardecode.core.backbone import Window
 from pardecode.core.config import SamplingConfig
-from pardecode.core.loop import decode
 from pardecode.core.sampling import guided_logits
 
 GOLDEN = Path(__file__).parent / "golden"
