@@ -61,7 +61,7 @@ class PromptSet:
         rank = sorted(range(len(self.prompts)), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
         keep = sorted(rank[:size])
         return PromptSet([self.prompts[i] for i in keep], [self.metadata[i] for i in keep],
-                         f"{self.source}, subset of {size} (seed {seed})")
+                         f"{self.source or 'prompts'}, subset of {size} (seed {seed})")
 
 
 def _normalise(text: str) -> str:
