@@ -5,11 +5,11 @@ import json
 import re
 from pathlib import Path
 
+import published_formats as pf
 import pytest
+import tiny_models
 import torch
 
-import published_formats as pf
-import tiny_models
 from pardecode.benchmarks.results import ResultsDir
 from pardecode.benchmarks.suite import BUILTIN_DIR, load_suite
 from pardecode.cli import main
@@ -140,3 +140,16 @@ def test_family_suites_run_end_to_end_on_tiny_checkpoints(tmp_path, monkeypatch,
     records = ResultsDir(out).records()
     assert len(records) == 6 and all(r["key"]["backbone"] == "lumina-mgpt-768" for r in records)
     assert load_suite("lumina-mgpt-768-parti").metrics == ("clip",)
+
+
+def test_device_auto_is_this_processs_gpu_under_torchrun(monkeypatch):
+    from pardecode.adapters.hf_loading import parse_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert parse_device("auto") == torch.device("cuda")
+    monkeypatch.setenv("LOCAL_RANK", "2")
+    assert parse_device("auto") == torch.device("cuda:2")
+    monkeypatch.setenv("LOCAL_RANK", "5")  # more processes than GPUs: they share
+    assert parse_device("auto") == torch.device("cuda:1")

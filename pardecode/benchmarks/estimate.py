@@ -88,7 +88,9 @@ def estimate(suite: Suite) -> list[BackboneCost]:
 def _duration(seconds: float | None) -> str:
     if seconds is None:
         return "?"
-    return f"{seconds / 3600:.2f} h" if seconds >= 360 else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+    if seconds >= 360:
+        return f"{seconds / 3600:.2f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
 
 
 def render(suite: Suite, costs: Iterable[BackboneCost], shards: int = 1) -> str:
@@ -99,8 +101,8 @@ def render(suite: Suite, costs: Iterable[BackboneCost], shards: int = 1) -> str:
              + (f"; metrics {', '.join(suite.metrics)}" if suite.metrics else "")]
     total: float | None = 0.0
     for cost in costs:
-        where = (f"cost profile {cost.profile} ({cost.device})" if cost.profile else
-                 "no stored cost profile: a run measures one first (`pardecode profile` with the backbone's options)")
+        where = (f"cost profile {cost.profile} ({cost.device})" if cost.profile else "no stored cost profile: "
+                 "a run measures one first (`pardecode profile` with the backbone's options)")
         lines.append(f"\n{cost.label}: {cost.length} image tokens per image; {where}")
         lines.append(f"  {'setting':<48} {'runs':>6} {'images':>7} {'passes/image':>13} {'device time':>13}")
         for s in cost.settings:
@@ -110,8 +112,9 @@ def render(suite: Suite, costs: Iterable[BackboneCost], shards: int = 1) -> str:
     if total is None:
         lines.append("\nestimated device-hours: unknown until every backbone has a stored cost profile")
     else:
-        lines.append(f"\nestimated device-hours: {total / 3600:.2f} ({_duration(total)}; decoding only: warm-ups, image "
-                     f"decoding and metrics add to it); wall time over {shards} process(es): {_duration(total / shards)}")
+        lines.append(f"\nestimated device-hours: {total / 3600:.2f} ({_duration(total)}; decoding only: warm-ups, "
+                     f"image decoding and metrics add to it); wall time over {shards} process(es): "
+                     f"{_duration(total / shards)}")
     lines.append("passes of parallel settings use the profile's SJD calibration: lossy and tree strategies "
                  "usually need fewer")
     return "\n".join(lines)

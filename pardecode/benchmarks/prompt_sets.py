@@ -84,7 +84,9 @@ def coco_captions(path: str | Path, size: int = COCO_SIZE) -> PromptSet:
         for ann in data["annotations"]:
             by_image.setdefault(ann["image_id"], []).append(ann)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"{path}: not a COCO captions file (images, annotations with image_id and caption): {err}") from None
+        raise ConfigError(
+            f"{path}: not a COCO captions file (images, annotations with image_id and caption): {err}"
+        ) from None
     prompts, metadata, taken = [], [], set()
     for image in images:
         for ann in sorted(by_image.get(image["id"], ()), key=lambda a: a["id"]):
@@ -92,7 +94,9 @@ def coco_captions(path: str | Path, size: int = COCO_SIZE) -> PromptSet:
             if caption and caption not in taken:
                 taken.add(caption)
                 prompts.append(caption)
-                metadata.append({"image_id": image["id"], "file_name": image.get("file_name"), "annotation_id": ann["id"]})
+                metadata.append(
+                    {"image_id": image["id"], "file_name": image.get("file_name"), "annotation_id": ann["id"]}
+                )
                 break
         if len(prompts) == size:
             break
@@ -172,7 +176,9 @@ def read_prompts_file(path: str | Path) -> PromptSet:
             except ValueError:
                 raise ConfigError(f"{path}:{number}: not a JSON object") from None
             if not isinstance(entry, dict) or not isinstance(entry.get("prompt"), str) or not entry["prompt"].strip():
-                raise ConfigError(f"{path}:{number}: needs a non-empty string field 'prompt', got {line.strip()[:80]!r}")
+                raise ConfigError(
+                    f"{path}:{number}: needs a non-empty string field 'prompt', got {line.strip()[:80]!r}"
+                )
             prompts.append(entry.pop("prompt").strip())
             metadata.append(entry)
         found = PromptSet(prompts, metadata, path.name)

@@ -266,7 +266,8 @@ class Suite:
 
     def __attrs_post_init__(self):
         if self.prompt_metadata and len(self.prompt_metadata) != len(self.prompts):
-            raise ConfigError(f"suite: prompt_metadata needs one entry per prompt ({len(self.prompts)}), got {len(self.prompt_metadata)}")
+            raise ConfigError(f"suite: prompt_metadata needs one entry per prompt ({len(self.prompts)}), "
+                              f"got {len(self.prompt_metadata)}")
         for kind, items in (("backbones", self.backbones), ("strategies", self.strategies)):
             if not items:
                 raise ConfigError(f"suite: {kind} must list at least one entry")

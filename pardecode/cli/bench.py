@@ -124,7 +124,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", help="run the suite on this backbone instead of its own (e.g. toy for a smoke test)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="option of --backbone")
     p.add_argument("--prompts-file", metavar="FILE",
-                   help="run the suite on these prompts instead of its own (.txt: one per line; .jsonl: a prompt field)")
+                   help="run the suite on these prompts instead of its own (.txt: one per line; .jsonl: a "
+                        "prompt field)")
     p.add_argument("--dry-run", action="store_true",
                    help="print runs, images and estimated device-hours (stored cost profile), decode nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

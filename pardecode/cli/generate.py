@@ -129,7 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Decode images for a prompt and write a PNG grid.",
                        epilog="`pardecode list` shows every strategy and backbone with its options, types and defaults.")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--prompt", help="what to draw (the default model knows the ten Fashion-MNIST classes, e.g. 'a sneaker')")
+    what.add_argument("--prompt",
+                      help="what to draw (the default model knows the ten Fashion-MNIST classes, e.g. 'a sneaker')")
     what.add_argument("--prompts-file", metavar="FILE",
                       help="one image per prompt (.txt: one per line; .jsonl: a prompt field), --batch prompts per "
                            "decode; --out is then a directory of PNGs and prompts.jsonl")
