@@ -49,7 +49,7 @@ def test_dry_run_without_a_profile_says_it_would_measure_one(tmp_path, capsys):
     assert main(["bench", str(toy_suite(tmp_path)), "--dry-run", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "suite toy: 12 runs, 3 prompts" in out and "metrics clip" in out
-    assert "no stored cost profile: a run measures one first" in out
+    assert "no stored cost profile: it would measure one first (`pardecode profile --backbone toy" in out
     assert re.search(r"^  ar +6 +12 +37\.0 +\?$", out, re.M)
     assert re.search(r"^  sjd window=16 +6 +12 +\? +\?$", out, re.M)
     assert "estimated device-hours: unknown" in out

@@ -5,8 +5,8 @@ device and dtype) and started on one prompt for its span length. Passes per imag
 a parallel setting's length divided by the tokens per pass the stored profile's calibration decodes
 measured at its window (SJD's; a lossy or tree strategy commits more per pass, so its estimate is
 high). Seconds: those passes times the profile's seconds per pass at the suite's batch and the
-setting's window. Without a stored profile the passes of AR are exact, the rest unknown, and a
-run measures the profile first.
+setting's window. Without a stored profile the passes of AR are exact, the rest unknown, and the
+text says how to measure one (`pardecode profile`, on the device the suite will run on).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class SettingCost:
 @attrs.frozen
 class BackboneCost:
     label: str
+    name: str  # the registered backbone
     length: int  # image tokens per image (AR's passes)
     profile: str | None  # the stored profile's file, or None
     device: str | None
@@ -81,7 +82,7 @@ def estimate(suite: Suite) -> list[BackboneCost]:
                 profile_path, device = str(CostProfile.path_for(key)), key["device"]
             count = sum(1 for r in runs if r.backbone == spec.label and r.setting.label == setting.label)
             costs.append(setting_cost(setting, count, suite.batch, length, profile))
-        out.append(BackboneCost(spec.label, length, profile_path, device, tuple(costs)))
+        out.append(BackboneCost(spec.label, spec.name, length, profile_path, device, tuple(costs)))
     return out
 
 
@@ -102,7 +103,8 @@ def render(suite: Suite, costs: Iterable[BackboneCost], shards: int = 1) -> str:
     total: float | None = 0.0
     for cost in costs:
         where = (f"cost profile {cost.profile} ({cost.device})" if cost.profile else "no stored cost profile: "
-                 "a run measures one first (`pardecode profile` with the backbone's options)")
+                 f"it would measure one first (`pardecode profile --backbone {cost.name} ...` with the suite's "
+                 "options and threads)")
         lines.append(f"\n{cost.label}: {cost.length} image tokens per image; {where}")
         lines.append(f"  {'setting':<48} {'runs':>6} {'images':>7} {'passes/image':>13} {'device time':>13}")
         for s in cost.settings:
