@@ -2,9 +2,9 @@
 
 A suite names backbones, strategies with parameter grids, prompts (inline, a named prompt set or a
 prompts file, optionally a seeded subset: `prompt_sets`), seeds, a batch size, sampling settings, a
-number of repeats and the quality metrics it asks for. Everything is checked when the suite is read (names against the
-plugin registry, strategy options by building each strategy once), so a bad suite fails before
-any model runs. Runs are ordered repeat-major, then seed, then prompt, with the strategy setting
+number of repeats and the quality metrics it asks for. Everything is checked when the suite is read
+(names against the plugin registry, strategy options by building each strategy once), so a bad suite
+fails before any model runs. Runs are ordered repeat-major, then seed, then prompt, with the strategy setting
 innermost: settings are interleaved, so slow drift of the machine touches all of them alike.
 """
 
