@@ -140,7 +140,10 @@ def test_missing_sections_and_bad_toml(tmp_path):
         load_suite("no-such-suite")
 
 
-def test_builtin_suites_load_and_name_strategies():
+def test_builtin_suites_load_and_name_strategies(tmp_path, monkeypatch):
+    captions = tmp_path / "captions_val2017.json"  # the COCO suites read the user's captions file
+    captions.write_text('{"images": [{"id": 1}], "annotations": [{"id": 1, "image_id": 1, "caption": "a cat"}]}')
+    monkeypatch.setenv("PARDECODE_COCO_CAPTIONS", str(captions))
     suites = builtin_suites()
     assert {"quick", "default"} <= set(suites)
     for name in suites:

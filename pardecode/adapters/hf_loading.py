@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,14 @@ def parse_dtype(value: str | torch.dtype) -> torch.dtype:
 def parse_device(value: str | torch.device) -> torch.device:
     """A torch device that exists on this machine ("auto", "cpu", "cuda", "cuda:1", "mps").
 
-    "auto" is the first CUDA device when there is one, else the CPU.
+    "auto" is the first CUDA device when there is one, else the CPU; under torchrun (which sets
+    $LOCAL_RANK) it is this process's own GPU, so one shard runs per GPU.
     """
     if value == AUTO:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        rank = os.environ.get("LOCAL_RANK", "")
+        return torch.device(f"cuda:{int(rank) % torch.cuda.device_count()}" if rank.isdigit() else "cuda")
     try:
         device = torch.device(value)
     except (RuntimeError, TypeError):

@@ -1,9 +1,10 @@
 """Benchmark suites: a TOML description, validated up front and expanded into an ordered list of runs.
 
-A suite names backbones, strategies with parameter grids, prompts, seeds, a batch size, sampling
-settings and a number of repeats. Everything is checked when the suite is read (names against the
-plugin registry, strategy options by building each strategy once), so a bad suite fails before
-any model runs. Runs are ordered repeat-major, then seed, then prompt, with the strategy setting
+A suite names backbones, strategies with parameter grids, prompts (inline, a named prompt set or a
+prompts file, optionally a seeded subset: `prompt_sets`), seeds, a batch size, sampling settings, a
+number of repeats and the quality metrics it asks for. Everything is checked when the suite is read
+(names against the plugin registry, strategy options by building each strategy once), so a bad suite
+fails before any model runs. Runs are ordered repeat-major, then seed, then prompt, with the strategy setting
 innermost: settings are interleaved, so slow drift of the machine touches all of them alike.
 """
 
@@ -21,6 +22,7 @@ import attrs
 
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
+from .prompt_sets import PromptSet, prompt_set, read_prompts_file
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +31,8 @@ else:  # pragma: no cover - Python 3.10
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "suites"
 SAMPLING_KEYS = tuple(attrs.fields_dict(SamplingConfig))
+#: keys that describe a suite without deciding what runs: stored in suite.json, outside the fingerprint
+DESCRIPTIVE_KEYS = ("metrics", "prompt_source", "prompt_metadata")
 
 
 def builtin_suites() -> dict[str, Path]:
@@ -213,6 +217,14 @@ def run_id(key: Mapping[str, Any]) -> str:
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
+def _unique_names(field: str):
+    def validate(inst: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+        if len(set(value)) != len(value):
+            raise ConfigError(f"suite: {field} repeats a name: {list(value)!r}")
+
+    return validate
+
+
 def _non_empty_unique(kind: str, check):
     def validate(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not isinstance(value, tuple) or not value:
@@ -244,9 +256,18 @@ class Suite:
     warmup: int = attrs.field(default=1, validator=_int_at_least(1))  # untimed decodes per setting and process
     sampling: dict[str, Any] = attrs.field(factory=dict)
     description: str = ""
+    #: quality metrics by name (their plugins validate them); they do not decide what runs
+    metrics: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_unique_names("metrics"))
+    #: where the prompts came from (a named set, a file, a subset), for the report
+    prompt_source: str = ""
+    #: per prompt, what its set says about it (e.g. GenEval's objects, COCO's image id); may be empty
+    prompt_metadata: tuple[dict[str, Any], ...] = attrs.field(default=(), converter=tuple, repr=False)
     settings: tuple[Setting, ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self):
+        if self.prompt_metadata and len(self.prompt_metadata) != len(self.prompts):
+            raise ConfigError(f"suite: prompt_metadata needs one entry per prompt ({len(self.prompts)}), "
+                              f"got {len(self.prompt_metadata)}")
         for kind, items in (("backbones", self.backbones), ("strategies", self.strategies)):
             if not items:
                 raise ConfigError(f"suite: {kind} must list at least one entry")
@@ -286,28 +307,40 @@ class Suite:
             strategies=tuple(attrs.evolve(spec, backbones=()) for spec in self.strategies),
         )
 
+    def with_prompts(self, prompts: PromptSet) -> "Suite":
+        """The same suite on other prompts (e.g. a few lines of a file for a smoke test)."""
+        prompts = prompts.unique()
+        return attrs.evolve(self, prompts=prompts.prompts, prompt_source=prompts.source,
+                            prompt_metadata=prompts.metadata if any(prompts.metadata) else ())
+
     # --- (de)serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name, "description": self.description, "prompts": list(self.prompts),
             "seeds": list(self.seeds), "batch": self.batch, "repeats": self.repeats, "warmup": self.warmup,
             "sampling": self.sampling,
             "backbones": [attrs.asdict(b) for b in self.backbones],
             "strategies": [attrs.asdict(s) for s in self.strategies],
         }
+        for key in DESCRIPTIVE_KEYS:  # only when set: suites without them keep their fingerprints
+            if getattr(self, key):
+                out[key] = list(getattr(self, key)) if key != "prompt_source" else self.prompt_source
+        return out
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything that decides what runs (not the name or description)."""
-        content = {k: v for k, v in self.to_dict().items() if k not in ("name", "description")}
+        """Hash of everything that decides what runs (not the name, description, metrics or prompt notes)."""
+        content = {k: v for k, v in self.to_dict().items() if k not in ("name", "description", *DESCRIPTIVE_KEYS)}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "suite") -> "Suite":
+    def from_dict(cls, raw: Any, source: str = "suite", base_dir: str | Path | None = None) -> "Suite":
+        """A suite from its table; a relative `prompts_file` is read from `base_dir` (default: the cwd)."""
         table = _only_keys(
             source, raw,
-            ("name", "description", "prompts", "seeds", "batch", "repeats", "warmup", "sampling", "backbones", "strategies"),
-            required=("prompts", "seeds", "backbones", "strategies"),
+            ("name", "description", "prompts", "prompts_file", "prompt_subset", "prompt_seed", "seeds", "batch",
+             "repeats", "warmup", "sampling", "backbones", "strategies", *DESCRIPTIVE_KEYS),
+            required=("seeds", "backbones", "strategies"),
         )
         backbones = []
         for i, entry in enumerate(_list_of_tables(source, table, "backbones")):
@@ -329,21 +362,73 @@ class Suite:
                 _sampling_overrides(f"{where}.sampling", entry.get("sampling", {})),
                 _labels(f"{where}.backbones", entry.get("backbones", [])),
             ))
-        for key, kind in (("prompts", list), ("seeds", list)):
-            if not isinstance(table[key], kind):
-                _fail(source, f"{key} must be a list, got {table[key]!r}")
+        if not isinstance(table["seeds"], list):
+            _fail(source, f"seeds must be a list, got {table['seeds']!r}")
+        prompts = _prompts(source, table, base_dir)
         return cls(
             name=table.get("name", "suite"),
             backbones=backbones,
             strategies=strategies,
-            prompts=table["prompts"],
+            prompts=prompts.prompts,
             seeds=table["seeds"],
             batch=table.get("batch", 1),
             repeats=table.get("repeats", 1),
             warmup=table.get("warmup", 1),
             sampling=_sampling_overrides(f"{source}: sampling", table.get("sampling", {})),
             description=table.get("description", ""),
+            metrics=_names(f"{source}: metrics", table.get("metrics", [])),
+            prompt_source=prompts.source,
+            prompt_metadata=prompts.metadata if any(prompts.metadata) else (),
         )
+
+
+def _prompts(source: str, table: Mapping[str, Any], base_dir: str | Path | None) -> PromptSet:
+    """The suite's prompts: an inline list, a named set (`prompts = "partiprompts"`) or `prompts_file`,
+    then a seeded subset (`prompt_subset`, `prompt_seed`); repeated prompts keep their first occurrence
+    only when they come from a set or file (an inline list must not repeat itself)."""
+    given = [k for k in ("prompts", "prompts_file") if k in table]
+    if len(given) != 1:
+        _fail(source, "give exactly one of prompts (a list, or a prompt set's name) and prompts_file")
+    if "prompt_seed" in table and "prompt_subset" not in table:
+        _fail(source, "prompt_seed needs prompt_subset")
+    value = table[given[0]]
+    if given[0] == "prompts_file":
+        if not isinstance(value, str) or not value:
+            _fail(source, f"prompts_file must be a path, got {value!r}")
+        path = Path(value).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = Path(base_dir) / path
+        found = _located(source, lambda: read_prompts_file(path).unique())
+        found = attrs.evolve(found, source=f"{value}: {found.source}" if found.source != path.name else value)
+    elif isinstance(value, str):
+        found = _located(source, lambda: prompt_set(value).unique())
+    elif isinstance(value, list):
+        metadata = table.get("prompt_metadata") or [{} for _ in value]
+        if not isinstance(metadata, list) or not all(isinstance(m, Mapping) for m in metadata):
+            _fail(source, f"prompt_metadata must be a list of tables, got {metadata!r}")
+        if len(metadata) != len(value):
+            _fail(source, f"prompt_metadata needs one entry per prompt ({len(value)}), got {len(metadata)}")
+        noted = table.get("prompt_source", "")
+        found = PromptSet(value, [dict(m) for m in metadata], noted if isinstance(noted, str) else "")
+    else:
+        _fail(source, f"prompts must be a list of prompts or a prompt set's name, got {value!r}")
+    if "prompt_subset" in table:
+        found = _located(source, lambda: found.subset(table["prompt_subset"], table.get("prompt_seed", 0)))
+    return found
+
+
+def _located(source: str, load):
+    try:
+        return load()
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _names(where: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        _fail(where, f"must be a list of names, got {value!r}")
+    return tuple(value)
+
 
 
 def _labels(where: str, value: Any) -> tuple[str, ...]:
@@ -372,4 +457,4 @@ def load_suite(source: str | Path) -> Suite:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
     raw.setdefault("name", path.stem)
-    return Suite.from_dict(raw, source=str(path))
+    return Suite.from_dict(raw, source=str(path), base_dir=path.parent)

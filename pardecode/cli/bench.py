@@ -13,6 +13,8 @@ EPILOG = """examples:
   pardecode bench my_suite.toml --out runs/x --shard 0/2   first of two processes (default: $RANK/$WORLD_SIZE)
   pardecode bench --merge runs/x                      one report from every shard's results
   pardecode bench --compare runs/old runs/new         what changed between two results directories
+  pardecode bench emu3-parti --dry-run                runs, images and device-hours, from the stored cost profile
+  torchrun --nproc-per-node 8 -m pardecode.cli bench emu3-parti --out runs/emu3-parti   one shard per GPU
 """
 
 
@@ -37,9 +39,13 @@ def _list_suites() -> int:
     from ..benchmarks.suite import builtin_suites, load_suite
 
     for name in builtin_suites():
-        suite = load_suite(name)
+        try:
+            suite = load_suite(name)
+        except ConfigError as err:  # e.g. a prompt set whose file the user has not supplied yet
+            print(f"{name:<22} {'?':>5} runs  (cannot load here: {str(err).split(': ', 1)[-1][:90]}...)")
+            continue
         summary = suite.description.strip().splitlines()[0] if suite.description.strip() else ""
-        print(f"{name:<10} {len(suite.runs()):>4} runs  {summary}")
+        print(f"{name:<22} {len(suite.runs()):>5} runs  {summary}")
     return 0
 
 
@@ -49,16 +55,22 @@ def _run(args: argparse.Namespace) -> int:
     from ..benchmarks.runner import run_suite
     from ..benchmarks.suite import load_suite
 
-    if not args.out:
-        raise ConfigError("running a suite needs --out DIR")
+    if not args.out and not args.dry_run:
+        raise ConfigError("running a suite needs --out DIR (or --dry-run)")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     suite = load_suite(args.suite)
+    if args.prompts_file:
+        from ..benchmarks.prompt_sets import read_prompts_file
+
+        suite = suite.with_prompts(read_prompts_file(args.prompts_file))
     if args.backbone:
         suite = suite.with_backbone(args.backbone, key_values(args.backbone_option, "--backbone-option"))
     elif args.backbone_option:
         raise ConfigError("--backbone-option needs --backbone")
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
+    if args.dry_run:
+        return _dry_run(suite, shard, args.threads)
     try:
         outcome = run_suite(suite, args.out, shard=shard, threads=args.threads, progress=not args.no_progress)
     except KeyboardInterrupt:
@@ -86,6 +98,18 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dry_run(suite, shard, threads: int | None) -> int:
+    """Print what the suite would cost; loads each backbone for its profile key, decodes nothing."""
+    import torch
+
+    from ..benchmarks.estimate import estimate, render
+    from ..benchmarks.runner import default_threads
+
+    torch.set_num_threads(threads or default_threads(shard))  # as a run would: profiles are per thread count
+    print(render(suite, estimate(suite), shards=shard.count))
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `bench` command to the `pardecode` command line."""
     p = subparsers.add_parser(
@@ -99,6 +123,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: CPU cores / shards)")
     p.add_argument("--backbone", help="run the suite on this backbone instead of its own (e.g. toy for a smoke test)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="option of --backbone")
+    p.add_argument("--prompts-file", metavar="FILE",
+                   help="run the suite on these prompts instead of its own (.txt: one per line; .jsonl: a "
+                        "prompt field)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print runs, images and estimated device-hours (stored cost profile), decode nothing")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="only record runs (a shard writes the report only once every run is recorded)")
     p.add_argument("--merge", metavar="DIR", help="build DIR/report.md from every shard's results")
