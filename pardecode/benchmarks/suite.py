@@ -21,6 +21,7 @@ import attrs
 
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
+from .scoring import MetricSpec, parse_metrics
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -244,6 +245,8 @@ class Suite:
     warmup: int = attrs.field(default=1, validator=_int_at_least(1))  # untimed decodes per setting and process
     sampling: dict[str, Any] = attrs.field(factory=dict)
     description: str = ""
+    #: image-quality metrics by name (`pardecode list`); empty: each backbone's own judge, if any (the default model's)
+    metrics: tuple[MetricSpec, ...] = attrs.field(default=(), converter=tuple)
     settings: tuple[Setting, ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self):
@@ -294,6 +297,7 @@ class Suite:
             "sampling": self.sampling,
             "backbones": [attrs.asdict(b) for b in self.backbones],
             "strategies": [attrs.asdict(s) for s in self.strategies],
+            **({"metrics": [attrs.asdict(m) for m in self.metrics]} if self.metrics else {}),
         }
 
     @property
@@ -306,7 +310,8 @@ class Suite:
     def from_dict(cls, raw: Any, source: str = "suite") -> "Suite":
         table = _only_keys(
             source, raw,
-            ("name", "description", "prompts", "seeds", "batch", "repeats", "warmup", "sampling", "backbones", "strategies"),
+            ("name", "description", "prompts", "seeds", "batch", "repeats", "warmup", "sampling", "backbones", "strategies",
+             "metrics"),
             required=("prompts", "seeds", "backbones", "strategies"),
         )
         backbones = []
@@ -343,6 +348,7 @@ class Suite:
             warmup=table.get("warmup", 1),
             sampling=_sampling_overrides(f"{source}: sampling", table.get("sampling", {})),
             description=table.get("description", ""),
+            metrics=parse_metrics(source, table.get("metrics", [])),
         )
 
 
