@@ -11,6 +11,8 @@ from .arguments import key_values
 EPILOG = """examples:
   pardecode bench quick --out runs/quick              run the built-in `quick` suite (resumes if interrupted)
   pardecode bench my_suite.toml --out runs/x --shard 0/2   first of two processes (default: $RANK/$WORLD_SIZE)
+  pardecode bench quick --out runs/q --backbone lumina-mgpt --metric fid:stats=coco.npz --metric clip
+                                                      FID and CLIP score on a published checkpoint
   pardecode bench --merge runs/x                      one report from every shard's results
   pardecode bench --compare runs/old runs/new         what changed between two results directories
 """
@@ -43,6 +45,19 @@ def _list_suites() -> int:
     return 0
 
 
+def with_metrics(suite, specs: list[str]):
+    """The suite with its metrics replaced by --metric NAME[:KEY=VALUE,...] arguments."""
+    import attrs
+
+    from ..benchmarks.scoring import parse_metrics
+
+    entries = []
+    for spec in specs:
+        name, _, options = spec.partition(":")
+        entries.append({"name": name, "options": key_values([o for o in options.split(",") if o], f"--metric {name}")})
+    return attrs.evolve(suite, metrics=parse_metrics("--metric", entries))
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..benchmarks.report import build_report
     from ..benchmarks.results import ResultsDir, Shard
@@ -58,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
         suite = suite.with_backbone(args.backbone, key_values(args.backbone_option, "--backbone-option"))
     elif args.backbone_option:
         raise ConfigError("--backbone-option needs --backbone")
+    if args.metric:
+        suite = with_metrics(suite, args.metric)
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
     try:
         outcome = run_suite(suite, args.out, shard=shard, threads=args.threads, progress=not args.no_progress)
@@ -99,6 +116,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: CPU cores / shards)")
     p.add_argument("--backbone", help="run the suite on this backbone instead of its own (e.g. toy for a smoke test)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="option of --backbone")
+    p.add_argument("--metric", action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help="score images with this registered metric instead of the suite's (repeatable; see pardecode list)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="only record runs (a shard writes the report only once every run is recorded)")
     p.add_argument("--merge", metavar="DIR", help="build DIR/report.md from every shard's results")
