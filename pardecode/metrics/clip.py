@@ -30,7 +30,7 @@ def _load(model: str, download: bool, device: str):
     try:
         processor = CLIPProcessor.from_pretrained(model, local_files_only=not download)
         net = CLIPModel.from_pretrained(model, local_files_only=not download).to(device).eval()
-    except OSError as err:
+    except (OSError, ValueError) as err:  # missing files; a path that is not a hub name
         raise ConfigError(
             f"clip model {model!r} is neither a local directory nor in the local cache "
             f"(pass model= a path, or download=true): {' '.join(str(err).split())[:200]}"
