@@ -3,6 +3,7 @@ hand, the default model's evaluator as the `fashion` metric, suites choosing met
 statistics and environment every report carries."""
 
 import json
+import sys
 
 import attrs
 import numpy as np
@@ -20,8 +21,7 @@ from pardecode.benchmarks.runner import backbone_environment, peak_memory, run_s
 from pardecode.benchmarks.scoring import MetricSpec
 from pardecode.benchmarks.suite import Suite
 from pardecode.core.errors import UnknownNameError
-from pardecode.core.metric import Metric
-from pardecode.core.plugins import Plugins, hookimpl, plugins
+from pardecode.core.plugins import Plugins, plugins
 from pardecode.metrics.clip import CLIPScore
 from pardecode.metrics.fid import FID, load_stats, save_stats
 
@@ -71,28 +71,43 @@ def test_builtin_metrics_register_through_the_hook_and_list():
     assert {"fashion", "fid", "clip"} <= {e["name"] for e in list_plugins()["metrics"]}
 
 
-def test_a_third_party_metric_registers_like_a_strategy():
-    class Brightness(Metric):
-        name = "brightness"
-        variant = "mean pixel value / 255"
+THIRD_PARTY = """
+import numpy as np
+from pardecode.core.metric import Metric
+from pardecode.core.plugins import hookimpl
 
-        def score(self, images, prompts, classes=None):
-            return {"brightness": float(np.asarray(images).mean() / 255)}
 
-    class Plugin:
-        @hookimpl
-        def pardecode_register_metrics(self, register):
-            register("brightness", Brightness, "mean brightness")
+class Brightness(Metric):
+    name = "brightness"
+    variant = "mean pixel value / 255"
 
-    pm = Plugins(load_entry_points=False)
-    pm.manager.register(Plugin(), name="third")
-    fresh = Plugins.__new__(Plugins)
-    fresh.__dict__.update(pm.__dict__)
-    impl = [i for i in pm.manager.hook.pardecode_register_metrics.get_hookimpls() if i.plugin_name == "third"][0]
-    impl.function(register=pm.metrics.register_from("third"))
-    assert pm.metrics.get("brightness").plugin == "third"
-    with pytest.raises(ConfigError, match="not a subclass"):
-        pm.metrics.register_from("third")("bad", dict)
+    def score(self, images, prompts, classes=None):
+        return {"brightness": float(np.asarray(images).mean() / 255)}
+
+
+@hookimpl
+def pardecode_register_metrics(register):
+    register("brightness", Brightness, "mean brightness")
+"""
+
+
+def test_a_third_party_metric_arrives_through_an_entry_point(tmp_path, monkeypatch):
+    (tmp_path / "pd_brightness.py").write_text(THIRD_PARTY)
+    info = tmp_path / "pd_brightness-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pd-brightness\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[pardecode]\nbrightness = pd_brightness\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        pm = Plugins()
+        entry = pm.metrics.get("brightness")
+        assert entry.plugin == "brightness" and entry.factory().score(
+            np.full((2, 4, 4, 3), 255, np.uint8), ["a", "b"]
+        ) == {"brightness": 1.0}
+        with pytest.raises(ConfigError, match="not a subclass"):
+            pm.metrics.register_from("brightness")("bad", dict)
+    finally:
+        sys.modules.pop("pd_brightness", None)
 
 
 def test_unknown_metric_names_are_refused_in_one_line_listing_the_registered_ones():
@@ -137,12 +152,15 @@ def test_fid_against_a_folder_equals_stats_saved_from_it_and_the_hand_computatio
     assert np.allclose(load_stats(tmp_path / "ref.npz")[0], real.mean(0))
 
 
-@pytest.mark.parametrize("options, match", [
-    ({}, "exactly one of reference="),
-    ({"reference": "/nonexistent-folder"}, "does not exist"),
-    ({"stats": "/nonexistent.npz"}, "does not exist"),
-    ({"stats": __file__, "dims": 100}, "dims must be one of"),
-])
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({}, "exactly one of reference="),
+        ({"reference": "/nonexistent-folder"}, "does not exist"),
+        ({"stats": "/nonexistent.npz"}, "does not exist"),
+        ({"stats": __file__, "dims": 100}, "dims must be one of"),
+    ],
+)
 def test_fid_refuses_bad_options_in_one_line(options, match):
     with pytest.raises(ConfigError, match=match):
         FID(**options)
@@ -165,9 +183,20 @@ def tiny_clip(root):
     processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     CLIPProcessor(image_processor=processor, tokenizer=tokenizer).save_pretrained(root)
     torch.manual_seed(0)
-    text = dict(vocab_size=len(vocab), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                max_position_embeddings=32, bos_token_id=0, eos_token_id=1, pad_token_id=1)
-    vision = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8)
+    text = dict(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=32,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    vision = dict(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=8
+    )
     CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=8)).save_pretrained(root)
     return root
 
@@ -180,13 +209,17 @@ def test_clip_score_is_100_times_the_clamped_cosine_of_the_embeddings_by_hand(tm
     prompts = ["a sneaker", "a dress", "a bag", "a shirt"]
     metric = CLIPScore(model=root, prefix="a photo of ")
     model, processor = CLIPModel.from_pretrained(root), CLIPProcessor.from_pretrained(root)
-    inputs = processor(text=["a photo of " + p for p in prompts], images=list(generated), return_tensors="pt", padding=True)
+    inputs = processor(
+        text=["a photo of " + p for p in prompts], images=list(generated), return_tensors="pt", padding=True
+    )
     with torch.no_grad():
         out = model(**inputs)
     a, b = out.image_embeds.double().numpy(), out.text_embeds.double().numpy()
     cos = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
     assert metric.per_image(generated, prompts) == pytest.approx(100 * np.maximum(cos, 0), abs=1e-4)
-    assert metric.score(generated, prompts)["clip_score"] == pytest.approx(float(np.mean(100 * np.maximum(cos, 0))), abs=1e-4)
+    assert metric.score(generated, prompts)["clip_score"] == pytest.approx(
+        float(np.mean(100 * np.maximum(cos, 0))), abs=1e-4
+    )
     assert str(root) in metric.variant and "'a photo of '" in metric.variant and "max(cos,0)" in metric.variant
 
 
@@ -210,8 +243,10 @@ def test_the_fashion_metric_computes_what_the_suites_judge_computes():
     prompts = ["a sneaker", "a dress", "a bag"] * 2
     metric = plugins().metrics.get("fashion").factory(evaluator=evaluator)
     quality = FashionJudge(evaluator=evaluator).evaluate(generated, prompts)
-    assert metric.score(generated, prompts) == {"prompt_agreement": quality.prompt_agreement,
-                                                "frechet_distance": quality.frechet_distance}
+    assert metric.score(generated, prompts) == {
+        "prompt_agreement": quality.prompt_agreement,
+        "frechet_distance": quality.frechet_distance,
+    }
     assert "Fashion-MNIST classifier" in metric.variant
 
 
@@ -231,13 +266,16 @@ def test_a_suite_naming_the_fashion_metric_keeps_the_judge_and_other_metrics_are
     assert Suite.from_dict(both.to_dict()) == both and both.fingerprint != plain.fingerprint
 
 
-@pytest.mark.parametrize("metrics, match", [
-    ("fid", "metrics must be a list"),
-    ([{"name": "fid", "bogus": 1}], "must be a name or a table with keys name, options"),
-    ([{"name": "fid", "options": {"stats": "/no.npz"}}], "suite: metric 'fid': FID statistics file"),
-    ([{"name": "clip", "options": {"colour": 1}}], "suite: metric 'clip':.*colour"),
-    (["clip", "clip"], "names a metric twice"),
-])
+@pytest.mark.parametrize(
+    "metrics, match",
+    [
+        ("fid", "metrics must be a list"),
+        ([{"name": "fid", "bogus": 1}], "must be a name or a table with keys name, options"),
+        ([{"name": "fid", "options": {"stats": "/no.npz"}}], "suite: metric 'fid': FID statistics file"),
+        ([{"name": "clip", "options": {"colour": 1}}], "suite: metric 'clip':.*colour"),
+        (["clip", "clip"], "names a metric twice"),
+    ],
+)
 def test_bad_metric_entries_fail_when_the_suite_is_read(metrics, match):
     base = dict(name="m", prompts=["p"], seeds=[0], backbones=[{"name": "toy"}], strategies=[{"name": "ar"}])
     with pytest.raises(ConfigError, match=match):
@@ -262,7 +300,9 @@ def _register_test_plugins():
     if "colourtoy" not in plugins().backbones.names():
         plugins().backbones.register_from("tests")("colourtoy", ColourToy)
     if "meanrgb_fid" not in plugins().metrics.names():
-        plugins().metrics.register_from("tests")("meanrgb_fid", lambda **o: _named(FID(feature=MeanRGB(), size=32, **o)))
+        plugins().metrics.register_from("tests")(
+            "meanrgb_fid", lambda **o: _named(FID(feature=MeanRGB(), size=32, **o))
+        )
 
 
 def _named(metric):
@@ -273,12 +313,17 @@ def _named(metric):
 def test_a_suite_scores_its_metrics_and_reports_decode_statistics_and_environment(tmp_path):
     _register_test_plugins()
     np.savez(tmp_path / "ref.npz", mu=np.full(3, 120.0), sigma=np.eye(3) * 400)
-    suite = Suite.from_dict({
-        "name": "metrics", "prompts": ["a", "b"], "seeds": [0, 1], "batch": 2,
-        "backbones": [{"name": "colourtoy", "options": {"length": 24}}],
-        "strategies": [{"name": "ar"}, {"name": "sjd", "params": {"window": 4}}],
-        "metrics": [{"name": "meanrgb_fid", "options": {"stats": str(tmp_path / "ref.npz")}}],
-    })
+    suite = Suite.from_dict(
+        {
+            "name": "metrics",
+            "prompts": ["a", "b"],
+            "seeds": [0, 1],
+            "batch": 2,
+            "backbones": [{"name": "colourtoy", "options": {"length": 24}}],
+            "strategies": [{"name": "ar"}, {"name": "sjd", "params": {"window": 4}}],
+            "metrics": [{"name": "meanrgb_fid", "options": {"stats": str(tmp_path / "ref.npz")}}],
+        }
+    )
     out = tmp_path / "out"
     run_suite(suite, out, threads=1, progress=False)
     records = ResultsDir(out).records()
@@ -288,7 +333,9 @@ def test_a_suite_scores_its_metrics_and_reports_decode_statistics_and_environmen
         mine = [r for r in records if r["key"]["setting"] == row.setting]
         images_ = np.concatenate([unpack(r) for r in mine])
         features = images_.reshape(len(images_), -1, 3).astype(np.float64).mean(1)
-        expected = frechet_by_hand((features.mean(0), np.cov(features, rowvar=False)), (np.full(3, 120.0), np.eye(3) * 400))
+        expected = frechet_by_hand(
+            (features.mean(0), np.cov(features, rowvar=False)), (np.full(3, 120.0), np.eye(3) * 400)
+        )
         [score] = row.scores
         assert score.n == 8 and score.values["fid"] == pytest.approx(expected, rel=1e-6)
         committed = [c for r in mine for rowc in r["committed"] for c in rowc if c]
@@ -322,8 +369,16 @@ def test_acceptance_histogram_counts_tokens_per_pass_per_image():
 def test_environment_of_a_transformers_backbone_names_dtype_and_attention():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=16, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=2)).to(torch.bfloat16)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=16,
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+        )
+    ).to(torch.bfloat16)
 
     class Wrapped:
         def __init__(self):

@@ -36,8 +36,11 @@ class FashionMetric(Metric):
     @property
     def variant(self) -> str:
         dim = getattr(getattr(getattr(self._evaluator, "model", None), "config", None), "feature_dim", 64)
-        return (f"pardecode fashion evaluator: shipped Fashion-MNIST classifier, {dim}-d penultimate features, "
-                f"28x28 grey, Fréchet distance against the real {self.reference} split; agreement = classified as the prompt's class")
+        return (
+            f"pardecode fashion evaluator: shipped Fashion-MNIST classifier, {dim}-d penultimate features, "
+            f"28x28 grey, Fréchet distance against the real {self.reference} split; "
+            "agreement = classified as the prompt's class"
+        )
 
     def score(self, images, prompts, classes=None) -> dict[str, float]:
         from .vocab import class_of_prompt

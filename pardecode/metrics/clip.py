@@ -43,8 +43,15 @@ class CLIPScore(Metric):
 
     name = "clip"
 
-    def __init__(self, *, model: str | Path = DEFAULT_CLIP, prefix: str = "", device: str = "cpu",
-                 download: bool = False, batch: int = 32):
+    def __init__(
+        self,
+        *,
+        model: str | Path = DEFAULT_CLIP,
+        prefix: str = "",
+        device: str = "cpu",
+        download: bool = False,
+        batch: int = 32,
+    ):
         if not isinstance(prefix, str):
             raise ConfigError(f"clip prefix must be a string, got {prefix!r}")
         self.model, self.prefix, self.device, self.download, self.batch = str(model), prefix, device, download, batch
@@ -53,8 +60,10 @@ class CLIPScore(Metric):
     def variant(self) -> str:
         import transformers
 
-        return (f"transformers {transformers.__version__} CLIPModel {self.model}, CLIPProcessor preprocessing, "
-                f"100*max(cos,0) mean (torchmetrics CLIPScore formula), text = {self.prefix!r} + prompt")
+        return (
+            f"transformers {transformers.__version__} CLIPModel {self.model}, CLIPProcessor preprocessing, "
+            f"100*max(cos,0) mean (torchmetrics CLIPScore formula), text = {self.prefix!r} + prompt"
+        )
 
     def per_image(self, images: Sequence[Any], prompts: Sequence[str]) -> np.ndarray:
         """Float64[N]: each image's CLIP score against its own prompt."""
@@ -67,9 +76,14 @@ class CLIPScore(Metric):
         scores = []
         with torch.no_grad():
             for start in range(0, len(rgb), self.batch):
-                texts = [self.prefix + p for p in prompts[start:start + self.batch]]
-                inputs = processor(text=texts, images=list(rgb[start:start + self.batch]), return_tensors="pt",
-                                   padding=True, truncation=True)
+                texts = [self.prefix + p for p in prompts[start : start + self.batch]]
+                inputs = processor(
+                    text=texts,
+                    images=list(rgb[start : start + self.batch]),
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                )
                 inputs = {k: v.to(self.device) for k, v in inputs.items()}
                 image = net.get_image_features(pixel_values=inputs["pixel_values"])
                 text = net.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))

@@ -47,10 +47,14 @@ def load_stats(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError(f"FID statistics file {str(path)!r} does not exist")
     with np.load(path) as data:
         if "mu" not in data or "sigma" not in data:
-            raise ConfigError(f"FID statistics file {str(path)!r} must hold arrays 'mu' and 'sigma', got {sorted(data)}")
+            raise ConfigError(
+                f"FID statistics file {str(path)!r} must hold arrays 'mu' and 'sigma', got {sorted(data)}"
+            )
         mu, sigma = np.asarray(data["mu"], np.float64), np.asarray(data["sigma"], np.float64)
     if mu.ndim != 1 or sigma.shape != (len(mu), len(mu)):
-        raise ConfigError(f"FID statistics file {str(path)!r}: mu must be [D] and sigma [D, D], got {mu.shape} and {sigma.shape}")
+        raise ConfigError(
+            f"FID statistics file {str(path)!r}: mu must be [D] and sigma [D, D], got {mu.shape} and {sigma.shape}"
+        )
     return mu, sigma
 
 
@@ -72,11 +76,15 @@ class FID(Metric):
         batch: int = 64,
     ):
         if (reference is None) == (stats is None):
-            raise ConfigError("the fid metric needs exactly one of reference= (a folder of images) or stats= (an .npz of mu, sigma)")
+            raise ConfigError(
+                "the fid metric needs exactly one of reference= (a folder of images) or stats= (an .npz of mu, sigma)"
+            )
         if not isinstance(size, int) or size < 16:
             raise ConfigError(f"fid size must be an integer >= 16 (pixels), got {size!r}")
         if feature is None and dims not in INCEPTION_DIMS:
-            raise ConfigError(f"fid dims must be one of {list(INCEPTION_DIMS)} (InceptionV3 feature layers), got {dims!r}")
+            raise ConfigError(
+                f"fid dims must be one of {list(INCEPTION_DIMS)} (InceptionV3 feature layers), got {dims!r}"
+            )
         if reference is not None and not Path(reference).is_dir():
             raise ConfigError(f"reference folder {str(reference)!r} does not exist")
         if stats is not None and not Path(stats).is_file():
@@ -89,11 +97,18 @@ class FID(Metric):
 
     @property
     def variant(self) -> str:
-        features = (f"custom feature model {self.feature_name}" if self.feature is not None
-                    else f"torch-fidelity InceptionV3 {self.dims}-d" + (f" (weights {self.weights})" if self.weights else ""))
-        against = f"reference folder {self.reference}" if self.reference is not None else f"reference stats {self.stats}"
-        return (f"torchmetrics {_torchmetrics_version()} FrechetInceptionDistance, {features}, "
-                f"RGB {self.size}x{self.size} (PIL bicubic), {against}")
+        features = (
+            f"custom feature model {self.feature_name}"
+            if self.feature is not None
+            else f"torch-fidelity InceptionV3 {self.dims}-d" + (f" (weights {self.weights})" if self.weights else "")
+        )
+        against = (
+            f"reference folder {self.reference}" if self.reference is not None else f"reference stats {self.stats}"
+        )
+        return (
+            f"torchmetrics {_torchmetrics_version()} FrechetInceptionDistance, {features}, "
+            f"RGB {self.size}x{self.size} (PIL bicubic), {against}"
+        )
 
     def _metric(self):
         FrechetInceptionDistance = _require_torchmetrics()
@@ -107,7 +122,7 @@ class FID(Metric):
         import torch
 
         for start in range(0, len(images), self.batch):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[start:start + self.batch])).permute(0, 3, 1, 2)
+            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch])).permute(0, 3, 1, 2)
             metric.update(chunk, real=real)
 
     def _load_reference(self, metric) -> None:
@@ -119,7 +134,8 @@ class FID(Metric):
             mean = torch.from_numpy(mu)
             metric.real_features_sum = (mean * n).to(metric.real_features_sum)
             metric.real_features_cov_sum = (torch.from_numpy(sigma) * (n - 1) + n * torch.outer(mean, mean)).to(
-                metric.real_features_cov_sum)
+                metric.real_features_cov_sum
+            )
             metric.real_features_num_samples = torch.tensor(n, dtype=metric.real_features_num_samples.dtype)
         else:
             self._update(metric, as_rgb_batch(read_folder(self.reference), self.size), real=True)

@@ -50,5 +50,7 @@ def read_folder(folder: str | Path) -> list[Any]:
         raise ConfigError(f"reference folder {str(root)!r} does not exist")
     files = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if len(files) < 2:
-        raise ConfigError(f"reference folder {str(root)!r} holds {len(files)} image(s) ({'/'.join(IMAGE_SUFFIXES)}); need >= 2")
+        raise ConfigError(
+            f"reference folder {str(root)!r} holds {len(files)} image(s) ({'/'.join(IMAGE_SUFFIXES)}); need >= 2"
+        )
     return [Image.open(p).convert("RGB") for p in files]
