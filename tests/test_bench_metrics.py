@@ -388,3 +388,20 @@ def test_environment_of_a_transformers_backbone_names_dtype_and_attention():
     assert env["dtype"] == "bfloat16" and env["device"] == "cpu" and env["attention"] in ("eager", "sdpa")
     assert env["device_name"]
     assert peak_memory("cpu")[1] == "process peak RSS"
+
+
+def test_the_cli_lists_metrics_and_takes_them_with_options(tmp_path, capsys):
+    from pardecode.cli import main
+    from pardecode.cli.bench import with_metrics
+
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out
+    assert "metrics (options:" in listed and "  fid " in listed and "  clip " in listed
+    np.savez(tmp_path / "s.npz", mu=np.zeros(3), sigma=np.eye(3))
+    base = dict(name="m", prompts=["p"], seeds=[0], backbones=[{"name": "toy"}], strategies=[{"name": "ar"}])
+    base = Suite.from_dict(base)
+    suite = with_metrics(base, [f"fid:stats={tmp_path / 's.npz'},size=64", "clip:prefix=a photo of "])
+    assert [(m.name, m.options) for m in suite.metrics] == [
+        ("fid", {"stats": str(tmp_path / "s.npz"), "size": 64}), ("clip", {"prefix": "a photo of "})]
+    with pytest.raises(UnknownNameError, match="unknown metric 'nope'"):
+        with_metrics(base, ["nope"])

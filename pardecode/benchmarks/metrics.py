@@ -282,7 +282,9 @@ def _versus_ar(rows: list[SettingSummary], by_setting: dict[str, list[dict[str, 
 JUDGED_METRICS = ("fashion",)
 
 
-def _judge_and_metrics(suite: Suite, backbone: str, judges: Callable[[str], Judge | None]) -> tuple[Judge | None, list[Any]]:
+def _judge_and_metrics(
+    suite: Suite, backbone: str, judges: Callable[[str], Judge | None]
+) -> tuple[Judge | None, list[Any]]:
     """(the backbone's judge, the other metrics to score). A suite without `metrics` keeps the backbone's own
     judge (the default model's evaluator on its backbones); one with `metrics` uses the judge only if it names it."""
     names = [m.name for m in suite.metrics]

@@ -76,7 +76,8 @@ def decode_statistics(summary: BackboneSummary) -> list[str]:
             ("setting", "forward passes", "step compression", "tokens / pass", f"s / image (batch {summary.batch})",
              "latency at batch 1", "peak memory", "acceptance lengths (tokens: count)"),
             [[f"`{r.setting}`", _num(r.passes, ".1f"), _num(r.compression, ".2f", "x"), _num(r.tokens_per_pass, ".2f"),
-              _num(r.seconds_per_image, ".4f"), _num(r.latency_batch1, ".3f"), _memory(r), _histogram(r.acceptance_histogram)]
+              _num(r.seconds_per_image, ".4f"), _num(r.latency_batch1, ".3f"), _memory(r),
+              _histogram(r.acceptance_histogram)]
              for r in summary.settings],
         ),
         "",
@@ -167,11 +168,15 @@ def backbone_section(summary: BackboneSummary, plots: dict[str, str]) -> list[st
     return lines
 
 
+#: what the runner records of each loaded backbone (`runner.backbone_environment`)
+BACKBONE_ENVIRONMENT = ("device", "device_name", "dtype", "attention")
+
+
 def environment_section(sessions: Sequence[dict[str, Any]]) -> list[str]:
     if not sessions:
         return ["## Environment", "", "No session recorded.", ""]
-    fields = ("shard", "date", "python", "torch", "transformers", "pardecode", "commit", "cpu", "cpu_count", "torch_threads",
-              "batch", "seeds")
+    fields = ("shard", "date", "python", "torch", "transformers", "pardecode", "commit", "cpu", "cpu_count",
+              "torch_threads", "batch", "seeds")
     lines = [
         "## Environment",
         "",
@@ -187,7 +192,7 @@ def environment_section(sessions: Sequence[dict[str, Any]]) -> list[str]:
             "the model config's `_attn_implementation`, n/a where it has none):",
             "",
             *_table(("shard", "backbone", "device", "device name", "dtype", "attention"),
-                    [[str(shard), f"`{label}`", *(str(env.get(k, NA)) for k in ("device", "device_name", "dtype", "attention"))]
+                    [[str(shard), f"`{label}`", *(str(env.get(k, NA)) for k in BACKBONE_ENVIRONMENT)]
                      for shard, label, env in backbones]),
             "",
         ]

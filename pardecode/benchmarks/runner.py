@@ -80,7 +80,8 @@ def _model_of(backbone: Any) -> torch.nn.Module | None:
     for name in ("body", "model"):
         if isinstance(getattr(backbone, name, None), torch.nn.Module):
             return getattr(backbone, name)
-    return next((v for v in vars(backbone).values() if isinstance(v, torch.nn.Module)), None) if hasattr(backbone, "__dict__") else None
+    fields = vars(backbone).values() if hasattr(backbone, "__dict__") else ()
+    return next((v for v in fields if isinstance(v, torch.nn.Module)), None)
 
 
 def device_name(device: torch.device | str | None) -> str:

@@ -310,8 +310,8 @@ class Suite:
     def from_dict(cls, raw: Any, source: str = "suite") -> "Suite":
         table = _only_keys(
             source, raw,
-            ("name", "description", "prompts", "seeds", "batch", "repeats", "warmup", "sampling", "backbones", "strategies",
-             "metrics"),
+            ("name", "description", "prompts", "seeds", "batch", "repeats", "warmup", "sampling", "backbones",
+             "strategies", "metrics"),
             required=("prompts", "seeds", "backbones", "strategies"),
         )
         backbones = []

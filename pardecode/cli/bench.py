@@ -117,7 +117,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", help="run the suite on this backbone instead of its own (e.g. toy for a smoke test)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="option of --backbone")
     p.add_argument("--metric", action="append", metavar="NAME[:KEY=VALUE,...]",
-                   help="score images with this registered metric instead of the suite's (repeatable; see pardecode list)")
+                   help="score images with this registered metric instead of the suite's (repeatable; pardecode list)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="only record runs (a shard writes the report only once every run is recorded)")
     p.add_argument("--merge", metavar="DIR", help="build DIR/report.md from every shard's results")

@@ -46,4 +46,4 @@ def pardecode_register_backbones(register):
 def pardecode_register_metrics(register):
     from .metric import FashionMetric
 
-    register("fashion", FashionMetric, "The default model's evaluator: prompt agreement and Fréchet distance (classifier features)")
+    register("fashion", FashionMetric, "The default model's evaluator: prompt agreement and Fréchet distance")
