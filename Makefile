@@ -10,7 +10,7 @@ FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # the CPU wheel (a plain `torch` would pull a multi-GB CUDA build)
 TORCH := torch==2.13.0
-EXTRAS := test,bench,vqgan,big
+EXTRAS := test,bench,vqgan,big,metrics
 LOWEST_EXTRAS := test,bench
 
 .PHONY: install data test test-lowest demo bench clean

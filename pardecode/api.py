@@ -51,11 +51,11 @@ def get_backbone(name: str, **options: Any) -> Backbone:
 
 
 def list_plugins() -> dict[str, list[dict[str, Any]]]:
-    """Every registered strategy and backbone: description, registering plugin, former names that
+    """Every registered strategy, backbone and metric: description, registering plugin, former names that
     still work (aliases) and options (name, type, default), plus the plugins that failed to load and why."""
     pm = plugins()
     listing: dict[str, list[dict[str, Any]]] = {}
-    for kind, reg in (("strategies", pm.strategies), ("backbones", pm.backbones)):
+    for kind, reg in (("strategies", pm.strategies), ("backbones", pm.backbones), ("metrics", pm.metrics)):
         listing[kind] = []
         for e in map(reg.get, reg.names()):
             options, open_ = options_of(e.factory)

@@ -13,6 +13,7 @@ import torch
 from pardecode.benchmarks.results import ResultsDir
 from pardecode.benchmarks.suite import BUILTIN_DIR, load_suite
 from pardecode.cli import main
+from test_bench_metrics import tiny_clip
 
 TOY_SUITE = """
 prompts_file = "prompts.txt"
@@ -117,13 +118,16 @@ def test_family_suites_run_end_to_end_on_tiny_checkpoints(tmp_path, monkeypatch,
     monkeypatch.setenv("PARDECODE_COCO_CAPTIONS", str(captions))
     emu3 = tiny_models.save_tiny_emu3(tmp_path / "emu3")
     out = tmp_path / "emu3-coco"
+    clip = tmp_path / "clip"
+    clip.mkdir()
+    tiny_clip(clip)  # the suite's CLIP score, on a tiny random CLIP (nothing downloads)
     args = ["bench", "emu3-coco", "--backbone", "emu3", "-B", f"path={emu3}", "-B", "default_size=[16,16]",
-            "--threads", "1", "--no-progress"]
+            "--threads", "1", "--no-progress", "--metric", f"clip:model={clip}"]
     assert main([*args, "--dry-run"]) == 0
     assert "suite emu3-coco: 8 runs, 2 prompts (coco2017-5k" in capsys.readouterr().out
     assert main([*args, "--out", str(out)]) == 0
     suite = ResultsDir(out).suite()
-    assert suite.metrics == ("fid", "clip") and [m["image_id"] for m in suite.prompt_metadata] == [1, 2]
+    assert [m.name for m in suite.metrics] == ["clip"] and [m["image_id"] for m in suite.prompt_metadata] == [1, 2]
     records = ResultsDir(out).records()
     assert len(records) == 8 and {r["key"]["strategy"] for r in records} == {"ar", "sjd", "sjd_pac_tree", "lantern"}
     assert "# Benchmark `emu3-coco`" in (out / "report.md").read_text()
@@ -136,10 +140,10 @@ def test_family_suites_run_end_to_end_on_tiny_checkpoints(tmp_path, monkeypatch,
     (tmp_path / "few.txt").write_text("a red fox\na lighthouse\n")
     out = tmp_path / "lumina-parti"
     assert main(["bench", str(suite_file), "--prompts-file", str(tmp_path / "few.txt"), "--out", str(out),
-                 "--threads", "1", "--no-progress", "--shard", "0/1"]) == 0
+                 "--threads", "1", "--no-progress", "--shard", "0/1", "--metric", f"clip:model={clip}"]) == 0
     records = ResultsDir(out).records()
     assert len(records) == 6 and all(r["key"]["backbone"] == "lumina-mgpt-768" for r in records)
-    assert load_suite("lumina-mgpt-768-parti").metrics == ("clip",)
+    assert [m.name for m in load_suite("lumina-mgpt-768-parti").metrics] == ["clip"]
 
 
 def test_device_auto_is_this_processs_gpu_under_torchrun(monkeypatch):

@@ -117,13 +117,14 @@ def test_suites_take_named_sets_files_subsets_and_metrics(tmp_path, monkeypatch)
         path.write_text(SUITE.format(prompts=prompts))
         return load_suite(path)
 
-    s = suite('prompts = "geneval"\nprompt_subset = 20\nprompt_seed = 3\nmetrics = ["fid", "clip"]')
-    assert len(s.prompts) == 20 and len(s.runs()) == 20 and s.metrics == ("fid", "clip")
+    s = suite('prompts = "geneval"\nprompt_subset = 20\nprompt_seed = 3\nmetrics = ["clip"]')
+    assert len(s.prompts) == 20 and len(s.runs()) == 20 and [m.name for m in s.metrics] == ["clip"]
     assert "geneval" in s.prompt_source and "seed 3" in s.prompt_source
     assert len(s.prompt_metadata) == 20 and s.prompt_metadata[0]["tag"]
-    assert s.to_dict()["metrics"] == ["fid", "clip"]
-    assert s.fingerprint == suite('prompts = "geneval"\nprompt_subset = 20\nprompt_seed = 3', "t.toml").fingerprint
-    assert s.fingerprint != suite('prompts = "geneval"\nprompt_subset = 20\nprompt_seed = 4', "u.toml").fingerprint
+    assert s.to_dict()["metrics"] == [{"name": "clip", "options": {}}]
+    same = 'prompts = "geneval"\nprompt_subset = 20\nprompt_seed = 3\nmetrics = ["clip"]'
+    assert s.fingerprint == suite(same, "t.toml").fingerprint  # prompt notes are not in it
+    assert s.fingerprint != suite(same.replace("seed = 3", "seed = 4"), "u.toml").fingerprint
 
     (tmp_path / "mine.txt").write_text("a cat\na dog\na cat\n")
     s = suite('prompts_file = "mine.txt"')  # relative to the suite's directory; repeats keep the first
@@ -145,8 +146,8 @@ def test_suites_take_named_sets_files_subsets_and_metrics(tmp_path, monkeypatch)
     ('prompts = "geneval"\nprompt_seed = 1', "prompt_seed needs prompt_subset"),
     ('prompts = "geneval"\nprompt_subset = -1', "prompt_subset must be an integer >= 1"),
     ('prompts = 3', "prompts must be a list of prompts or a prompt set's name"),
-    ('prompts = ["a"]\nmetrics = "fid"', "metrics: must be a list of names"),
-    ('prompts = ["a"]\nmetrics = ["fid", "fid"]', "metrics repeats a name"),
+    ('prompts = ["a"]\nmetrics = "clip"', "metrics must be a list of metric names"),
+    ('prompts = ["a"]\nmetrics = ["clip", "clip"]', "metrics names a metric twice"),
 ])
 def test_bad_prompt_fields_fail_in_one_line(tmp_path, prompts, message):
     path = tmp_path / "s.toml"

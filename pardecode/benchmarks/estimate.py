@@ -99,7 +99,7 @@ def render(suite: Suite, costs: Iterable[BackboneCost], shards: int = 1) -> str:
     lines = [f"suite {suite.name}: {len(suite.runs())} runs, {len(suite.prompts)} prompts"
              f"{f' ({suite.prompt_source})' if suite.prompt_source else ''} x {len(suite.seeds)} seed(s) "
              f"x {suite.repeats} repeat(s), batch {suite.batch}"
-             + (f"; metrics {', '.join(suite.metrics)}" if suite.metrics else "")]
+             + (f"; metrics {', '.join(m.name for m in suite.metrics)}" if suite.metrics else "")]
     total: float | None = 0.0
     for cost in costs:
         where = (f"cost profile {cost.profile} ({cost.device})" if cost.profile else "no stored cost profile: "

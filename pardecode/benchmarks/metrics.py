@@ -29,6 +29,7 @@ import torch
 from ..core.trace import Trace
 from .comparisons import Comparison, compare, pooled_per_image
 from .quality import Judge, Quality, Spread, judge_for, unpack_images
+from .scoring import MetricScore, score_setting
 from .suite import Suite
 
 AR = "ar"
@@ -61,6 +62,14 @@ class SettingSummary:
     versus_ar: Comparison | None = None
     #: lossy strategies: mean over images of the summed per-pass total variation bound, else None
     tv_bound: float | None = None
+    #: counts of (pass, image) pairs that committed 1, 2, 3, ... tokens (index 0: one token), repeat 0
+    acceptance_histogram: list[int] = attrs.field(factory=list)
+    seconds_per_image: float | None = None  # median seconds per run / batch
+    latency_batch1: float | None = None  # median seconds of one image, where the suite decodes batch 1
+    peak_memory: int | None = None  # bytes, the largest over the runs (see peak_memory_kind)
+    peak_memory_kind: str | None = None  # "cuda max_memory_allocated" or "process peak RSS"
+    #: scores of the suite's metrics (other than the judge's) on the pooled repeat-0 images
+    scores: list[MetricScore] = attrs.field(factory=list)
 
 
 @attrs.frozen
@@ -80,6 +89,21 @@ def merged_trace(records: Sequence[dict[str, Any]]) -> Trace:
     longest = max(map(len, rows))
     committed = torch.tensor([row + [0] * (longest - len(row)) for row in rows], dtype=torch.long).T
     return Trace(widths=[], committed=committed, forward_seconds=[], step_seconds=[])
+
+
+def acceptance_histogram(records: Sequence[dict[str, Any]]) -> list[int]:
+    """Counts of (pass, image) pairs by tokens committed: [#1, #2, ...] (passes of finished rows, 0, left out)."""
+    rows = [np.asarray(row, dtype=np.int64).ravel() for r in records for row in r["committed"]]
+    counts = np.bincount(np.concatenate(rows)) if rows else np.zeros(0, np.int64)
+    return counts[1:].tolist() if len(counts) > 1 else []
+
+
+def _peak_memory(records: Sequence[dict[str, Any]]) -> tuple[int | None, str | None]:
+    measured = [r for r in records if r.get("peak_memory") is not None]
+    if not measured:
+        return None, None
+    top = max(measured, key=lambda r: r["peak_memory"])
+    return int(top["peak_memory"]), top.get("peak_memory_kind")
 
 
 def _key(record: dict[str, Any], *fields: str) -> tuple:
@@ -188,6 +212,8 @@ def _setting_summary(
     pooled, per_seed = judged.get(label, (None, {}))
     trace = merged_trace([r for r in recs if r["key"]["repeat"] == 0] or recs)
     loop = sum(r["loop_seconds"] for r in recs)
+    seconds = statistics.median(_per_run_seconds(recs).values())
+    peak, peak_kind = _peak_memory(recs)
     if judge is None:
         check = "n/a: no evaluator"
     else:
@@ -203,7 +229,7 @@ def _setting_summary(
         length=first["length"],
         passes=float(np.mean([r["forward_passes"] for r in recs])),
         tokens_per_pass=trace.tokens_per_pass,
-        seconds=statistics.median(_per_run_seconds(recs).values()),
+        seconds=seconds,
         forward_share=sum(r["forward_seconds"] for r in recs) / loop if loop else math.nan,
         baseline=base,
         compression=compression(recs, by_setting[base]) if base else None,
@@ -213,6 +239,11 @@ def _setting_summary(
         check=check,
         acceptance=trace.accepted_by_offset(first["length"]).tolist(),
         tv_bound=float(np.mean([v for r in recs for v in r["tv_bound"]])) if "tv_bound" in first else None,
+        acceptance_histogram=acceptance_histogram([r for r in recs if r["key"]["repeat"] == 0] or recs),
+        seconds_per_image=seconds / first["batch"],
+        latency_batch1=seconds if first["batch"] == 1 else None,
+        peak_memory=peak,
+        peak_memory_kind=peak_kind,
     )
 
 
@@ -247,6 +278,21 @@ def _versus_ar(rows: list[SettingSummary], by_setting: dict[str, list[dict[str, 
     return out
 
 
+#: metrics whose numbers a backbone's judge already reports (with seeds' spread and the checks against AR)
+JUDGED_METRICS = ("fashion",)
+
+
+def _judge_and_metrics(
+    suite: Suite, backbone: str, judges: Callable[[str], Judge | None]
+) -> tuple[Judge | None, list[Any]]:
+    """(the backbone's judge, the other metrics to score). A suite without `metrics` keeps the backbone's own
+    judge (the default model's evaluator on its backbones); one with `metrics` uses the judge only if it names it."""
+    names = [m.name for m in suite.metrics]
+    judge = judges(backbone) if not names or any(n in JUDGED_METRICS for n in names) else None
+    covered = JUDGED_METRICS if judge is not None else ()
+    return judge, [m.build() for m in suite.metrics if m.name not in covered]
+
+
 def summarize(suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[[str], Judge | None] = judge_for) -> list[BackboneSummary]:
     """One summary per backbone of the suite, settings in suite order (settings without runs left out)."""
     expected: dict[tuple[str, str], int] = defaultdict(int)
@@ -259,10 +305,12 @@ def summarize(suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[
             if r["key"]["backbone"] == spec.label:
                 by_setting[r["key"]["setting"]].append(r)
         by_setting = {s.label: by_setting[s.label] for s in suite.settings if by_setting.get(s.label)}
-        judge = judges(spec.name)
+        judge, scorers = _judge_and_metrics(suite, spec.name, judges)
         judged = {s: judge_images(recs, judge) for s, recs in by_setting.items()} if judge else {}
         rows = [_setting_summary(label, by_setting, judged, judge, expected[spec.label, label]) for label in by_setting]
         rows = _versus_ar(rows, by_setting, judge)
+        if scorers:
+            rows = [attrs.evolve(r, scores=score_setting(by_setting[r.setting], scorers)) for r in rows]
         pooled_n = max((r.quality.n for r in rows if r.quality), default=None)
         real = judge.real_spread(pooled_n) if judge and pooled_n else None
         out.append(BackboneSummary(spec.label, spec.name, suite.batch, rows, real, pooled_n if real else None))

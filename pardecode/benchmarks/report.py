@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import datetime
+import json
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import attrs
 
 from .metrics import BackboneSummary, SettingSummary, summarize
 from .quality import Judge, Quality, Spread, judge_for
@@ -54,6 +57,48 @@ SETTING_HEADER = (
 )
 
 
+def _memory(row: SettingSummary) -> str:
+    return NA if row.peak_memory is None else f"{row.peak_memory / 2**20:.0f} MiB ({row.peak_memory_kind})"
+
+
+def _histogram(counts: Sequence[int]) -> str:
+    return ", ".join(f"{k}: {c}" for k, c in enumerate(counts, start=1) if c) or NA
+
+
+def decode_statistics(summary: BackboneSummary) -> list[str]:
+    """Speed figures every report carries, whatever the metrics: time per image, memory, acceptance lengths."""
+    return [
+        f"Decode statistics (seconds per image = median seconds per run / {summary.batch}; latency at batch 1 only "
+        "where the suite decodes one image per run; acceptance lengths: how many (pass, image) pairs committed "
+        "1, 2, 3, ... tokens, repeat 0):",
+        "",
+        *_table(
+            ("setting", "forward passes", "step compression", "tokens / pass", f"s / image (batch {summary.batch})",
+             "latency at batch 1", "peak memory", "acceptance lengths (tokens: count)"),
+            [[f"`{r.setting}`", _num(r.passes, ".1f"), _num(r.compression, ".2f", "x"), _num(r.tokens_per_pass, ".2f"),
+              _num(r.seconds_per_image, ".4f"), _num(r.latency_batch1, ".3f"), _memory(r),
+              _histogram(r.acceptance_histogram)]
+             for r in summary.settings],
+        ),
+        "",
+    ]
+
+
+def metric_scores(summary: BackboneSummary) -> list[str]:
+    """The suite's metrics per setting, each number with the variant that computed it."""
+    rows = [[f"`{r.setting}`", f"{score.metric}: {name}", _num(value, ".4g"), str(score.n), score.variant]
+            for r in summary.settings for score in r.scores for name, value in score.values.items()]
+    if not rows:
+        return []
+    return [
+        "Metrics on each setting's images (repeat 0, every seed and prompt pooled; numbers of different variants "
+        "or image counts are not comparable):",
+        "",
+        *_table(("setting", "metric", "value", "images", "variant"), rows),
+        "",
+    ]
+
+
 def backbone_section(summary: BackboneSummary, plots: dict[str, str]) -> list[str]:
     rows = summary.settings
     if not rows:
@@ -73,6 +118,8 @@ def backbone_section(summary: BackboneSummary, plots: dict[str, str]) -> list[st
               "yes" if r.lossless else "no", _num(r.forward_share, ".0%")] for r in rows],
         ),
         "",
+        *decode_statistics(summary),
+        *metric_scores(summary),
     ]
     compared = [r for r in rows if r.versus_ar is not None]
     if compared:
@@ -113,18 +160,24 @@ def backbone_section(summary: BackboneSummary, plots: dict[str, str]) -> list[st
             "can reach at this sample size (Fréchet distance shrinks as n grows, so compare at equal n only).",
             "",
         ]
-    elif not any(r.quality for r in rows):
-        lines += ["Quality: n/a (this backbone has no image decoder or no evaluator).", ""]
+    elif not any(r.quality for r in rows) and not any(r.scores for r in rows):
+        lines += ["Quality: n/a (this backbone has no image decoder or no evaluator; a suite's `metrics` "
+                  "such as fid and clip score any backbone that decodes images).", ""]
     for caption, file in plots.items():
         lines += [f"![{caption}]({file})", ""]
     return lines
 
 
+#: what the runner records of each loaded backbone (`runner.backbone_environment`)
+BACKBONE_ENVIRONMENT = ("device", "device_name", "dtype", "attention")
+
+
 def environment_section(sessions: Sequence[dict[str, Any]]) -> list[str]:
     if not sessions:
         return ["## Environment", "", "No session recorded.", ""]
-    fields = ("shard", "date", "python", "torch", "transformers", "pardecode", "commit", "cpu", "cpu_count", "torch_threads")
-    return [
+    fields = ("shard", "date", "python", "torch", "transformers", "pardecode", "commit", "cpu", "cpu_count",
+              "torch_threads", "batch", "seeds")
+    lines = [
         "## Environment",
         "",
         "One row per process that ran timed runs (a resumed or sharded suite has several).",
@@ -132,6 +185,18 @@ def environment_section(sessions: Sequence[dict[str, Any]]) -> list[str]:
         *_table(fields, [[str(s.get(f, NA)) for f in fields] for s in sessions]),
         "",
     ]
+    backbones = [(s.get("shard", NA), label, env) for s in sessions for label, env in s.get("backbones", {}).items()]
+    if backbones:
+        lines += [
+            "Backbones as loaded (device name: torch.cuda.get_device_name on CUDA, else the CPU model; attention: "
+            "the model config's `_attn_implementation`, n/a where it has none):",
+            "",
+            *_table(("shard", "backbone", "device", "device name", "dtype", "attention"),
+                    [[str(shard), f"`{label}`", *(str(env.get(k, NA)) for k in BACKBONE_ENVIRONMENT)]
+                     for shard, label, env in backbones]),
+            "",
+        ]
+    return lines
 
 
 def measurement_section(suite: Suite) -> list[str]:
@@ -196,7 +261,16 @@ def build_report(out: str | Path, judges: Callable[[str], Judge | None] = judge_
             else:
                 plots = {s.label: write_plots(s, results.path) for s in summaries}
         text = render(suite, summaries, results.sessions(), plots, [f.name for f in results.results_files()]) + note
+        results.write_text("report.json", report_json(suite, summaries, results.sessions()))
         return results.write_text("report.md", text)
+
+
+def report_json(suite: Suite, summaries: Sequence[BackboneSummary], sessions: Sequence[dict[str, Any]]) -> str:
+    """Everything report.md shows, as JSON: per setting the decode statistics, quality, metric scores with variants."""
+    return json.dumps({
+        "suite": suite.name, "fingerprint": suite.fingerprint, "batch": suite.batch, "seeds": list(suite.seeds),
+        "backbones": [attrs.asdict(s) for s in summaries], "sessions": list(sessions),
+    }, indent=1, default=str)
 
 
 # ------------------------------------------------------------------------------------ compare

@@ -12,7 +12,9 @@ import datetime
 import importlib.metadata
 import os
 import platform
+import resource
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -73,6 +75,51 @@ def environment(shard: Shard) -> dict[str, Any]:
     }
 
 
+def _model_of(backbone: Any) -> torch.nn.Module | None:
+    """The backbone's network: the first torch module among its attributes (adapters keep it as `body` or `model`)."""
+    for name in ("body", "model"):
+        if isinstance(getattr(backbone, name, None), torch.nn.Module):
+            return getattr(backbone, name)
+    fields = vars(backbone).values() if hasattr(backbone, "__dict__") else ()
+    return next((v for v in fields if isinstance(v, torch.nn.Module)), None)
+
+
+def device_name(device: torch.device | str | None) -> str:
+    """The GPU's name on CUDA (torch.cuda.get_device_name), else the CPU model."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return cpu_model() if device.type == "cpu" else device.type
+
+
+def backbone_environment(backbone: Any) -> dict[str, Any]:
+    """Device, its name, dtype and attention implementation of a loaded backbone ("n/a" where it has none)."""
+    model = _model_of(backbone)
+    parameter = next(model.parameters(), None) if model is not None else None
+    device = getattr(backbone, "device", None) or (parameter.device if parameter is not None else torch.device("cpu"))
+    config = getattr(model, "config", None)
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "dtype": str(parameter.dtype).removeprefix("torch.") if parameter is not None else "n/a",
+        "attention": getattr(config, "_attn_implementation", None) or "n/a",
+    }
+
+
+def peak_memory(device: torch.device | str | None) -> tuple[int, str]:
+    """(bytes, what they measure): torch.cuda.max_memory_allocated on CUDA, else the process's peak RSS."""
+    device = torch.device(device) if device is not None else torch.device("cpu")
+    if device.type == "cuda" and torch.cuda.is_available():
+        return int(torch.cuda.max_memory_allocated(device)), "cuda max_memory_allocated"
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux, bytes on macOS
+    return int(rss if sys.platform == "darwin" else rss * 1024), "process peak RSS"
+
+
+def _reset_peak(device: torch.device | str | None) -> None:
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats(device)
+
+
 def default_threads(shard: Shard) -> int:
     """The cores of this machine shared out between the shards running on it."""
     return max(1, (os.cpu_count() or 1) // shard.count)
@@ -96,9 +143,14 @@ def _timed_decode(run: Run, backbone: Any, spec: BackboneSpec, batch: int):
     return result, strategy, sampling, time.perf_counter() - start
 
 
-def execute(run: Run, backbone: Any, spec: BackboneSpec, batch: int, judge: Judge | None) -> dict[str, Any]:
-    """Decode one run and return its record (images only on repeat 0: repeats share their seed)."""
+def execute(run: Run, backbone: Any, spec: BackboneSpec, batch: int, judge: Judge | None,
+            keep_images: bool = False) -> dict[str, Any]:
+    """Decode one run and return its record (images only on repeat 0: repeats share their seed, and only
+    for a judge or `keep_images`, the suite's metrics)."""
+    device = getattr(backbone, "device", None)
+    _reset_peak(device)
     result, strategy, sampling, seconds = _timed_decode(run, backbone, spec, batch)
+    memory, memory_kind = peak_memory(device)
     trace = result.trace
     record: dict[str, Any] = {
         "key": run.key,
@@ -116,11 +168,13 @@ def execute(run: Run, backbone: Any, spec: BackboneSpec, batch: int, judge: Judg
         "loop_seconds": trace.seconds,
         "forward_seconds": float(sum(trace.forward_seconds)),
         "torch_threads": torch.get_num_threads(),
+        "peak_memory": memory,
+        "peak_memory_kind": memory_kind,
         "images": None,
     }
     if "tv_bound" in trace.diagnostics:  # lossy strategies: per image, the summed per-pass TV bound
         record["tv_bound"] = trace.diagnostics["tv_bound"].sum(0).tolist()
-    if judge is not None and run.repeat == 0:
+    if (judge is not None or keep_images) and run.repeat == 0:
         images = backbone.images(result.tokens, result.session)
         record["images"] = pack_images(images) if images is not None else None
     return record
@@ -145,10 +199,12 @@ def run_suite(
     todo = [run for run in mine if run.id not in done]
     if not todo:
         return Outcome(len(mine), len(mine), 0, time.perf_counter() - began)
-    results.note_session(shard, environment(shard))
-
     specs = {b.label: b for b in suite.backbones}
     loaded = {label: specs[label].load() for label in dict.fromkeys(run.backbone for run in todo)}
+    results.note_session(shard, {
+        **environment(shard), "seeds": list(suite.seeds), "batch": suite.batch,
+        "backbones": {label: backbone_environment(backbone) for label, backbone in loaded.items()},
+    })
     judged = {label: judges(specs[label].name) for label in loaded}
     for run in {(run.backbone, run.setting.label): run for run in todo}.values():  # one per setting
         for _ in range(suite.warmup):
@@ -159,7 +215,8 @@ def run_suite(
     with tqdm(total=len(mine), initial=len(mine) - len(todo), disable=not progress, unit="run",
               desc=f"{suite.name} {shard}" if shard.count > 1 else suite.name) as bar:
         for run in todo:
-            record = execute(run, loaded[run.backbone], specs[run.backbone], suite.batch, judged[run.backbone])
+            record = execute(run, loaded[run.backbone], specs[run.backbone], suite.batch, judged[run.backbone],
+                             keep_images=bool(suite.metrics))
             results.append(shard, record)
             bar.set_postfix_str(run.setting.label, refresh=False)
             bar.update()

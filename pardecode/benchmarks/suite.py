@@ -23,6 +23,7 @@ import attrs
 from ..core.config import SamplingConfig
 from ..core.errors import ConfigError
 from .prompt_sets import PromptSet, prompt_set, read_prompts_file
+from .scoring import MetricSpec, parse_metrics
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -32,7 +33,7 @@ else:  # pragma: no cover - Python 3.10
 BUILTIN_DIR = Path(__file__).resolve().parent / "suites"
 SAMPLING_KEYS = tuple(attrs.fields_dict(SamplingConfig))
 #: keys that describe a suite without deciding what runs: stored in suite.json, outside the fingerprint
-DESCRIPTIVE_KEYS = ("metrics", "prompt_source", "prompt_metadata")
+PROMPT_NOTES = ("prompt_source", "prompt_metadata")
 
 
 def builtin_suites() -> dict[str, Path]:
@@ -217,14 +218,6 @@ def run_id(key: Mapping[str, Any]) -> str:
     return json.dumps(key, sort_keys=True, separators=(",", ":"))
 
 
-def _unique_names(field: str):
-    def validate(inst: Any, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
-        if len(set(value)) != len(value):
-            raise ConfigError(f"suite: {field} repeats a name: {list(value)!r}")
-
-    return validate
-
-
 def _non_empty_unique(kind: str, check):
     def validate(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not isinstance(value, tuple) or not value:
@@ -256,8 +249,8 @@ class Suite:
     warmup: int = attrs.field(default=1, validator=_int_at_least(1))  # untimed decodes per setting and process
     sampling: dict[str, Any] = attrs.field(factory=dict)
     description: str = ""
-    #: quality metrics by name (their plugins validate them); they do not decide what runs
-    metrics: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_unique_names("metrics"))
+    #: image-quality metrics by name (`pardecode list`); empty: each backbone's own judge, if any (the default model's)
+    metrics: tuple[MetricSpec, ...] = attrs.field(default=(), converter=tuple)
     #: where the prompts came from (a named set, a file, a subset), for the report
     prompt_source: str = ""
     #: per prompt, what its set says about it (e.g. GenEval's objects, COCO's image id); may be empty
@@ -321,16 +314,18 @@ class Suite:
             "sampling": self.sampling,
             "backbones": [attrs.asdict(b) for b in self.backbones],
             "strategies": [attrs.asdict(s) for s in self.strategies],
+            **({"metrics": [attrs.asdict(m) for m in self.metrics]} if self.metrics else {}),
         }
-        for key in DESCRIPTIVE_KEYS:  # only when set: suites without them keep their fingerprints
+        for key in PROMPT_NOTES:  # only when set: suites without them keep their fingerprints
             if getattr(self, key):
                 out[key] = list(getattr(self, key)) if key != "prompt_source" else self.prompt_source
         return out
 
     @property
     def fingerprint(self) -> str:
-        """Hash of everything that decides what runs (not the name, description, metrics or prompt notes)."""
-        content = {k: v for k, v in self.to_dict().items() if k not in ("name", "description", *DESCRIPTIVE_KEYS)}
+        """Hash of everything that decides what runs and what is kept of it (metrics keep the images), not
+        the name, description or prompt notes."""
+        content = {k: v for k, v in self.to_dict().items() if k not in ("name", "description", *PROMPT_NOTES)}
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
@@ -339,7 +334,7 @@ class Suite:
         table = _only_keys(
             source, raw,
             ("name", "description", "prompts", "prompts_file", "prompt_subset", "prompt_seed", "seeds", "batch",
-             "repeats", "warmup", "sampling", "backbones", "strategies", *DESCRIPTIVE_KEYS),
+             "repeats", "warmup", "sampling", "backbones", "strategies", "metrics", *PROMPT_NOTES),
             required=("seeds", "backbones", "strategies"),
         )
         backbones = []
@@ -376,7 +371,7 @@ class Suite:
             warmup=table.get("warmup", 1),
             sampling=_sampling_overrides(f"{source}: sampling", table.get("sampling", {})),
             description=table.get("description", ""),
-            metrics=_names(f"{source}: metrics", table.get("metrics", [])),
+            metrics=parse_metrics(source, table.get("metrics", [])),
             prompt_source=prompts.source,
             prompt_metadata=prompts.metadata if any(prompts.metadata) else (),
         )
@@ -422,13 +417,6 @@ def _located(source: str, load):
         return load()
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
-
-
-def _names(where: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        _fail(where, f"must be a list of names, got {value!r}")
-    return tuple(value)
-
 
 
 def _labels(where: str, value: Any) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ from .arguments import key_values
 EPILOG = """examples:
   pardecode bench quick --out runs/quick              run the built-in `quick` suite (resumes if interrupted)
   pardecode bench my_suite.toml --out runs/x --shard 0/2   first of two processes (default: $RANK/$WORLD_SIZE)
+  pardecode bench quick --out runs/q --backbone lumina-mgpt --metric fid:stats=coco.npz --metric clip
+                                                      FID and CLIP score on a published checkpoint
   pardecode bench --merge runs/x                      one report from every shard's results
   pardecode bench --compare runs/old runs/new         what changed between two results directories
   pardecode bench emu3-parti --dry-run                runs, images and device-hours, from the stored cost profile
@@ -49,6 +51,19 @@ def _list_suites() -> int:
     return 0
 
 
+def with_metrics(suite, specs: list[str]):
+    """The suite with its metrics replaced by --metric NAME[:KEY=VALUE,...] arguments."""
+    import attrs
+
+    from ..benchmarks.scoring import parse_metrics
+
+    entries = []
+    for spec in specs:
+        name, _, options = spec.partition(":")
+        entries.append({"name": name, "options": key_values([o for o in options.split(",") if o], f"--metric {name}")})
+    return attrs.evolve(suite, metrics=parse_metrics("--metric", entries))
+
+
 def _run(args: argparse.Namespace) -> int:
     from ..benchmarks.report import build_report
     from ..benchmarks.results import ResultsDir, Shard
@@ -68,6 +83,8 @@ def _run(args: argparse.Namespace) -> int:
         suite = suite.with_backbone(args.backbone, key_values(args.backbone_option, "--backbone-option"))
     elif args.backbone_option:
         raise ConfigError("--backbone-option needs --backbone")
+    if args.metric:
+        suite = with_metrics(suite, args.metric)
     shard = Shard.parse(args.shard) if args.shard else Shard.from_env()
     if args.dry_run:
         return _dry_run(suite, shard, args.threads)
@@ -128,6 +145,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "prompt field)")
     p.add_argument("--dry-run", action="store_true",
                    help="print runs, images and estimated device-hours (stored cost profile), decode nothing")
+    p.add_argument("--metric", action="append", metavar="NAME[:KEY=VALUE,...]",
+                   help="score images with this registered metric instead of the suite's (repeatable; pardecode list)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-report", action="store_true", help="only record runs (a shard writes the report only once every run is recorded)")
     p.add_argument("--merge", metavar="DIR", help="build DIR/report.md from every shard's results")

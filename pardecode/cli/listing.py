@@ -1,4 +1,4 @@
-"""`pardecode list`: the registered strategies and backbones with their options."""
+"""`pardecode list`: the registered strategies, backbones and metrics with their options."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
-    for kind in ("strategies", "backbones"):
+    for kind, where in (("strategies", "-S KEY=VALUE"), ("backbones", "-B KEY=VALUE"),
+                        ("metrics", "a suite's metrics = [{ name, options }]")):
         entries = listing[kind]
-        flag = "-S" if kind == "strategies" else "-B"
-        print(f"{kind} (options: {flag} KEY=VALUE):")
+        print(f"{kind} (options: {where}):")
         width = max((len(e["name"]) for e in entries), default=0)
         for e in entries:
             print(f"  {e['name']:<{width}}  {e['description']}")
@@ -37,6 +37,6 @@ def describe_option(option: dict[str, Any]) -> str:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("list", help="registered strategies and backbones")
+    p = sub.add_parser("list", help="registered strategies, backbones and metrics")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)

@@ -1,4 +1,4 @@
-"""Plugin registry: strategies and backbones arrive through pluggy hooks.
+"""Plugin registry: strategies, backbones and quality metrics arrive through pluggy hooks.
 
 Built-in strategies and backbones are plugins registered through the very hooks a third-party
 package implements; external packages are found through the entry-point group ``pardecode``:
@@ -37,6 +37,7 @@ BUILTIN_PLUGINS = (
     "pardecode.adapters",
     "pardecode.adapters.toy",
     "pardecode.fashion.plugin",
+    "pardecode.metrics.plugin",
 )
 
 
@@ -56,6 +57,13 @@ class Hooks:
         ``factory(**options)`` returns a `pardecode.core.backbone.Backbone`.
         """
 
+    @hookspec
+    def pardecode_register_metrics(self, register: Callable[..., None]) -> None:
+        """Call ``register(name, factory, description, aliases=())`` once per image-quality metric.
+
+        ``factory(**options)`` returns a `pardecode.core.metric.Metric`; suites name metrics and pass options.
+        """
+
 
 class PluginWarning(UserWarning):
     """A third-party plugin failed to load or to register, and was skipped."""
@@ -71,7 +79,7 @@ class Broken:
 
 @attrs.frozen
 class Entry:
-    """A registered strategy or backbone."""
+    """A registered strategy, backbone or metric."""
 
     name: str
     factory: Callable[..., Any]
@@ -171,10 +179,11 @@ class Registry:
 
 
 class Plugins:
-    """The plugin manager with its two registries, filled once from built-ins and entry points."""
+    """The plugin manager with its registries, filled once from built-ins and entry points."""
 
     def __init__(self, load_entry_points: bool = True):
         from .backbone import Backbone
+        from .metric import Metric
         from .strategy import Strategy
 
         self.manager = pluggy.PluginManager(PROJECT)
@@ -187,9 +196,11 @@ class Plugins:
             self._load_entry_points()
         self.strategies = Registry("strategy", Strategy, self.broken, STRATEGY_NAME)
         self.backbones = Registry("backbone", Backbone, self.broken)
+        self.metrics = Registry("metric", Metric, self.broken, STRATEGY_NAME)
         for hook, registry in (
             (self.manager.hook.pardecode_register_strategies, self.strategies),
             (self.manager.hook.pardecode_register_backbones, self.backbones),
+            (self.manager.hook.pardecode_register_metrics, self.metrics),
         ):
             # call each implementation on its own so every entry records which plugin made it
             for impl in reversed(hook.get_hookimpls()):
@@ -214,7 +225,7 @@ class Plugins:
     def _skip(self, plugin: str, err: Exception) -> None:
         reason = " ".join(f"{type(err).__name__}: {err}".split())  # one line
         self.broken.append(Broken(plugin, reason))
-        for registry in (getattr(self, "strategies", None), getattr(self, "backbones", None)):
+        for registry in (getattr(self, name, None) for name in ("strategies", "backbones", "metrics")):
             if registry is not None:  # what it registered before failing goes too
                 registry.drop(plugin)
         if self.manager.get_plugin(plugin) is not None:

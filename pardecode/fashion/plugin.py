@@ -1,5 +1,6 @@
 """The default model as a plugin: `fashion` and `fashion-sjd2` arrive through the same
-`pardecode_register_backbones` hook a third-party package implements.
+`pardecode_register_backbones` hook a third-party package implements, and its evaluator as the
+`fashion` metric through `pardecode_register_metrics`.
 
 The factories import the model code (transformers) only when called, so building the registry stays cheap.
 """
@@ -43,3 +44,10 @@ def load_fashion_sjd2(*, dtype: str = "float32", device: str = "cpu", path: str 
 def pardecode_register_backbones(register):
     register("fashion", load_fashion, "The project's small Fashion-MNIST text-to-image model (Chameleon architecture)")
     register("fashion-sjd2", load_fashion_sjd2, "The default model fine-tuned to read noisy inputs (for sjd2)")
+
+
+@hookimpl
+def pardecode_register_metrics(register):
+    from .metric import FashionMetric
+
+    register("fashion", FashionMetric, "The default model's evaluator: prompt agreement and Fréchet distance")
