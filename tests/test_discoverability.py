@@ -33,7 +33,7 @@ def test_the_api_listing_carries_the_options():
 
 
 @pytest.mark.parametrize("command,defaults", [
-    ("generate", ["(default: sjd)", "(default: fashion)", "(default: 1)", "default: the backbone's reference setting"]),
+    ("generate", ["(default: the fastest exact setting for the batch", "(default: fashion)", "(default: 1)", "default: the backbone's reference setting"]),
     ("overhead", ["(default: sjd)", "(default: toy)", "(default: 32)"]),
 ])
 def test_help_shows_the_defaults(capsys, command, defaults):
