@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from .core.backbone import Backbone
+from .core.claims import claim_of
 from .core.errors import ConfigError
 from .core.options import build, options_of
 from .core.plugins import plugins
@@ -43,16 +44,21 @@ def get_backbone(name: str, **options: Any) -> Backbone:
 
 def list_plugins() -> dict[str, list[dict[str, Any]]]:
     """Every registered strategy and backbone: description, registering plugin, and options
-    (name, type, default), plus the plugins that failed to load and why."""
+    (name, type, default), each strategy's claim (`pardecode.core.claims`), plus the plugins that
+    failed to load and why."""
     pm = plugins()
     listing: dict[str, list[dict[str, Any]]] = {}
     for kind, reg in (("strategies", pm.strategies), ("backbones", pm.backbones)):
         listing[kind] = []
         for e in map(reg.get, reg.names()):
             options, open_ = options_of(e.factory)
-            listing[kind].append({
+            entry = {
                 "name": e.name, "description": e.description, "plugin": e.plugin,
                 "options": [o.to_dict() for o in options], "more_options": open_,
-            })
+            }
+            if kind == "strategies":  # None: a factory function, not a Strategy class that declares one
+                claim = claim_of(e.factory)
+                entry["claim"] = claim.to_dict() if claim is not None else None
+            listing[kind].append(entry)
     listing["broken"] = [{"plugin": b.plugin, "error": b.error} for b in pm.broken]
     return listing

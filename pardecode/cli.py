@@ -122,6 +122,8 @@ def cmd_list(args) -> int:
             if e["more_options"]:
                 options.append("...")
             print(f"  {'':<{width}}  options: {', '.join(options) or 'none'}")
+            if kind == "strategies":
+                print(f"  {'':<{width}}  claim: {e['claim']['text'] if e['claim'] else 'none declared'}")
     for b in listing["broken"]:
         print(f"skipped plugin {b['plugin']!r}: {b['error']}")
     return 0
@@ -298,8 +300,9 @@ def parser() -> argparse.ArgumentParser:
     from .benchmarks.speed import register as register_speed
     from .fashion.cli import register as register_train_demo
     from .finetune.cli import register as register_finetune
+    from .testing.cli import register as register_certify
 
-    for register in (register_train_demo, register_finetune, register_bench, register_speed):
+    for register in (register_train_demo, register_finetune, register_bench, register_speed, register_certify):
         register(sub)
     for command in sub.choices.values():  # also accepted after the command: `pardecode generate ... --debug`
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
