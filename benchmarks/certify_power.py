@@ -3,6 +3,7 @@ seeds (power), and exact strategies over seeds (false alarms).
 
     python benchmarks/certify_power.py power --samples 20000 --seeds 10
     python benchmarks/certify_power.py calibration --samples 20000 --seeds 10
+    python benchmarks/certify_power.py times
 
 power: for each control (`pardecode.testing.controls`) and strength, the deviation is the largest
 total variation distance between the control's sequence distribution and AR's over the batched runs
@@ -11,7 +12,10 @@ each (`deviation`), and the detection rate is the share of `--seeds` full certif
 (`check_exact`, seeds 0..S-1) that flag it.
 calibration: exact built-ins certified with the same seeds: how many certifications raise a false
 alarm, and the share of the individual tests' p-values below 0.01 and 0.05 (about 1% and 5% when
-the tests are calibrated). Prints markdown tables; --json writes every figure.
+the tests are calibrated). times: `pardecode certify NAME` (`testing.certify`) of every registered
+strategy at its defaults, with its verdict, wall-clock and CPU seconds (run with --threads 1 on an
+idle machine, CPU seconds equal the wall-clock time of one core). Prints markdown tables; --json
+writes every figure.
 """
 
 from __future__ import annotations
@@ -61,6 +65,8 @@ def power(args) -> dict:
     print(f"| control | strength | largest TV to AR | where | detected ({args.samples} rows per run) |")
     print("|---|---|---|---|---|")
     for cls in CONTROLS:
+        if args.controls and cls.name not in args.controls:
+            continue
         for strength in args.strengths:
             control = cls(strength=strength)
             tv, where = deviation(control, args.tv_rows)
@@ -94,19 +100,40 @@ def calibration(args) -> dict:
     return {"samples": args.samples, "rows": rows}
 
 
+def times(args) -> dict:
+    from pardecode.core.plugins import plugins
+    from pardecode.testing import certify
+
+    rows = []
+    print("| strategy | claim | certified at | verdict | tests | seconds | CPU seconds |")
+    print("|---|---|---|---|---|---|---|")
+    for name in plugins().strategies.names():
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = certify(name, samples=args.samples)
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        verdict = "deviation" if result.deviation_detected else "no deviation"
+        options = ", ".join(f"{k}={v!r}" for k, v in result.options.items()) or "defaults"
+        count = len(result.report.tests) or f"{len(result.report.checks)} checks"
+        rows.append({"strategy": name, "claim": result.claim.text, "options": result.options, "mode": result.mode,
+                     "deviation_detected": result.deviation_detected, "seconds": wall, "cpu_seconds": cpu})
+        print(f"| {name} | {result.claim.text} | {options} | {verdict} | {count} | {wall:.1f} | {cpu:.1f} |", flush=True)
+    return {"samples": args.samples, "threads": args.threads, "rows": rows}
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("power", "calibration"))
+    p.add_argument("what", choices=("power", "calibration", "times"))
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="rows per batched run of a certification")
     p.add_argument("--seeds", type=int, default=10, help="certifications per setting (seeds 0..N-1)")
     p.add_argument("--strengths", type=float, nargs="+", default=STRENGTHS, help="control bias strengths")
+    p.add_argument("--controls", nargs="+", help="only these controls (default: every one)")
     p.add_argument("--tv-rows", type=int, default=400_000, help="rows decoded to estimate a control's deviation")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    figures = power(args) if args.what == "power" else calibration(args)
+    figures = {"power": power, "calibration": calibration, "times": times}[args.what](args)
     figures["seconds"] = time.perf_counter() - start
     print(f"({figures['seconds']:.0f} s)")
     if args.json:

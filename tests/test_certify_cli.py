@@ -1,10 +1,13 @@
 """`pardecode certify` end to end: exit 0 when no deviation is detected, 1 when one is, 2 for a
 usage error; claims in `pardecode list`. Certifications at 2000 rows per run (fixed seeds)."""
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +18,7 @@ from pardecode.core.errors import ConfigError
 from pardecode.core.strategy import Strategy
 
 SAMPLES = "2000"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "plugin"
 
 
 @pytest.fixture
@@ -95,6 +99,37 @@ def test_a_strategy_that_runs_on_no_reference_is_a_usage_error(capsys, monkeypat
     assert main(["certify", "zipar"]) == 2
     assert "strategy 'zipar' ran on none of the reference backbones: not applicable: strategy 'zipar' decodes image rows" \
         in capsys.readouterr().err
+
+
+@pytest.fixture
+def echo_unimported():
+    """The example plugin's module imported afresh by the test and forgotten after it."""
+    sys.modules.pop("pardecode_echo", None)
+    yield
+    sys.modules.pop("pardecode_echo", None)
+
+
+def test_a_plugin_strategy_is_certified_by_name(tmp_path, monkeypatch, capsys, echo_unimported):
+    """The example plugin installed (its module and a dist-info with the entry point): `pardecode
+    certify echo`, as its README shows."""
+    shutil.copy(EXAMPLE / "src" / "pardecode_echo.py", tmp_path / "pardecode_echo.py")
+    info = tmp_path / "pardecode_echo-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: pardecode-echo\nVersion: 0.1.0\n")
+    (info / "entry_points.txt").write_text("[pardecode]\necho = pardecode_echo\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["certify", "echo", "--samples", SAMPLES]) == 0
+    assert "claim: exact (AR's distribution)" in capsys.readouterr().out
+    assert "pardecode certify echo" in (EXAMPLE / "README.md").read_text()
+
+
+def test_the_example_plugin_certifies_echo_in_its_own_test(monkeypatch, echo_unimported):
+    monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
+    spec = importlib.util.spec_from_file_location("example_plugin_test_echo", EXAMPLE / "tests" / "test_echo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.test_echo_keeps_the_distribution()
+    module.test_echo_is_greedy_ar_at_temperature_0()
 
 
 def test_list_shows_every_claim(capsys):
