@@ -30,8 +30,8 @@ import torch
 
 from pardecode import decode, get_strategy
 from pardecode.testing import DEFAULT_SAMPLES, check_exact, default_references
-from pardecode.testing.references import describe
 from pardecode.testing.controls import CONTROLS
+from pardecode.testing.references import describe
 
 CHUNK = 100_000  # rows decoded at once when estimating a deviation
 STRENGTHS = (0.05, 0.1, 0.2, 0.4, 1.0)

@@ -26,7 +26,21 @@ from .references import (
 from .report import CheckResult, Report, Skipped, TestResult
 
 __all__ = [
-    "ALPHA", "Certification", "CheckResult", "DEFAULT_SAMPLES", "Reference", "Report", "Skipped", "TestResult",
-    "certify", "check_exact", "check_greedy", "default_references", "free_sequence", "greedy_references",
-    "grid_with_end_of_line", "guided", "image_only_grid",
+    "ALPHA",
+    "DEFAULT_SAMPLES",
+    "Certification",
+    "CheckResult",
+    "Reference",
+    "Report",
+    "Skipped",
+    "TestResult",
+    "certify",
+    "check_exact",
+    "check_greedy",
+    "default_references",
+    "free_sequence",
+    "greedy_references",
+    "grid_with_end_of_line",
+    "guided",
+    "image_only_grid",
 ]

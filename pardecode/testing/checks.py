@@ -37,7 +37,7 @@ from ..core.options import options_of
 from ..core.strategy import Strategy
 from .references import Reference, default_references, describe, greedy_references
 from .report import CheckResult, Report, Skipped, TestResult
-from .runs import NotApplicable, Run, first_mismatch, passes_per_token, run, swinging_profile, takes_auto_window, with_auto_window
+from .runs import NotApplicable, Run, first_mismatch, passes_per_token, run, takes_auto_window, with_auto_window
 from .stats import Fit, combined, detectable_tv, goodness_of_fit
 
 ALPHA = 1e-3  # family-wise false-alarm rate of one certification
@@ -153,55 +153,65 @@ def check_exact(
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
     refs = tuple(references) if references is not None else default_references()
-    found = _Findings(alpha)
-    seeds = _seeds(seed)
-    ran: list[Reference] = []
-    host: tuple[Reference, SamplingConfig] | None = None
+    found, seeds = _Findings(alpha), _seeds(seed)
+    ran = _large_batches(found, strategy, refs, samples, seeds)
+    passes = None
+    if ran:  # the first reference and setting the strategy ran on hosts the other batched runs
+        _prompt_batch(found, strategy, *ran[0], samples, seeds)
+        _changing_windows(found, strategy, *ran[0], samples, seeds, window_schedule)
+        if single:
+            passes = _batch_one(found, strategy, min((r for r, _ in ran), key=lambda r: r.support), single, seeds)
+    if greedy:
+        _greedy_checks(found, strategy, seed, greedy_references(), window_schedule)
+    return found.report(strategy, time.perf_counter() - start, passes)
 
+
+def _large_batches(found: _Findings, strategy: Strategy, refs: Sequence[Reference], samples: int,
+                   seeds: Iterator[int]) -> list[tuple[Reference, SamplingConfig]]:
+    """A batch of `samples` rows per reference and setting (and the row-pair test on the first);
+    returns the (reference, setting) pairs that ran."""
+    ran = []
     for ref in refs:
         for sampling in ref.settings:
             label = f"{ref.name}, {describe(sampling)}"
             r = found.attempt(label, ref, strategy, [ref.prompts[0]] * samples, sampling, next(seeds))
             if r is None:
                 continue
-            if ref not in ran:
-                ran.append(ref)
-            tokens = r.result.tokens
-            exact = ref.exact(ref.prompts[0], sampling)
-            found.fit(f"{label}, batch of {samples}", goodness_of_fit(ref.counts(tokens), exact), passes_per_token(r.result))
-            if host is None:
-                host = ref, sampling
-                found.fit(f"{label}, row pairs independent", _pairs(ref, tokens, exact), passes_per_token(r.result))
+            tokens, exact, ppt = r.result.tokens, ref.exact(ref.prompts[0], sampling), passes_per_token(r.result)
+            found.fit(f"{label}, batch of {samples}", goodness_of_fit(ref.counts(tokens), exact), ppt)
+            if not ran:
+                found.fit(f"{label}, row pairs independent", _pairs(ref, tokens, exact), ppt)
+            ran.append((ref, sampling))
+    return ran
 
-    if host is not None:
-        ref, sampling = host
-        label = f"{ref.name}, {describe(sampling)}"
-        prompts = [ref.prompts[i % len(ref.prompts)] for i in range(samples)]
-        r = found.attempt(f"{label}, different prompts", ref, strategy, prompts, sampling, next(seeds))
-        if r is not None:
-            k = len(ref.prompts)
-            fits = [goodness_of_fit(ref.counts(r.result.tokens[i::k]), ref.exact(p, sampling)) for i, p in enumerate(ref.prompts)]
-            found.fit(f"{label}, batch of {k} prompts (each row against its own)", combined(fits), passes_per_token(r.result))
-        _changing_windows(found, ref, sampling, strategy, samples, seeds, window_schedule)
 
-    passes = None
-    if ran and single:
-        ref = min(ran, key=lambda x: x.support)
-        sampling, prompt = ref.settings[0], ref.prompts[0]
-        counts, per_token = np.zeros(ref.sequences, dtype=np.int64), []
-        for _ in range(single):
-            r = found.attempt(f"{ref.name}, batch 1", ref, strategy, [prompt], sampling, next(seeds))
-            if r is None:
-                break
-            counts += ref.counts(r.result.tokens)
-            per_token.append(passes_per_token(r.result))
-        if per_token and len(per_token) == single:
-            passes = float(np.mean(per_token))
-            found.fit(f"{ref.name}, {describe(sampling)}, {single} batch-1 decodes", goodness_of_fit(counts, ref.exact(prompt, sampling)), passes)
+def _prompt_batch(found: _Findings, strategy: Strategy, ref: Reference, sampling: SamplingConfig, samples: int,
+                  seeds: Iterator[int]) -> None:
+    """A batch cycling through the reference's prompts: each prompt's rows against its own distribution."""
+    label = f"{ref.name}, {describe(sampling)}"
+    k = len(ref.prompts)
+    prompts = [ref.prompts[i % k] for i in range(samples)]
+    r = found.attempt(f"{label}, different prompts", ref, strategy, prompts, sampling, next(seeds))
+    if r is not None:
+        tokens = r.result.tokens
+        fits = [goodness_of_fit(ref.counts(tokens[i::k]), ref.exact(p, sampling)) for i, p in enumerate(ref.prompts)]
+        found.fit(f"{label}, batch of {k} prompts (each row against its own)", combined(fits), passes_per_token(r.result))
 
-    if greedy:
-        _greedy_checks(found, strategy, seed, greedy_references(), window_schedule)
-    return found.report(strategy, time.perf_counter() - start, passes)
+
+def _batch_one(found: _Findings, strategy: Strategy, ref: Reference, single: int, seeds: Iterator[int]) -> float | None:
+    """`single` decodes of one row each; returns their mean forward passes per token."""
+    sampling, prompt = ref.settings[0], ref.prompts[0]
+    counts, per_token = np.zeros(ref.sequences, dtype=np.int64), []
+    for _ in range(single):
+        r = found.attempt(f"{ref.name}, batch 1", ref, strategy, [prompt], sampling, next(seeds))
+        if r is None:
+            return None
+        counts += ref.counts(r.result.tokens)
+        per_token.append(passes_per_token(r.result))
+    passes = float(np.mean(per_token))
+    found.fit(f"{ref.name}, {describe(sampling)}, {single} batch-1 decodes", goodness_of_fit(counts, ref.exact(prompt, sampling)),
+              passes)
+    return passes
 
 
 def _pairs(ref: Reference, tokens, exact: np.ndarray) -> Fit:
@@ -214,15 +224,16 @@ def _pairs(ref: Reference, tokens, exact: np.ndarray) -> Fit:
     return goodness_of_fit(np.bincount(joint, minlength=len(prefix) ** 2), np.outer(prefix, prefix).ravel())
 
 
-def _changing_windows(found: _Findings, ref: Reference, sampling: SamplingConfig, strategy: Strategy, samples: int,
+def _changing_windows(found: _Findings, strategy: Strategy, ref: Reference, sampling: SamplingConfig, samples: int,
                       seeds: Iterator[int], schedule: Sequence[int] | None) -> None:
+    """Windows that change mid-decode: automatic (a cost profile that makes the planner switch), and
+    set by pass number when a schedule is given."""
     label = f"{ref.name}, {describe(sampling)}"
     prompts = [ref.prompts[0]] * samples
     exact = ref.exact(ref.prompts[0], sampling)
     if takes_auto_window(strategy):
-        profile = swinging_profile(ref, sampling)
-        r = found.attempt(f"{label}, automatic window", ref, with_auto_window(strategy), prompts, sampling, next(seeds),
-                          profile=profile)
+        auto = with_auto_window(strategy)
+        r = found.attempt(f"{label}, automatic window", ref, auto, prompts, sampling, next(seeds))
         if r is not None:
             widths = sorted(r.widths)
             found.fit(f"{label}, automatic window ({len(widths)} widths: {widths[0]}..{widths[-1]})",
@@ -253,7 +264,7 @@ def _greedy_checks(found: _Findings, strategy: Strategy, seed: int, references: 
             variants = [("batch", strategy, GREEDY_PROMPTS, {})]
             variants += [(f"'{p}' alone", strategy, [p], {}) for p in GREEDY_ALONE]
             if auto is not None:
-                variants.append(("automatic window", auto, GREEDY_PROMPTS, {"profile": swinging_profile(ref, sampling)}))
+                variants.append(("automatic window", auto, GREEDY_PROMPTS, {}))
             if schedule:
                 variants.append(("window by pass number", strategy, GREEDY_PROMPTS, {"schedule": schedule}))
             expected = None

@@ -40,17 +40,17 @@ def reference_backbones(draw, max_sequences: int = 20_000, layouts: Sequence[str
     if layout == "free":
         vocab = draw(st.integers(2, 5))
         length = draw(st.integers(1, max(1, max(n for n in range(1, 12) if _fits(vocab, n, max_sequences)))))
-        shape = dict(vocab_size=vocab, length=length)
+        shape = {"vocab_size": vocab, "length": length}
     elif layout == "grid":  # rows x cols cells, an end-of-line per row, one end token
         vocab = draw(st.integers(3, 5))
         rows, cols = draw(st.sampled_from([(r, c) for r in (1, 2, 3) for c in (1, 2, 3)
                                            if _fits(vocab, r * (c + 1) + 1, max_sequences)] or [(1, 1)]))
-        shape = dict(vocab_size=vocab, grid=(rows, cols))
+        shape = {"vocab_size": vocab, "grid": (rows, cols)}
     else:
         vocab = draw(st.integers(2, 4))
         rows, cols = draw(st.sampled_from([(r, c) for r in (1, 2, 3) for c in (1, 2, 3)
                                            if _fits(vocab, r * c, max_sequences)] or [(1, 1)]))
-        shape = dict(vocab_size=vocab, grid=(rows, cols), image_only=True)
+        shape = {"vocab_size": vocab, "grid": (rows, cols), "image_only": True}
     backbone = ToyBackbone(
         **shape, sharpness=draw(st.sampled_from([0.5, 1.0, 2.0, 3.0])), seed=draw(st.integers(0, 2**16)),
         period=draw(st.integers(1, 4)), modulus=draw(st.integers(1, 6)), noise_dim=NOISE_DIM,

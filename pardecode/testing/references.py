@@ -126,7 +126,7 @@ def default_references() -> tuple[Reference, ...]:
 def greedy_references() -> tuple[Reference, ...]:
     """Longer spans for token-for-token comparisons with greedy AR (nothing is enumerated); their
     grids have as many columns as the widest default reference's, 3."""
-    common = dict(sharpness=3.0, seed=1, noise_dim=NOISE_DIM)
+    common = {"sharpness": 3.0, "seed": 1, "noise_dim": NOISE_DIM}
     return (
         Reference("free sequence", ToyBackbone(vocab_size=6, length=24, **common)),
         Reference("grid with end-of-line", ToyBackbone(vocab_size=6, grid=(4, 3), **common)),

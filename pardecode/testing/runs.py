@@ -90,8 +90,12 @@ class Run:
 
 def run(reference: Reference, strategy: Strategy, prompts: Sequence[str], sampling: SamplingConfig, seed: int,
         schedule: Sequence[int] | None = None, profile: CostProfile | None = None) -> Run:
-    """Decode `prompts` on the reference; NotApplicable if the strategy refuses it in `reset`."""
+    """Decode `prompts` on the reference; NotApplicable if the strategy refuses it in `reset`.
+
+    Automatic windows are sized by `profile`, by default `swinging_profile`: never this machine's
+    measured one, so a certification gives the same result everywhere."""
     watched = Watched(strategy, schedule)
+    profile = profile or swinging_profile(reference, sampling)
     try:
         result = decode(reference.backbone, watched, list(prompts), sampling=sampling, seed=seed, profile=profile)
     except ConfigError as err:

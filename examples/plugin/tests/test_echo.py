@@ -6,8 +6,9 @@ seeds); echo's window is a plain integer read at every pass, so a window changed
 certified too. check_greedy compares its tokens with greedy AR's at temperature 0.
 """
 
-from pardecode.testing import check_exact, check_greedy
 from pardecode_echo import Echo
+
+from pardecode.testing import check_exact, check_greedy
 
 
 def test_echo_keeps_the_distribution():
