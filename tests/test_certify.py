@@ -119,6 +119,7 @@ def test_a_window_set_by_pass_number_is_certified():
                          window_schedule=(1, 4, 2, 3))
     scheduled = [t for t in report.tests if "window by pass number [1, 4, 2, 3]" in t.name]
     assert len(scheduled) == 2 and not report.deviation_detected, report.table()
+    assert strategy.window == 2  # the schedule ran on a copy
 
 
 def test_a_strategy_that_refuses_every_reference_runs_nothing():

@@ -4,6 +4,7 @@ loop and by the reference session)."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import attrs
@@ -35,7 +36,9 @@ class Watched(Strategy):
     `schedule`, `inner.window` is set from it by pass number before every proposal."""
 
     def __init__(self, inner: Strategy, schedule: Sequence[int] | None = None):
-        self.inner, self.schedule, self.started = inner, tuple(schedule or ()), False
+        # a schedule rewrites the window: on a copy, so the caller's strategy keeps its own
+        self.inner = copy.copy(inner) if schedule else inner
+        self.schedule, self.started = tuple(schedule or ()), False
         self.name = inner.name  # type: ignore[misc]
         self.lossless = inner.lossless  # type: ignore[misc]
         self.approximation = inner.approximation  # type: ignore[misc]
