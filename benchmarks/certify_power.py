@@ -4,6 +4,7 @@ seeds (power), and exact strategies over seeds (false alarms).
     python benchmarks/certify_power.py power --samples 20000 --seeds 10
     python benchmarks/certify_power.py calibration --samples 20000 --seeds 10
     python benchmarks/certify_power.py times
+    python benchmarks/certify_power.py null --samples 20000 --draws 1000000
 
 power: for each control (`pardecode.testing.controls`) and strength, the deviation is the largest
 total variation distance between the control's sequence distribution and AR's over the batched runs
@@ -14,8 +15,11 @@ calibration: exact built-ins certified with the same seeds: how many certificati
 alarm, and the share of the individual tests' p-values below 0.01 and 0.05 (about 1% and 5% when
 the tests are calibrated). times: `pardecode certify NAME` (`testing.certify`) of every registered
 strategy at its defaults, with its verdict, wall-clock and CPU seconds (run with --threads 1 on an
-idle machine, CPU seconds equal the wall-clock time of one core). Prints markdown tables; --json
-writes every figure.
+idle machine, CPU seconds equal the wall-clock time of one core). null: certifications of an exact
+sampler, simulated without decoding: each test of a real certification of --strategy is fed
+multinomial draws from its exact distribution, binned as the certification bins, so the share of
+flagged certifications is the false-alarm rate the asymptotic p-values really give. Prints markdown
+tables; --json writes every figure.
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def power(args) -> dict:
             continue
         for strength in args.strengths:
             control = cls(strength=strength)
-            tv, where = deviation(control, args.tv_rows)
+            tv, where = deviation(control, args.tv_rows) if args.tv_rows else (float("nan"), "not estimated")
             detected = [check_exact(control, samples=args.samples, seed=s).deviation_detected for s in range(args.seeds)]
             rows.append({"control": cls.name, "strength": strength, "tv": tv, "where": where,
                          "detected": sum(detected), "seeds": args.seeds})
@@ -120,20 +124,52 @@ def times(args) -> dict:
     return {"samples": args.samples, "threads": args.threads, "rows": rows}
 
 
+def null(args) -> dict:
+    """Certifications of an exact sampler, simulated: the tests of a real certification of
+    `args.strategy` (their binning), each fed multinomial draws from its exact distribution."""
+    from pardecode.testing.stats import chi2_sf_array, null_statistics
+
+    report = check_exact(args.strategy, samples=args.samples, greedy=False)
+    tests, rng = report.tests, np.random.default_rng(0)
+    p = np.ones((args.draws, len(tests)))
+    for i in range(0, len(tests), 2):  # chi-square and G read the same histogram
+        pearson, g = null_statistics(tests[i].bins, args.draws, rng)
+        p[:, i], p[:, i + 1] = chi2_sf_array(pearson, tests[i].df), chi2_sf_array(g, tests[i + 1].df)
+    rows = []
+    print(f"{len(tests)} tests of `certify {args.strategy}` at {args.samples} rows, {args.draws} simulated certifications")
+    print("| alpha (Holm) | certifications flagged | per-test rejections at alpha / tests, worst (test) |")
+    print("|---|---|---|")
+    for alpha in args.alphas:
+        level = alpha / len(tests)
+        rate = float((p.min(1) <= level).mean())
+        per_test = (p <= level).mean(0)
+        worst = int(per_test.argmax())
+        rows.append({"alpha": alpha, "flagged": rate, "per_test": per_test.tolist(), "level": level})
+        print(f"| {alpha:g} | {rate:.2e} ({rate / alpha:.2f} alpha) | {per_test[worst]:.1e} = {per_test[worst] / level:.1f} x "
+              f"({tests[worst].name}: {tests[worst].method}) |", flush=True)
+    return {"strategy": args.strategy, "samples": args.samples, "draws": args.draws,
+            "tests": [f"{t.name}: {t.method}" for t in tests], "rows": rows}
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("what", choices=("power", "calibration", "times"))
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="rows per batched run of a certification")
+    p.add_argument("what", choices=("power", "calibration", "times", "null"))
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
+                   help="rows per batched run of a certification")
     p.add_argument("--seeds", type=int, default=10, help="certifications per setting (seeds 0..N-1)")
     p.add_argument("--strengths", type=float, nargs="+", default=STRENGTHS, help="control bias strengths")
     p.add_argument("--controls", nargs="+", help="only these controls (default: every one)")
-    p.add_argument("--tv-rows", type=int, default=400_000, help="rows decoded to estimate a control's deviation")
+    p.add_argument("--tv-rows", type=int, default=400_000,
+                   help="rows decoded per reference and setting to estimate a control's deviation (0: not estimated)")
+    p.add_argument("--draws", type=int, default=200_000, help="null: simulated certifications")
+    p.add_argument("--strategy", default="sjd", help="null: whose certification's tests are simulated")
+    p.add_argument("--alphas", type=float, nargs="+", default=(1e-3, 5e-4, 2.5e-4), help="null: family-wise levels")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    figures = {"power": power, "calibration": calibration, "times": times}[args.what](args)
+    figures = {"power": power, "calibration": calibration, "times": times, "null": null}[args.what](args)
     figures["seconds"] = time.perf_counter() - start
     print(f"({figures['seconds']:.0f} s)")
     if args.json:

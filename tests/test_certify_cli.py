@@ -80,6 +80,7 @@ def test_a_greedy_strategy_is_compared_with_greedy_ar(capsys):
     (["sjd", "-S", "bogus=1"], "pardecode: error: unknown option(s) 'bogus' for strategy 'sjd'"),
     (["sjd", "-S", "window"], "pardecode: error: -S takes KEY=VALUE, got 'window'"),
     (["sjd", "--samples", "5"], "pardecode: error: --samples must be >= 100, got 5"),
+    (["sjd", "--alpha", "2"], "pardecode: error: --alpha must be in (0, 1), got 2.0"),
     (["zipar", "-S", "window=3", "--samples", "100"], None),  # refuses no reference: runs (exit 0)
 ])
 def test_usage_errors_exit_2_with_one_line(capsys, args, message):

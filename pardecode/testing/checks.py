@@ -24,6 +24,7 @@ correct strategy is flagged with probability at most `alpha` per certification.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -38,7 +39,7 @@ from ..core.strategy import Strategy
 from .references import Reference, default_references, describe, greedy_references
 from .report import CheckResult, Report, Skipped, TestResult
 from .runs import NotApplicable, Run, first_mismatch, passes_per_token, run, takes_auto_window, with_auto_window
-from .stats import Fit, combined, detectable_tv, goodness_of_fit
+from .stats import Fit, combined, detectable_tv, goodness_of_fit, simulated_p
 
 ALPHA = 1e-3  # family-wise false-alarm rate of one certification
 POWER = 0.9  # the detection probability `detectable_tv` is quoted at
@@ -77,7 +78,8 @@ class _Findings:
     """What a certification collects while it runs."""
 
     alpha: float
-    per_test: float = 1.0  # alpha / number of tests, known once every test has run
+    seed: int = 0  # of the simulated p-values
+    confirm_all: bool = False  # simulate every test, not only until one confirms a deviation
     fits: list[tuple[str, str, Fit, float]] = attrs.field(factory=list)  # name, method, fit, passes/token
     checks: list[CheckResult] = attrs.field(factory=list)
     skipped: list[Skipped] = attrs.field(factory=list)
@@ -104,14 +106,32 @@ class _Findings:
             self.failures.append(f"{label}: {type(err).__name__}: {err}")
         return None
 
+    def exact_p_values(self, asymptotic: list[float], level: float) -> list[float | None]:
+        """Simulated p-values (`stats.simulated_p`), most significant test first. A test is flagged
+        when at most one of 2 / level exact draws reaches its statistic. Once one test confirms a
+        deviation, the other tests whose asymptotic p is below `level` are not simulated (each would
+        cost all its draws and could not change the verdict) unless `confirm_all`."""
+        budget = math.ceil(2 / level)
+        exact: list[float | None] = [0.0 if fit.impossible else None for _, _, fit, _ in self.fits]  # exactly 0
+        confirmed = any(p == 0.0 for p in exact)
+        for i in sorted(range(len(asymptotic)), key=asymptotic.__getitem__):
+            _, method, fit, _ = self.fits[i]
+            if exact[i] is not None or confirmed and asymptotic[i] < level and not self.confirm_all:
+                continue
+            statistic = fit.chi2 if method == "chi-square" else fit.g
+            exact[i] = simulated_p(fit.parts, statistic, method, budget, np.random.default_rng([self.seed, i]))
+            confirmed |= exact[i] <= level
+        return exact
+
     def report(self, strategy: Strategy, seconds: float, passes: float | None, notes: Sequence[str] = ()) -> Report:
-        m = len(self.fits)
-        level = self.alpha / max(1, m)
+        level = self.alpha / max(1, len(self.fits))
+        asymptotic = [fit.p_chi2 if method == "chi-square" else fit.p_g for _, method, fit, _ in self.fits]
         tests = []
-        for name, method, fit, ppt in self.fits:
-            stat, p = (fit.chi2, fit.p_chi2) if method == "chi-square" else (fit.g, fit.p_g)
+        for (name, method, fit, ppt), p, exact in zip(self.fits, asymptotic, self.exact_p_values(asymptotic, level)):
+            stat = fit.chi2 if method == "chi-square" else fit.g
             tv = detectable_tv(fit.samples, fit.df, level, POWER, fit.pooled_mass)
-            tests.append(TestResult(name, method, fit.samples, stat, fit.df, p, tv, fit.pooled_mass, fit.impossible, ppt))
+            tests.append(TestResult(name, method, fit.samples, stat, fit.df, exact, p, tv, fit.pooled_mass,
+                                    fit.impossible, ppt, fit.parts))
         checks = list(self.checks)
         if self.decodes:
             detail = f"{self.decodes} decodes" if not self.miscounted else "; ".join(self.miscounted[:3])
@@ -136,12 +156,14 @@ def check_exact(
     references: Sequence[Reference] | None = None,
     window_schedule: Sequence[int] | None = None,
     greedy: bool = True,
+    confirm_all: bool = False,
 ) -> Report:
     """Certify that `strategy` commits sequences distributed exactly as AR sampling (module docstring).
 
     `samples`: rows of each batched run; `single`: batch-1 decodes (default `default_single`);
     `window_schedule`: windows to set by pass number, for strategies that read a plain integer
-    `window` at every proposal; `greedy`: also compare with greedy AR at temperature 0.
+    `window` at every proposal; `greedy`: also compare with greedy AR at temperature 0;
+    `confirm_all`: give every test its simulated p-value, also after one has confirmed a deviation.
     """
     start = time.perf_counter()
     strategy = resolve(strategy)
@@ -153,7 +175,7 @@ def check_exact(
     if not 0 < alpha < 1:
         raise ConfigError(f"alpha must be in (0, 1), got {alpha!r}")
     refs = tuple(references) if references is not None else default_references()
-    found, seeds = _Findings(alpha), _seeds(seed)
+    found, seeds = _Findings(alpha, seed, confirm_all), _seeds(seed)
     ran = _large_batches(found, strategy, refs, samples, seeds)
     passes = None
     if ran:  # the first reference and setting the strategy ran on hosts the other batched runs

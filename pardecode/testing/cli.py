@@ -32,7 +32,9 @@ def cmd_certify(args) -> int:
 
     if args.samples < 100:
         raise ConfigError(f"--samples must be >= 100, got {args.samples}")
-    result = certify(args.name, _pairs(args.strategy_option), samples=args.samples, seed=args.seed)
+    if not 0 < args.alpha < 1:
+        raise ConfigError(f"--alpha must be in (0, 1), got {args.alpha}")
+    result = certify(args.name, _pairs(args.strategy_option), samples=args.samples, seed=args.seed, alpha=args.alpha)
     print(json.dumps(result.to_dict()) if args.json else result.text())
     return 1 if result.deviation_detected else 0
 
@@ -53,6 +55,8 @@ def register(sub) -> None:
                         "certified there unless told otherwise")
     p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
                    help="rows of each batched run (default: %(default)s; batch-1 decodes: 1 per 80, at least 100)")
+    p.add_argument("--alpha", type=float, default=ALPHA,
+                   help="family-wise false-alarm rate, split among the tests by Holm's method (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first run, the others follow from it (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_certify)

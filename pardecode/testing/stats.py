@@ -1,8 +1,9 @@
-"""Goodness-of-fit statistics for certification: pooled chi-square and G tests, Holm's correction,
-and the smallest deviation a test detects at its sample size.
+"""Goodness-of-fit statistics for certification: pooled chi-square and G tests, their exact
+(simulated) p-values, Holm's correction, and the smallest deviation a test detects at its sample size.
 
-Everything is computed from torch's regularised incomplete gamma functions (float64), so
-certification needs no scipy (tests check these against scipy).
+Asymptotic p-values come from torch's regularised incomplete gamma functions (float64), simulated
+ones from numpy's multinomial draws, so certification needs no scipy (tests check these against
+scipy).
 
 Detectable deviation. Pearson's statistic on n samples from Q, tested against P over k bins, is
 asymptotically noncentral chi-square with k - 1 degrees of freedom and noncentrality
@@ -42,6 +43,14 @@ def chi2_sf(x: float, df: int) -> float:
     if math.isinf(x):
         return 0.0
     return float(torch.special.gammaincc(_f64(df / 2), _f64(x / 2)))
+
+
+def chi2_sf_array(x: np.ndarray, df: int) -> np.ndarray:
+    """`chi2_sf` of every statistic in `x`."""
+    if df <= 0:
+        return np.ones_like(np.asarray(x, dtype=np.float64))
+    x = torch.as_tensor(np.asarray(x, dtype=np.float64)).clamp(min=0)
+    return torch.special.gammaincc(torch.full_like(x, df / 2), x / 2).numpy()
 
 
 def chi2_isf(alpha: float, df: int) -> float:
@@ -101,6 +110,9 @@ class Fit:
     pooled_mass: float  # probability in the pooled bin (for a combined fit: the largest)
     #: observations of outcomes of probability 0: any one rejects, whatever the statistics say
     impossible: int
+    #: the binning of each independent part (one, or one per prompt of a combined fit): what an
+    #: exact sampler's statistics are drawn from (`null_statistics`)
+    parts: tuple[Bins, ...] = attrs.field(default=(), repr=False, eq=False)
 
     @property
     def p_chi2(self) -> float:
@@ -111,13 +123,58 @@ class Fit:
         return 0.0 if self.impossible else chi2_sf(self.g, self.df)
 
 
-def goodness_of_fit(counts: np.ndarray, probs: np.ndarray, minimum: float = MIN_EXPECTED) -> Fit:
-    """Pearson chi-square and G statistics of `counts` (per outcome) against `probs`.
+@attrs.frozen
+class Bins:
+    """How a sample of `samples` outcomes is binned: one bin per possible outcome, except that the
+    least likely are pooled into one (last) bin until every bin, the pooled one included, expects at
+    least `minimum` samples. Outcomes of probability 0 get no bin."""
 
-    Outcomes of probability 0 are not binned: observing one is reported in `impossible`. The
-    others are binned one per outcome, except that the least likely are pooled into one bin until
-    every bin, the pooled one included, expects at least `minimum` samples.
-    """
+    samples: int
+    possible: np.ndarray  # Bool[outcomes]: probability > 0
+    keep: np.ndarray  # indices (among the possible outcomes) binned alone
+    pool: np.ndarray  # indices pooled into the last bin (may be empty)
+    expected: np.ndarray  # Float64[bins]: expected samples per bin
+    pooled_mass: float
+
+    @classmethod
+    def of(cls, probs: np.ndarray, samples: int, minimum: float = MIN_EXPECTED) -> Bins:
+        probs = np.asarray(probs, dtype=np.float64)
+        possible = probs > 0
+        probs = probs[possible] / probs[possible].sum()
+        expected = probs * samples
+        order = np.argsort(expected, kind="stable")
+        small = int((expected < minimum).sum())
+        pooled = small
+        if small:  # grow the pool until it expects `minimum` samples itself
+            pooled = min(max(small, int(np.searchsorted(np.cumsum(expected[order]), minimum)) + 1), len(order))
+        keep, pool = order[pooled:], order[:pooled]
+        wanted = np.append(expected[keep], expected[pool].sum()) if pooled else expected[keep]
+        return cls(samples, possible, keep, pool, wanted, float(probs[pool].sum()))
+
+    @property
+    def df(self) -> int:
+        return len(self.expected) - 1
+
+    def observed(self, counts: np.ndarray) -> np.ndarray:
+        """Float64[..., bins] from counts per outcome Float[..., outcomes] (probability-0 outcomes dropped)."""
+        counts = np.asarray(counts, dtype=np.float64)[..., self.possible]
+        if not len(self.pool):
+            return counts[..., self.keep]
+        return np.concatenate([counts[..., self.keep], counts[..., self.pool].sum(-1, keepdims=True)], -1)
+
+    def pearson(self, observed: np.ndarray) -> np.ndarray:
+        """Pearson's statistic of every sample in Float[..., bins]."""
+        return ((observed - self.expected) ** 2 / self.expected).sum(-1)
+
+    def g(self, observed: np.ndarray) -> np.ndarray:
+        """The G statistic (twice the log-likelihood ratio) of every sample in Float[..., bins]."""
+        ratio = np.where(observed > 0, observed / self.expected, 1.0)
+        return 2 * (observed * np.log(ratio)).sum(-1)
+
+
+def goodness_of_fit(counts: np.ndarray, probs: np.ndarray, minimum: float = MIN_EXPECTED) -> Fit:
+    """Pearson chi-square and G statistics of `counts` (per outcome) against `probs`, binned as
+    `Bins` says; observing an outcome of probability 0 is reported in `impossible`."""
     counts = np.asarray(counts, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
     if counts.shape != probs.shape:
@@ -125,34 +182,57 @@ def goodness_of_fit(counts: np.ndarray, probs: np.ndarray, minimum: float = MIN_
     n = counts.sum()
     if n <= 0:
         raise ConfigError("a goodness-of-fit test needs at least one sample")
-    possible = probs > 0
-    impossible = int(counts[~possible].sum())
-    probs = probs[possible] / probs[possible].sum()
-    counts = counts[possible]
-    expected = probs * n
-    order = np.argsort(expected, kind="stable")
-    cumulative = np.cumsum(expected[order])
-    small = int((expected < minimum).sum())
-    pooled = small
-    if small:  # grow the pool until it expects `minimum` samples itself
-        pooled = max(small, int(np.searchsorted(cumulative, minimum)) + 1)
-        pooled = min(pooled, len(order))
-    keep, pool = order[pooled:], order[:pooled]
-    observed = np.append(counts[keep], counts[pool].sum()) if pooled else counts[keep]
-    wanted = np.append(expected[keep], expected[pool].sum()) if pooled else expected[keep]
-    chi2 = float(((observed - wanted) ** 2 / wanted).sum())
-    seen = observed > 0
-    g = float(2 * (observed[seen] * np.log(observed[seen] / wanted[seen])).sum())
-    pooled_mass = float(probs[pool].sum()) if pooled else 0.0
-    return Fit(int(n), chi2, g, len(observed) - 1, pooled_mass, impossible)
+    bins = Bins.of(probs, int(n), minimum)
+    observed = bins.observed(counts)
+    impossible = int(counts[~bins.possible].sum())
+    return Fit(int(n), float(bins.pearson(observed)), float(bins.g(observed)), bins.df, bins.pooled_mass, impossible,
+               (bins,))
 
 
 def combined(fits: Sequence[Fit]) -> Fit:
     """Independent fits as one: statistics and degrees of freedom add up."""
     return Fit(
         min(f.samples for f in fits), sum(f.chi2 for f in fits), sum(f.g for f in fits), sum(f.df for f in fits),
-        max(f.pooled_mass for f in fits), sum(f.impossible for f in fits),
+        max(f.pooled_mass for f in fits), sum(f.impossible for f in fits), tuple(b for f in fits for b in f.parts),
     )
+
+
+def null_statistics(parts: Sequence[Bins], draws: int, rng: np.random.Generator,
+                    chunk: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
+    """(Pearson, G) Float64[draws]: the statistics of `draws` samples of an exact sampler, binned as
+    `parts` are (summed over them), drawn exactly (multinomial over each part's bins). What a test's
+    asymptotic p-values are checked against (`benchmarks/certify_power.py null`)."""
+    pearson, g = np.zeros(draws), np.zeros(draws)
+    for start in range(0, draws, chunk):
+        size = min(chunk, draws - start)
+        for bins in parts:
+            observed = rng.multinomial(bins.samples, bins.expected / bins.expected.sum(), size=size).astype(np.float64)
+            pearson[start : start + size] += bins.pearson(observed)
+            g[start : start + size] += bins.g(observed)
+    return pearson, g
+
+
+def simulated_p(parts: Sequence[Bins], statistic: float, method: str, draws: int, rng: np.random.Generator,
+                stop: int = 5) -> float:
+    """The Monte Carlo p-value of `statistic` ("chi-square": Pearson's, or "G", summed over `parts`)
+    under an exact sampler: the share of exact draws whose statistic reaches it. It is exact at any
+    sample size, where the chi-square approximation is not: its far tail, at the levels a
+    certification tests at, was measured up to several times too light (docs/certify.md).
+
+    Sequential (Besag and Clifford, 1991): drawing stops at the `stop`-th statistic that reaches
+    `statistic`, after l draws, with p = stop / l, or after `draws` draws with k reaching it, with
+    p = (k + 1) / (draws + 1). Either is a valid p-value; a clearly unremarkable statistic costs a
+    few hundred draws, and only one below about stop / draws costs all of them.
+    """
+    which = 0 if method == "chi-square" else 1
+    reached, done, chunk = 0, 0, 256
+    while done < draws:
+        size = min(chunk, draws - done)
+        hits = np.cumsum(null_statistics(parts, size, rng)[which] >= statistic)
+        if reached + hits[-1] >= stop:
+            return stop / (done + int(np.searchsorted(hits, stop - reached)) + 1)
+        reached, done, chunk = reached + int(hits[-1]), done + size, chunk * 2
+    return (reached + 1) / (draws + 1)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
