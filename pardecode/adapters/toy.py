@@ -136,11 +136,11 @@ class ToyBackbone(Backbone):
     def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options) -> "ToySession":
         if options:
             raise ConfigError(f"the toy backbone takes no start options, got {sorted(options)}")
+        for i, prompt in enumerate(prompts):
+            if not isinstance(prompt, str) or not prompt:
+                raise ConfigError(f"prompt {i} is empty; every prompt needs at least one character")
         # each distinct prompt is encoded once (batches of thousands of rows repeat a few prompts)
         distinct = list(dict.fromkeys(prompts))
-        for prompt in distinct:
-            if not isinstance(prompt, str) or not prompt:
-                raise ConfigError(f"prompt {list(prompts).index(prompt)} is empty; every prompt needs at least one character")
         which = {p: i for i, p in enumerate(distinct)}
         index = [which[p] for p in prompts]
         encoded = [self.prompt_tokens(p) for p in distinct]
