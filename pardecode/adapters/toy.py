@@ -189,7 +189,8 @@ class ToySession(Session):
         tokens = self.backbone.read_noisy(window.tokens, window).repeat(expand, 1)
         keys = torch.cat([self.slots, tokens], 1)
         if window.attention.shape[2] != keys.shape[1]:
-            raise ConfigError(f"attention covers {window.attention.shape[2]} slots; cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")
+            raise ConfigError(f"attention covers {window.attention.shape[2]} slots; "
+                              f"cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")
         prompt_sum = (self.prompt * self.prompt_valid).sum(1, keepdim=True)
         # the sum of the span tokens each slot sees, as one batched product (exact: small integers in
         # float64); guidance rows hold the same span tokens, so it is computed for the first B rows
