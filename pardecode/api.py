@@ -14,6 +14,7 @@ from .core import loop
 from .core.backbone import Backbone
 from .core.config import SamplingConfig
 from .core.cost import CostProfile
+from .core.claims import claim_of
 from .core.errors import ConfigError
 from .core.options import build, options_of
 from .core.plugins import plugins
@@ -52,17 +53,22 @@ def get_backbone(name: str, **options: Any) -> Backbone:
 
 def list_plugins() -> dict[str, list[dict[str, Any]]]:
     """Every registered strategy, backbone and metric: description, registering plugin, former names that
-    still work (aliases) and options (name, type, default), plus the plugins that failed to load and why."""
+    still work (aliases), options (name, type, default) and each strategy's claim (`pardecode.core.claims`),
+    plus the plugins that failed to load and why."""
     pm = plugins()
     listing: dict[str, list[dict[str, Any]]] = {}
     for kind, reg in (("strategies", pm.strategies), ("backbones", pm.backbones), ("metrics", pm.metrics)):
         listing[kind] = []
         for e in map(reg.get, reg.names()):
             options, open_ = options_of(e.factory)
-            listing[kind].append({
+            entry = {
                 "name": e.name, "description": e.description, "plugin": e.plugin, "aliases": list(e.aliases),
                 "options": [o.to_dict() for o in options], "more_options": open_,
-            })
+            }
+            if kind == "strategies":  # None: a factory function, not a Strategy class that declares one
+                claim = claim_of(e.factory)
+                entry["claim"] = claim.to_dict() if claim is not None else None
+            listing[kind].append(entry)
     listing["broken"] = [{"plugin": b.plugin, "error": b.error} for b in pm.broken]
     return listing
 

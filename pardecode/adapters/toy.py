@@ -48,8 +48,8 @@ class ToyBackbone(Backbone):
     modulus: int = attrs.field(default=5, validator=_at_least(1))
     sharpness: float = 1.5
     seed: int = 0
-    #: > 0 makes the toy noise-aware (for SJD2): tokens get embeddings of this width, and a noisy
-    #: input is read as the token whose embedding is nearest
+    #: > 0 makes the toy noise-aware (for SJD2): tokens get embeddings of this width, a noisy input
+    #: is read as the token whose embedding is nearest, and the embeddings are its image codebook
     noise_dim: int = attrs.field(default=0, validator=_at_least(0))
     default_sampling: SamplingConfig = SamplingConfig()
     table: torch.Tensor = attrs.field(init=False, repr=False)
@@ -76,6 +76,14 @@ class ToyBackbone(Backbone):
         if self.embeddings is None:
             raise ConfigError("this toy backbone has no embeddings; build it with noise_dim > 0")
         return self.embeddings[tokens]
+
+    def image_codebook(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The token embeddings as the codebook of the image tokens (noise-aware toys only), so
+        latent-neighbourhood rules (lantern, gsd) run on the toy too."""
+        if self.embeddings is None:
+            return None
+        ids = torch.arange(self.vocab_size - (2 if self.grid is not None and not self.image_only else 0))
+        return ids, self.embeddings[ids]
 
     def read_noisy(self, tokens: torch.Tensor, window: Window) -> torch.Tensor:
         """The tokens the toy 'sees': at noisy positions, the token nearest to the noisy embedding."""
@@ -131,13 +139,19 @@ class ToyBackbone(Backbone):
         for i, prompt in enumerate(prompts):
             if not isinstance(prompt, str) or not prompt:
                 raise ConfigError(f"prompt {i} is empty; every prompt needs at least one character")
-        rows = [self.prompt_tokens(p) for p in prompts]
-        if sampling.uses_cfg:
-            rows += [self.prompt_tokens(None)] * len(prompts)
-        width = max(map(len, rows))
-        tokens = torch.tensor([[0] * (width - len(r)) + r for r in rows])
-        valid = torch.tensor([[False] * (width - len(r)) + [True] * len(r) for r in rows])
-        return ToySession(self, len(prompts), self.layout(), tokens, valid)
+        # each distinct prompt is encoded once (batches of thousands of rows repeat a few prompts)
+        distinct = list(dict.fromkeys(prompts))
+        which = {p: i for i, p in enumerate(distinct)}
+        index = [which[p] for p in prompts]
+        encoded = [self.prompt_tokens(p) for p in distinct]
+        if sampling.uses_cfg:  # the unconditional branch: rows B..2B-1
+            index += [len(distinct)] * len(prompts)
+            encoded.append(self.prompt_tokens(None))
+        width = max(map(len, encoded))
+        tokens = torch.tensor([[0] * (width - len(r)) + r for r in encoded])
+        valid = torch.tensor([[False] * (width - len(r)) + [True] * len(r) for r in encoded])
+        rows = torch.tensor(index)
+        return ToySession(self, len(prompts), self.layout(), tokens[rows], valid[rows])
 
 
 class ToySession(Session):
@@ -173,12 +187,15 @@ class ToySession(Session):
         at its true position (prompt + offset), as a real model reads position ids."""
         expand = self.prompt.shape[0] // self.batch
         tokens = self.backbone.read_noisy(window.tokens, window).repeat(expand, 1)
-        attention = window.attention.repeat(expand, 1, 1)
         keys = torch.cat([self.slots, tokens], 1)
-        if attention.shape[2] != keys.shape[1]:
-            raise ConfigError(f"attention covers {attention.shape[2]} slots; cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")
+        if window.attention.shape[2] != keys.shape[1]:
+            raise ConfigError(f"attention covers {window.attention.shape[2]} slots; "
+                              f"cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")
         prompt_sum = (self.prompt * self.prompt_valid).sum(1, keepdim=True)
-        sums = prompt_sum + (attention.long() * keys.unsqueeze(1)).sum(-1)
+        # the sum of the span tokens each slot sees, as one batched product (exact: small integers in
+        # float64); guidance rows hold the same span tokens, so it is computed for the first B rows
+        seen = torch.bmm(window.attention.double(), keys[: self.batch].double().unsqueeze(-1)).squeeze(-1).long()
+        sums = prompt_sum + seen.repeat(expand, 1)
         position = self.prompt_valid.sum(1, keepdim=True) + window.offsets.repeat(expand, 1) + 1
         bb = self.backbone
         logits = bb.table[position % bb.period, tokens, sums % bb.modulus]

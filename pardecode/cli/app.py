@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from ..core.errors import PardecodeError
-from . import bench, finetune, generate, listing, measure, race, speed, train_demo
+from . import bench, certify, finetune, generate, listing, measure, race, speed, train_demo
 
 #: the commands in the order `pardecode --help` lists them
 COMMANDS = (
     listing.register,
     generate.register,
     race.register,
+    certify.register,
     measure.register_overhead,
     measure.register_profile,
     train_demo.register,

@@ -25,6 +25,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             if e["more_options"]:
                 options.append("...")
             print(f"  {'':<{width}}  options: {', '.join(options) or 'none'}")
+            if kind == "strategies":
+                print(f"  {'':<{width}}  claim: {e['claim']['text'] if e['claim'] else 'none declared'}")
+                if e["aliases"]:
+                    print(f"  {'':<{width}}  also known as: {', '.join(e['aliases'])}")
     for b in listing["broken"]:
         print(f"skipped plugin {b['plugin']!r}: {b['error']}")
     return 0

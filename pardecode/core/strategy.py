@@ -16,6 +16,7 @@ import attrs
 import torch
 
 from .backbone import NoisyInputs
+from .claims import Claim, ClaimFromLossless
 from .config import SamplingConfig
 from .errors import ConfigError
 from .layout import Grid, TokenLayout
@@ -209,6 +210,10 @@ class Strategy(abc.ABC):
     #: what a lossy strategy approximates when it commits a token whose conditioning context was not
     #: all committed (placed slots only); without it the loop refuses such commits
     approximation: ClassVar[str | None] = None
+    #: what the committed tokens are relative to AR sampling: exact, exact at some option settings,
+    #: greedy AR, or lossy (`pardecode.core.claims`); `pardecode list` shows it and `pardecode certify`
+    #: tests it. Defaults to exact when `lossless` is True, lossy when it is False.
+    claim: ClassVar[Claim] = ClaimFromLossless()  # type: ignore[assignment]
 
     def reset(self, ctx: DecodeContext) -> None:
         """Forget per-decode state before a new decode starts."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.errors import ConfigError
 from ..core.strategy import DecodeContext, Proposal, Strategy, Verdict, window_size
 from ..core.verify import greedy_accept
@@ -22,6 +23,7 @@ class Jacobi(Strategy):
     """Greedy Jacobi iteration with exact-match acceptance."""
 
     name = "jacobi"
+    claim = Claim.greedy()
 
     #: drafts per pass, or "auto": chosen before each pass for throughput (`pardecode.core.windows`)
     window: int | str = attrs.field(default="auto", validator=window_size())

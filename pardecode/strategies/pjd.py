@@ -37,6 +37,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.fronts import Commits, front_columns, pending
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import acceptance_probability, correction_distribution, first_false, sample, take_per_row
@@ -54,6 +55,7 @@ class PJD(Strategy):
     """Row-parallel speculative Jacobi: a window per active image row, row-causal mask (lossy; exact at rows=1)."""
 
     name = "pjd"
+    claim = Claim.exact_at(rows=1)
     approximation = ("rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above "
                      "(in an image-only span a row's first cell also reads a stand-in for the last cell of the row above)")
 

@@ -34,6 +34,7 @@ import math
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.errors import ConfigError
 from ..core.neighbours import neighbours
 from ..core.strategy import DecodeContext, Proposal, Verdict, non_negative_int, positive_int
@@ -80,6 +81,7 @@ class Lantern(Relaxed):
     """LANTERN: accept with the probability of the draft's latent neighbourhood, within a TV budget."""
 
     name = "lantern"
+    claim = Claim.exact_at(delta=0)
 
     k: int = attrs.field(default=8, validator=positive_int("k"))
     delta: float = attrs.field(default=0.1, validator=_non_negative)
@@ -99,6 +101,7 @@ class GSD(Relaxed):
     """Grouped speculative decoding: accept with the probability of the draft's dynamic token group."""
 
     name = "gsd"
+    claim = Claim.exact_at(k=0)
 
     k: int = attrs.field(default=4, validator=non_negative_int)
     candidates: int = attrs.field(default=16, validator=positive_int("candidates"))
@@ -119,6 +122,7 @@ class EntropySD(Relaxed):
     """Entropy-aware acceptance: the ratio p/q relaxed in proportion to the normalised entropy of p."""
 
     name = "entropy_sd"
+    claim = Claim.exact_at(strength=0)
 
     strength: float = attrs.field(default=1.0, validator=_non_negative)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.strategy import DecodeContext
 from ..core.verify import maximal_redraw, sample, speculative_accept
 from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed
@@ -26,6 +27,7 @@ class SJD(Jacobi):
     """Speculative Jacobi Decoding with probabilistic acceptance and residual resampling."""
 
     name = "sjd"
+    claim = Claim.exact()
 
     coupling: str = attrs.field(default="independent", validator=check_coupling)
     #: Float[B, W, V]: the distribution each draft was drawn from (None at the first pass, every draft fresh)

@@ -24,6 +24,7 @@ import attrs
 import torch
 
 from ..core.backbone import NoisyInputs
+from ..core.claims import Claim
 from ..core.errors import ConfigError
 from ..core.noise import NoiseSchedule, ddim_step, vp_coefficients
 from ..core.strategy import AUTO_WIDEST, DecodeContext, Proposal, Strategy, Verdict, positive_int, window_size
@@ -42,6 +43,7 @@ class SJD2(Strategy):
     """Speculative Jacobi-Denoising Decoding: noisy-embedding drafts, lossless verification."""
 
     name = "sjd2"
+    claim = Claim.exact()
 
     # defaults chosen with the `sjd2-tuning` benchmark suite on fashion-sjd2 (docs/results.md)
     #: drafts per pass, or "auto": chosen before each pass for throughput (`pardecode.core.windows`)

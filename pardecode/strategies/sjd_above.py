@@ -14,6 +14,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.strategy import DecodeContext, Proposal
 from .sjd import SJD
 
@@ -23,6 +24,7 @@ class SJDAbove(SJD):
     """SJD whose fresh drafts copy the token one image row up (the layout's grid), verified exactly."""
 
     name = "sjd_above"
+    claim = Claim.exact()
 
     def propose(self, ctx: DecodeContext) -> Proposal:
         first = self.drafts is None

@@ -24,6 +24,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.strategy import DecodeContext
 from ..core.verify import sample
 from .drafting import check_coupling, restricted
@@ -35,6 +36,7 @@ class SJDPAC(SJD):
     """SJD with adaptive continuation (maximal coupling of carried drafts) and proactive drafting."""
 
     name = "sjd_pac"
+    claim = Claim.exact()
 
     coupling: str = attrs.field(default="maximal", validator=check_coupling)
     proactive: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))

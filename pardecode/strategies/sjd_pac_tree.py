@@ -32,6 +32,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.fronts import Commits
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
 from ..core.verify import acceptance_probability, correction_distribution, first_false
@@ -47,6 +48,7 @@ class SJDPACTree(Strategy):
     """SJD-PAC with `branches` candidates for the next token, each with `depth` drafts after it."""
 
     name = "sjd_pac_tree"
+    claim = Claim.exact()
 
     window: int = attrs.field(default=32, validator=positive_int("window"))
     branches: int = attrs.field(default=4, validator=positive_int("branches"))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.errors import ConfigError
 from ..core.strategy import DecodeContext
 from ..core.verify import sample
@@ -42,6 +43,7 @@ class SJDReuse(SJD):
     """SJD that reuses drafts the new pass rates at or above `threshold`, with the exact mixture as q."""
 
     name = "sjd_reuse"
+    claim = Claim.exact()
 
     threshold: float = attrs.field(default=0.05, validator=_probability)
     coupling: str = attrs.field(default="independent", validator=_independent)

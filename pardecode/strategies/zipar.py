@@ -30,6 +30,7 @@ from __future__ import annotations
 import attrs
 import torch
 
+from ..core.claims import Claim
 from ..core.fronts import Commits, front_columns, pending
 from ..core.layout import Grid
 from ..core.strategy import DecodeContext, Proposal, Strategy, positive_int
@@ -52,6 +53,7 @@ class ZipAR(Strategy):
     """Row-parallel sampling: row r+1 starts once row r has `window` tokens (lossy; exact at window >= cols)."""
 
     name = "zipar"
+    claim = Claim.exact_at(window=">= columns")
     lossless = False
     approximation = ("a token is sampled before the rows above it are complete: its context lacks their remaining tokens "
                      "(in an image-only span a row's first token also reads a stand-in for the last cell of the row above)")
