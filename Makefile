@@ -13,7 +13,7 @@ TORCH := torch==2.13.0
 EXTRAS := test,bench,vqgan,big,metrics
 LOWEST_EXTRAS := test,bench
 
-.PHONY: install data test test-lowest demo bench clean
+.PHONY: install data test test-lowest lint demo bench clean
 
 install: $(VENV)/.installed
 
@@ -42,6 +42,10 @@ $(FASHION):
 
 test: install data
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test-lowest: $(LOWEST)/.installed data
 	$(LOWEST)/bin/python -m pytest

@@ -12,9 +12,9 @@ import attrs
 
 from .core import loop
 from .core.backbone import Backbone
+from .core.claims import claim_of
 from .core.config import SamplingConfig
 from .core.cost import CostProfile
-from .core.claims import claim_of
 from .core.errors import ConfigError
 from .core.options import build, options_of
 from .core.plugins import plugins
@@ -62,8 +62,12 @@ def list_plugins() -> dict[str, list[dict[str, Any]]]:
         for e in map(reg.get, reg.names()):
             options, open_ = options_of(e.factory)
             entry = {
-                "name": e.name, "description": e.description, "plugin": e.plugin, "aliases": list(e.aliases),
-                "options": [o.to_dict() for o in options], "more_options": open_,
+                "name": e.name,
+                "description": e.description,
+                "plugin": e.plugin,
+                "aliases": list(e.aliases),
+                "options": [o.to_dict() for o in options],
+                "more_options": open_,
             }
             if kind == "strategies":  # None: a factory function, not a Strategy class that declares one
                 claim = claim_of(e.factory)

@@ -22,7 +22,6 @@ from typing import Any
 import attrs
 import torch
 
-from .version import __version__
 from .core.backbone import Backbone
 from .core.config import SamplingConfig
 from .core.cost import CostProfile, increasing_fit
@@ -30,6 +29,7 @@ from .core.loop import Decoder, decode
 from .core.plugins import plugins
 from .core.strategy import DecodeContext, Proposal, Strategy, Verdict
 from .core.trace import Trace
+from .version import __version__
 
 #: windows measured by default: AR (0) and powers of two up to the widest auto window
 WINDOWS = (0, 1, 2, 4, 8, 16, 32, 64)
@@ -37,7 +37,14 @@ WARMUP_PASSES = 2  # the pass that skips to mid-span and one more are not timed
 TIMED_PASSES = 5
 CALIBRATION_ROWS = 2  # rows of each calibration decode, at least
 CALIBRATION = 3  # revision of how tokens per pass are calibrated: profiles of another are measured again
-UNSHAPED_CONFIG_KEYS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype", "architectures", "_commit_hash"}
+UNSHAPED_CONFIG_KEYS = {
+    "_name_or_path",
+    "transformers_version",
+    "dtype",
+    "torch_dtype",
+    "architectures",
+    "_commit_hash",
+}
 PROMPT = "a photo"  # any prompt will do: cost does not depend on content
 #: the exact settings a decode without a named strategy chooses among (label -> name, options), each
 #: with an automatic window; their calibrations are measured beside the reference SJD's
@@ -48,7 +55,9 @@ EXACT_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def profile_key(backbone: Backbone, sampling: SamplingConfig, start_options: dict[str, Any] | None = None) -> dict[str, Any]:
+def profile_key(
+    backbone: Backbone, sampling: SamplingConfig, start_options: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What a profile's figures depend on."""
     body = getattr(backbone, "body", None)
     config = getattr(body, "config", None)
@@ -137,8 +146,11 @@ def measure(
     tokens, tokens_by = [], {}
     if calibrate_tokens:
         for label, (name, options) in {"sjd": ("sjd", {}), **EXACT_SETTINGS}.items():
-            curve = [1.0] + [calibrate(backbone, registry.get(name).factory(**{**options, "window": w}), rows, draw,
-                                       start_options) for w in windows if w]
+            curve = [1.0] + [
+                calibrate(backbone, registry.get(name).factory(**{**options, "window": w}), rows, draw, start_options)
+                for w in windows
+                if w
+            ]
             tokens_by[label] = curve[: len(windows)]
         tokens = tokens_by.pop("sjd")
     key = profile_key(backbone, draw, start_options)
@@ -157,7 +169,9 @@ def calibration_rows(backbone: Backbone, prompt: str | None = None) -> list[str]
     return (prompts * CALIBRATION_ROWS)[: max(CALIBRATION_ROWS, len(prompts))]
 
 
-def calibrate(backbone: Backbone, strategy: Any, prompts: list[str], sampling: SamplingConfig, start_options: dict) -> float:
+def calibrate(
+    backbone: Backbone, strategy: Any, prompts: list[str], sampling: SamplingConfig, start_options: dict
+) -> float:
     """Mean tokens a row commits per pass over one whole decode of `prompts` (a row each)."""
     committed = decode(backbone, strategy, prompts, sampling=sampling, **start_options).trace.committed
     return float(committed[committed > 0].float().mean())
@@ -167,15 +181,22 @@ def calibrate(backbone: Backbone, strategy: Any, prompts: list[str], sampling: S
 #: decode) growing mildly with the window, and modest tokens per pass (the planner's online
 #: correction rescales them by what the decode's passes really commit)
 GENERIC_PRIOR = CostProfile(
-    key={}, batches=(1, 8), windows=WINDOWS,
+    key={},
+    batches=(1, 8),
+    windows=WINDOWS,
     seconds=[[1.0 + w / 32 for w in WINDOWS], [4.0 * (1.0 + w / 16) for w in WINDOWS]],
-    tokens=(1.0, 1.3, 1.6, 2.0, 2.4, 2.7, 2.9, 3.0), source="prior",
+    tokens=(1.0, 1.3, 1.6, 2.0, 2.4, 2.7, 2.9, 3.0),
+    source="prior",
 )
 
 
 def profile_for(
-    backbone: Backbone, sampling: SamplingConfig, rows: int, start_options: dict[str, Any] | None = None,
-    *, measure_missing: bool = False,
+    backbone: Backbone,
+    sampling: SamplingConfig,
+    rows: int,
+    start_options: dict[str, Any] | None = None,
+    *,
+    measure_missing: bool = False,
 ) -> CostProfile:
     """This machine's cost profile of `backbone`, found without measuring unless asked.
 
@@ -215,8 +236,10 @@ def refine(profile: CostProfile, trace: Trace) -> CostProfile:
     if not profile.is_prior or trace.forward_passes < 2:
         return profile
     live = (trace.committed > 0).sum(1).tolist()
-    ratios = [seconds / profile.pass_seconds(rows, width)
-              for seconds, rows, width in zip(trace.step_seconds[1:], live[1:], trace.widths[1:])]
+    ratios = [
+        seconds / profile.pass_seconds(rows, width)
+        for seconds, rows, width in zip(trace.step_seconds[1:], live[1:], trace.widths[1:])
+    ]
     passes = len(ratios)
     factor = statistics.median(ratios) ** (passes / (profile.observed + passes))
     refined = profile.scaled(factor, passes)
@@ -260,8 +283,10 @@ class Choice:
     def describe(self) -> str:
         kind = "measured" if self.source == "measured" else "prior"
         setting = f"{self.label} (window auto)" if self.window else "ar"
-        return (f"{setting}, the fastest exact setting for this batch by this machine's cost profile ({kind}: "
-                f"about {self.speedup:.2f}x AR's tokens per second)")
+        return (
+            f"{setting}, the fastest exact setting for this batch by this machine's cost profile ({kind}: "
+            f"about {self.speedup:.2f}x AR's tokens per second)"
+        )
 
 
 def fastest_exact(profile: CostProfile, rows: int) -> Choice:

@@ -17,8 +17,8 @@ import torch
 from pardecode import get_backbone, get_strategy
 from pardecode.core import loop
 from pardecode.core.passes import common
-from pardecode.planning import profile_for
 from pardecode.fashion.card import class_prompts
+from pardecode.planning import profile_for
 
 SETTINGS = [("sjd", {"window": 16}), ("sjd", {"window": 64, "coupling": "gumbel"}), ("sjd2", {})]
 NEVER = float("inf")

@@ -39,7 +39,12 @@ from pardecode.testing.references import describe
 
 CHUNK = 100_000  # rows decoded at once when estimating a deviation
 STRENGTHS = (0.05, 0.1, 0.2, 0.4, 1.0)
-EXACT = (("sjd", {}), ("sjd_pac_tree", {"window": 4, "branches": 3, "depth": 2}), ("zipar", {"window": 3}), ("pjd", {"rows": 1}))
+EXACT = (
+    ("sjd", {}),
+    ("sjd_pac_tree", {"window": 4, "branches": 3, "depth": 2}),
+    ("zipar", {"window": 3}),
+    ("pjd", {"rows": 1}),
+)
 
 
 def deviation(strategy, rows: int, seed: int = 10**6) -> tuple[float, str]:
@@ -74,16 +79,29 @@ def power(args) -> dict:
         for strength in args.strengths:
             control = cls(strength=strength)
             tv, where = deviation(control, args.tv_rows) if args.tv_rows else (float("nan"), "not estimated")
-            detected = [check_exact(control, samples=args.samples, seed=s).deviation_detected for s in range(args.seeds)]
-            rows.append({"control": cls.name, "strength": strength, "tv": tv, "where": where,
-                         "detected": sum(detected), "seeds": args.seeds})
+            detected = [
+                check_exact(control, samples=args.samples, seed=s).deviation_detected for s in range(args.seeds)
+            ]
+            rows.append(
+                {
+                    "control": cls.name,
+                    "strength": strength,
+                    "tv": tv,
+                    "where": where,
+                    "detected": sum(detected),
+                    "seeds": args.seeds,
+                }
+            )
             print(f"| {cls.name} | {strength:g} | {tv:.4f} | {where} | {sum(detected)}/{args.seeds} |", flush=True)
     return {"samples": args.samples, "tv_rows": args.tv_rows, "rows": rows}
 
 
 def calibration(args) -> dict:
     rows = []
-    print(f"| strategy | false alarms ({args.samples} rows per run) | tests | p < 0.01 | p < 0.05 | seconds per certification |")
+    print(
+        f"| strategy | false alarms ({args.samples} rows per run) | tests | p < 0.01 | p < 0.05 "
+        "| seconds per certification |"
+    )
     print("|---|---|---|---|---|---|")
     for name, options in EXACT:
         strategy = get_strategy(name, **options)
@@ -94,13 +112,23 @@ def calibration(args) -> dict:
             p_values += [t.p_value for t in report.tests]
             seconds.append(report.seconds)
         p = np.array(p_values)
-        row = {"strategy": name, "options": options, "false_alarms": alarms, "seeds": args.seeds, "tests": len(p),
-               "below_0.01": float((p < 0.01).mean()), "below_0.05": float((p < 0.05).mean()),
-               "seconds": float(np.median(seconds))}
+        row = {
+            "strategy": name,
+            "options": options,
+            "false_alarms": alarms,
+            "seeds": args.seeds,
+            "tests": len(p),
+            "below_0.01": float((p < 0.01).mean()),
+            "below_0.05": float((p < 0.05).mean()),
+            "seconds": float(np.median(seconds)),
+        }
         rows.append(row)
         label = name + (f" ({', '.join(f'{k}={v}' for k, v in options.items())})" if options else "")
-        print(f"| {label} | {alarms}/{args.seeds} | {len(p)} | {row['below_0.01']:.3f} | {row['below_0.05']:.3f} | "
-              f"{row['seconds']:.1f} |", flush=True)
+        print(
+            f"| {label} | {alarms}/{args.seeds} | {len(p)} | {row['below_0.01']:.3f} | {row['below_0.05']:.3f} | "
+            f"{row['seconds']:.1f} |",
+            flush=True,
+        )
     return {"samples": args.samples, "rows": rows}
 
 
@@ -118,9 +146,20 @@ def times(args) -> dict:
         verdict = "deviation" if result.deviation_detected else "no deviation"
         options = ", ".join(f"{k}={v!r}" for k, v in result.options.items()) or "defaults"
         count = len(result.report.tests) or f"{len(result.report.checks)} checks"
-        rows.append({"strategy": name, "claim": result.claim.text, "options": result.options, "mode": result.mode,
-                     "deviation_detected": result.deviation_detected, "seconds": wall, "cpu_seconds": cpu})
-        print(f"| {name} | {result.claim.text} | {options} | {verdict} | {count} | {wall:.1f} | {cpu:.1f} |", flush=True)
+        rows.append(
+            {
+                "strategy": name,
+                "claim": result.claim.text,
+                "options": result.options,
+                "mode": result.mode,
+                "deviation_detected": result.deviation_detected,
+                "seconds": wall,
+                "cpu_seconds": cpu,
+            }
+        )
+        print(
+            f"| {name} | {result.claim.text} | {options} | {verdict} | {count} | {wall:.1f} | {cpu:.1f} |", flush=True
+        )
     return {"samples": args.samples, "threads": args.threads, "rows": rows}
 
 
@@ -136,7 +175,9 @@ def null(args) -> dict:
         pearson, g = null_statistics(tests[i].bins, args.draws, rng)
         p[:, i], p[:, i + 1] = chi2_sf_array(pearson, tests[i].df), chi2_sf_array(g, tests[i + 1].df)
     rows = []
-    print(f"{len(tests)} tests of `certify {args.strategy}` at {args.samples} rows, {args.draws} simulated certifications")
+    print(
+        f"{len(tests)} tests of `certify {args.strategy}` at {args.samples} rows, {args.draws} simulated certifications"
+    )
     print("| alpha (Holm) | certifications flagged | per-test rejections at alpha / tests, worst (test) |")
     print("|---|---|---|")
     for alpha in args.alphas:
@@ -145,22 +186,34 @@ def null(args) -> dict:
         per_test = (p <= level).mean(0)
         worst = int(per_test.argmax())
         rows.append({"alpha": alpha, "flagged": rate, "per_test": per_test.tolist(), "level": level})
-        print(f"| {alpha:g} | {rate:.2e} ({rate / alpha:.2f} alpha) | {per_test[worst]:.1e} = {per_test[worst] / level:.1f} x "
-              f"({tests[worst].name}: {tests[worst].method}) |", flush=True)
-    return {"strategy": args.strategy, "samples": args.samples, "draws": args.draws,
-            "tests": [f"{t.name}: {t.method}" for t in tests], "rows": rows}
+        print(
+            f"| {alpha:g} | {rate:.2e} ({rate / alpha:.2f} alpha) | "
+            f"{per_test[worst]:.1e} = {per_test[worst] / level:.1f} x "
+            f"({tests[worst].name}: {tests[worst].method}) |",
+            flush=True,
+        )
+    return {
+        "strategy": args.strategy,
+        "samples": args.samples,
+        "draws": args.draws,
+        "tests": [f"{t.name}: {t.method}" for t in tests],
+        "rows": rows,
+    }
 
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("what", choices=("power", "calibration", "times", "null"))
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES,
-                   help="rows per batched run of a certification")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="rows per batched run of a certification")
     p.add_argument("--seeds", type=int, default=10, help="certifications per setting (seeds 0..N-1)")
     p.add_argument("--strengths", type=float, nargs="+", default=STRENGTHS, help="control bias strengths")
     p.add_argument("--controls", nargs="+", help="only these controls (default: every one)")
-    p.add_argument("--tv-rows", type=int, default=400_000,
-                   help="rows decoded per reference and setting to estimate a control's deviation (0: not estimated)")
+    p.add_argument(
+        "--tv-rows",
+        type=int,
+        default=400_000,
+        help="rows decoded per reference and setting to estimate a control's deviation (0: not estimated)",
+    )
     p.add_argument("--draws", type=int, default=200_000, help="null: simulated certifications")
     p.add_argument("--strategy", default="sjd", help="null: whose certification's tests are simulated")
     p.add_argument("--alphas", type=float, nargs="+", default=(1e-3, 5e-4, 2.5e-4), help="null: family-wise levels")

@@ -30,8 +30,20 @@ SETTINGS = [  # (backbone, strategy, extra arguments)
 
 def overhead(tree: Path, backbone: str, strategy: str, extra: list[str]) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "pardecode.cli", "overhead", "--backbone", backbone, "--strategy", strategy,
-           "--repeats", "3", "--json", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pardecode.cli",
+        "overhead",
+        "--backbone",
+        backbone,
+        "--strategy",
+        strategy,
+        "--repeats",
+        "3",
+        "--json",
+        *extra,
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True, cwd=tree).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -51,18 +63,24 @@ def main() -> int:
                     trees = [("ref", other), ("this", HERE)]
                     for label, tree in trees if r % 2 == 0 else trees[::-1]:
                         got = overhead(tree, *setting)
-                        print(f"round {r} {label:>4} {' '.join(setting[:2] + tuple(setting[2]))}: framework "
-                              f"{got['overhead_ms_median']:.3f} ms, forward {got['forward_ms_median']:.3f} ms", flush=True)
+                        print(
+                            f"round {r} {label:>4} {' '.join(setting[:2] + tuple(setting[2]))}: framework "
+                            f"{got['overhead_ms_median']:.3f} ms, forward {got['forward_ms_median']:.3f} ms",
+                            flush=True,
+                        )
                         rows.setdefault(setting[:2] + tuple(setting[2]), {}).setdefault(label, []).append(
-                            (got["overhead_ms_median"], got["forward_ms_median"]))
+                            (got["overhead_ms_median"], got["forward_ms_median"])
+                        )
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(other)], cwd=HERE, check=False)
     print(f"framework ms per pass (median of {args.rounds} rounds; forward ms in brackets), {args.ref} -> this tree")
     for key, by in rows.items():
         ref_fw, this_fw = (statistics.median(x[0] for x in by[k]) for k in ("ref", "this"))
         ref_f, this_f = (statistics.median(x[1] for x in by[k]) for k in ("ref", "this"))
-        print(f"  {' '.join(map(str, key)):<40} {ref_fw:7.3f} [{ref_f:6.2f}] -> {this_fw:7.3f} [{this_f:6.2f}]"
-              f"   ratio {this_fw / ref_fw:5.2f}")
+        print(
+            f"  {' '.join(map(str, key)):<40} {ref_fw:7.3f} [{ref_f:6.2f}] -> {this_fw:7.3f} [{this_f:6.2f}]"
+            f"   ratio {this_fw / ref_fw:5.2f}"
+        )
     return 0
 
 

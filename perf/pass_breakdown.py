@@ -27,8 +27,14 @@ from pardecode.core.passes.placed_slots import PlacedSlots
 from pardecode.core.passes.single_window import SingleWindow
 
 SETTINGS = [  # (strategy, options, batch)
-    ("ar", {}, 1), ("ar", {}, 8), ("sjd", {"window": 16}, 1), ("sjd", {"window": 4}, 8),
-    ("sjd_pac", {"window": 16}, 1), ("zipar", {"window": 1}, 4), ("pjd", {}, 4), ("sjd_pac_tree", {"window": 32}, 1),
+    ("ar", {}, 1),
+    ("ar", {}, 8),
+    ("sjd", {"window": 16}, 1),
+    ("sjd", {"window": 4}, 8),
+    ("sjd_pac", {"window": 16}, 1),
+    ("zipar", {"window": 1}, 4),
+    ("pjd", {}, 4),
+    ("sjd_pac_tree", {"window": 32}, 1),
 ]
 PHASES = ("propose", "prepare", "forward", "process", "verify", "commit", "bookkeeping")
 SYNCS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "nonzero")
@@ -110,8 +116,10 @@ def main(argv) -> int:
         run(backbone, name, options, batch, 99, clock)  # warm-up
         if args.syncs:
             _, passes, syncs = run(backbone, name, options, batch, 0, clock)
-            print(f"{name} {options} batch {batch}: host syncs per pass, framework {syncs.get('framework', 0):.2f}, "
-                  f"strategy {syncs.get('strategy', 0):.2f} ({passes} passes)")
+            print(
+                f"{name} {options} batch {batch}: host syncs per pass, framework {syncs.get('framework', 0):.2f}, "
+                f"strategy {syncs.get('strategy', 0):.2f} ({passes} passes)"
+            )
             continue
         samples = collections.defaultdict(list)
         for seed in range(args.repeats):
@@ -121,8 +129,11 @@ def main(argv) -> int:
         med = {k: statistics.median(v) for k, v in samples.items()}
         total = sum(med.values())
         framework = total - med["forward"]
-        print(f"{name} {options} batch {batch}: pass {total:.3f} ms, framework {framework:.3f} ms "
-              f"({framework / total:.0%}) = " + ", ".join(f"{k} {med[k]:.3f}" for k in PHASES), flush=True)
+        print(
+            f"{name} {options} batch {batch}: pass {total:.3f} ms, framework {framework:.3f} ms "
+            f"({framework / total:.0%}) = " + ", ".join(f"{k} {med[k]:.3f}" for k in PHASES),
+            flush=True,
+        )
     return 0
 
 

@@ -15,13 +15,12 @@ import json
 import shutil
 from pathlib import Path
 
+import taming_decoder
+import tiny_models
 import torch
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, models
 from transformers import ChameleonForConditionalGeneration, PreTrainedTokenizerFast
-
-import taming_decoder
-import tiny_models
 
 LUMINA_IMAGE_LO, LUMINA_CODEBOOK = 4, 8192
 LUMINA_EOI, LUMINA_SOI, LUMINA_EOL, LUMINA_SIZE_BASE = 8196, 8197, 8803, 8804
@@ -31,8 +30,12 @@ LUMINA_RESERVED_END = LUMINA_SIZE_BASE + 32  # size tokens for up to 32 grid uni
 HEADS, SHARDS = 4, 2  # 4 heads over 2 model-parallel shards: each stored norm row covers 2 heads
 
 #: Meta's VQGAN at tiny widths: 16 px per token like the real one (5 stages), attention at 16 px
-VQGAN = dict(n_embed=LUMINA_CODEBOOK, embed_dim=4, z_channels=4,
-             dd=dict(ch=32, ch_mult=[1, 1, 1, 1, 1], num_res_blocks=1, resolution=128, attn_resolutions=[16]))
+VQGAN = dict(
+    n_embed=LUMINA_CODEBOOK,
+    embed_dim=4,
+    z_channels=4,
+    dd=dict(ch=32, ch_mult=[1, 1, 1, 1, 1], num_res_blocks=1, resolution=128, attn_resolutions=[16]),
+)
 
 
 def lumina_vocabulary() -> dict[str, int]:
@@ -50,8 +53,14 @@ def lumina_model(seed: int = 0) -> ChameleonForConditionalGeneration:
     """A tiny Chameleon whose q/k norm rows repeat per shard (what the published layout can express)."""
     vocab = lumina_vocabulary()
     config = tiny_models.chameleon_config(
-        vocab_size=len(vocab), num_attention_heads=HEADS, num_key_value_heads=HEADS, vocabulary_map=vocab,
-        max_position_embeddings=2048, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=len(vocab),
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+        vocabulary_map=vocab,
+        max_position_embeddings=2048,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -101,7 +110,9 @@ def save_lumina(path: str | Path, seed: int = 0, vqgan: bool = True) -> tuple[Pa
 def vqgan_reference(seed: int = 1, dd: dict | None = None) -> taming_decoder.VQGAN:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = taming_decoder.VQGAN(VQGAN["n_embed"], VQGAN["embed_dim"], VQGAN["z_channels"], **(dd or VQGAN["dd"])).eval()
+        model = taming_decoder.VQGAN(
+            VQGAN["n_embed"], VQGAN["embed_dim"], VQGAN["z_channels"], **(dd or VQGAN["dd"])
+        ).eval()
         with torch.no_grad():  # GroupNorm starts at identity: perturb it so a swapped norm shows
             for name, p in model.named_parameters():
                 if "norm" in name:
@@ -122,10 +133,15 @@ def save_vqgan(directory: str | Path, seed: int = 1, dd: dict | None = None) -> 
     torch.save({"state_dict": state}, directory / "vqgan.ckpt")
     dd = dict(dd, z_channels=VQGAN["z_channels"], double_z=False, in_channels=3, out_ch=3, dropout=0.0)
     lines = [
-        "model:", "  target: taming.models.vqgan.VQModel", "  params:",
-        f"    embed_dim: {VQGAN['embed_dim']}", f"    n_embed: {VQGAN['n_embed']}", "    ddconfig:",
+        "model:",
+        "  target: taming.models.vqgan.VQModel",
+        "  params:",
+        f"    embed_dim: {VQGAN['embed_dim']}",
+        f"    n_embed: {VQGAN['n_embed']}",
+        "    ddconfig:",
         *(f"      {k}: {json.dumps(v)}" for k, v in dd.items()),
-        "    lossconfig:", "      target: taming.modules.losses.vqperceptual.DummyLoss",
+        "    lossconfig:",
+        "      target: taming.modules.losses.vqperceptual.DummyLoss",
     ]
     (directory / "vqgan.yaml").write_text("\n".join(lines).replace(": false", ": False") + "\n")
     return directory
@@ -136,10 +152,16 @@ def save_original_layout(path: str | Path, family: str) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     config = {
-        "emu3": {"model_type": "Emu3", "architectures": ["Emu3ForCausalLM"],
-                 "auto_map": {"AutoModelForCausalLM": "modeling_emu3.Emu3ForCausalLM"}},
-        "janus": {"model_type": "multi_modality", "architectures": ["MultiModalityCausalLM"],
-                  "language_config": {"model_type": "llama"}},
+        "emu3": {
+            "model_type": "Emu3",
+            "architectures": ["Emu3ForCausalLM"],
+            "auto_map": {"AutoModelForCausalLM": "modeling_emu3.Emu3ForCausalLM"},
+        },
+        "janus": {
+            "model_type": "multi_modality",
+            "architectures": ["MultiModalityCausalLM"],
+            "language_config": {"model_type": "llama"},
+        },
     }[family]
     (path / "config.json").write_text(json.dumps(config))
     return path

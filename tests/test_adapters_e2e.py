@@ -7,13 +7,13 @@ import shutil
 
 import attrs
 import pytest
+import tiny_models
 import torch
 
-import tiny_models
+from pardecode import decode
 from pardecode.api import get_strategy
 from pardecode.core.config import SamplingConfig
 from pardecode.core.errors import ConfigError
-from pardecode import decode
 from pardecode.core.plugins import plugins
 
 FAMILIES = ["chameleon", "emu3", "janus"]
@@ -123,7 +123,9 @@ def test_reference_defaults_and_overrides():
     assert emu2.default_sampling == SamplingConfig(temperature=1.0, top_k=7, cfg_scale=1.5)
     # a negative prompt given at start replaces the reference one
     s = emu.start(["boot"], SamplingConfig(cfg_scale=3.0), size=(16, 16), negative_prompt="blurry")
-    assert len(s.encoded.uncond[0]) < len(emu.start(["boot"], SamplingConfig(cfg_scale=3.0), size=(16, 16)).encoded.uncond[0])
+    assert len(s.encoded.uncond[0]) < len(
+        emu.start(["boot"], SamplingConfig(cfg_scale=3.0), size=(16, 16)).encoded.uncond[0]
+    )
     # no guidance, no unconditional rows
     assert emu.start(["boot"], SamplingConfig(), size=(16, 16)).encoded.uncond is None
 

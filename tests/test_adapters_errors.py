@@ -6,8 +6,8 @@ import json
 import shutil
 
 import pytest
-
 import tiny_models
+
 from pardecode.core.config import SamplingConfig
 from pardecode.core.errors import CheckpointError, ConfigError
 from pardecode.core.plugins import plugins
@@ -28,7 +28,9 @@ def test_missing_checkpoint_directory(family, tmp_path):
 def test_checkpoint_of_another_family():
     with pytest.raises(CheckpointError, match=r"holds a 'chameleon' model.*janus"):
         factory("janus")(str(tiny_models.chameleon_dir()))
-    with pytest.raises(CheckpointError, match=r"holds a 'emu3' model, but the chameleon adapter reads model_type 'chameleon'"):
+    with pytest.raises(
+        CheckpointError, match=r"holds a 'emu3' model, but the chameleon adapter reads model_type 'chameleon'"
+    ):
         factory("chameleon")(str(tiny_models.emu3_dir()))
     with pytest.raises(CheckpointError, match=r"holds a 'chameleon' model.*emu3"):
         factory("emu3")(str(tiny_models.chameleon_dir()))

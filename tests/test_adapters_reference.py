@@ -11,12 +11,12 @@ weights with a vocabulary map that names no image tokens, which makes that mask 
 from __future__ import annotations
 
 import pytest
+import tiny_models
 import torch
 from transformers import ChameleonForConditionalGeneration, Emu3ForConditionalGeneration
 
-import tiny_models
-from pardecode.core.config import SamplingConfig
 from pardecode import decode
+from pardecode.core.config import SamplingConfig
 
 PROMPTS = ["a red dress", "an ankle boot with laces"]
 
@@ -75,17 +75,29 @@ def test_chameleon_greedy_ar_equals_generate(cfg):
     ).eval()
     ids, mask = left_padded(enc.cond, pad=0)
     spec = bb.spec
-    rule = lumina_rule(ids.shape[1], layout.rows, layout.cols, list(range(*spec.image_token_range)),
-                       spec.end_of_line_id, spec.end_of_image_id)
+    rule = lumina_rule(
+        ids.shape[1],
+        layout.rows,
+        layout.cols,
+        list(range(*spec.image_token_range)),
+        spec.end_of_line_id,
+        spec.end_of_image_id,
+    )
     extra = {}
     if cfg != 1:
         assert len({len(r) for r in enc.uncond}) == 1  # [bos, soi, h, w]: no padding needed
         extra = dict(guidance_scale=cfg, negative_prompt_ids=torch.tensor(enc.uncond))
     out = ref.generate(
-        input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=layout.length,
-        min_new_tokens=layout.length, prefix_allowed_tokens_fn=rule, pad_token_id=0, **extra,
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=layout.length,
+        min_new_tokens=layout.length,
+        prefix_allowed_tokens_fn=rule,
+        pad_token_id=0,
+        **extra,
     )
-    expected = out[:, ids.shape[1]:]
+    expected = out[:, ids.shape[1] :]
     assert torch.equal(ours.tokens, expected)
     assert bool(layout.is_valid(ours.tokens).all())
     assert ours.trace.forward_passes == layout.length
@@ -123,18 +135,32 @@ def test_emu3_greedy_ar_equals_generate(cfg):
     ids, mask = left_padded(enc.cond, pad=pad)
     visual = ref.model.vocabulary_mapping.image_tokens
     eol = tok.convert_tokens_to_ids("<|extra_200|>")
-    rule = emu3_rule(tok.convert_tokens_to_ids(tok.image_wrapper_token), layout.rows, layout.cols, visual, eol,
-                     tok.convert_tokens_to_ids(tok.eof_token), tok.convert_tokens_to_ids(tok.eoi_token),
-                     tok.eos_token_id, pad)
+    rule = emu3_rule(
+        tok.convert_tokens_to_ids(tok.image_wrapper_token),
+        layout.rows,
+        layout.cols,
+        visual,
+        eol,
+        tok.convert_tokens_to_ids(tok.eof_token),
+        tok.convert_tokens_to_ids(tok.eoi_token),
+        tok.eos_token_id,
+        pad,
+    )
     extra = {}
     if cfg != 1:
         neg = torch.tensor(enc.uncond)  # the same negative prompt on every row
         extra = dict(guidance_scale=cfg, negative_prompt_ids=neg, negative_prompt_attention_mask=torch.ones_like(neg))
     out = ref.generate(
-        input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=layout.length,
-        prefix_allowed_tokens_fn=rule, pad_token_id=pad, eos_token_id=tok.eos_token_id, **extra,
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=layout.length,
+        prefix_allowed_tokens_fn=rule,
+        pad_token_id=pad,
+        eos_token_id=tok.eos_token_id,
+        **extra,
     )
-    expected = out[:, ids.shape[1]:]
+    expected = out[:, ids.shape[1] :]
     assert expected.shape[1] == layout.length  # generation ran to the EOS the layout ends with
     assert torch.equal(ours.tokens, expected)
     assert bool(layout.is_valid(ours.tokens).all())
@@ -161,9 +187,12 @@ def test_janus_greedy_ar_equals_generate(cfg):
     ref = JanusForConditionalGeneration.from_pretrained(tiny_models.janus_dir()).eval()
     ids, mask = left_padded(enc.cond, pad=bb.pad_id)
     config = GenerationConfig(
-        do_sample=False, guidance_scale=cfg,
-        num_return_sequences=1, max_length=ids.shape[1] + enc.layout.length,  # no defaults before 5.2x
-        pad_token_id=bb.pad_id, bos_token_id=bb.tokenizer.bos_token_id,
+        do_sample=False,
+        guidance_scale=cfg,
+        num_return_sequences=1,
+        max_length=ids.shape[1] + enc.layout.length,  # no defaults before 5.2x
+        pad_token_id=bb.pad_id,
+        bos_token_id=bb.tokenizer.bos_token_id,
         generation_kwargs={"boi_token_id": bb.boi_id},
     )
     expected = ref.generate(input_ids=ids, attention_mask=mask, generation_mode="image", generation_config=config)

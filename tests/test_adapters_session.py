@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import attrs
 import pytest
+import tiny_models
 import torch
 
-import tiny_models
 from pardecode.adapters.hf import Encoded, HFSession
 from pardecode.core.backbone import NoisyInputs, Window
 from pardecode.core.config import SamplingConfig
@@ -28,10 +28,13 @@ def reference_logits(backbone, prompt: list[int], span: list[int], last: int) ->
     table except for Janus, whose image tokens have their own).
     """
     with torch.no_grad():
-        embeds = torch.cat([
-            backbone.body.get_input_embeddings()(torch.tensor([prompt])),
-            backbone.span_embedding(torch.tensor([span], dtype=torch.long)),
-        ], 1)
+        embeds = torch.cat(
+            [
+                backbone.body.get_input_embeddings()(torch.tensor([prompt])),
+                backbone.span_embedding(torch.tensor([span], dtype=torch.long)),
+            ],
+            1,
+        )
         hidden = backbone.body(inputs_embeds=embeds, use_cache=False).last_hidden_state
         return backbone.head(hidden[0, -last:]).float()
 
@@ -140,7 +143,9 @@ def test_noisy_window_at_level_zero_is_the_clean_window(family):
     size = tiny_models.SMALL_SIZE[family]
     sampling = SamplingConfig(cfg_scale=3.0)
     d = torch.randint(0, bb.vocab_size, (2, 4), generator=torch.Generator().manual_seed(4))
-    plain = bb.start(PROMPTS, sampling, size=size).forward(window(d, [list(range(4))] * 2, torch.ones(2, 4), first=True))
+    plain = bb.start(PROMPTS, sampling, size=size).forward(
+        window(d, [list(range(4))] * 2, torch.ones(2, 4), first=True)
+    )
     zero = NoisyInputs(embeds=torch.randn(2, 4, bb.embed_dim()), level=torch.zeros(2, 4))
     w = Window(d, torch.arange(4).expand(2, 4), torch.ones(2, 4, dtype=torch.bool), True, zero)
     clean = bb.start(PROMPTS, sampling, size=size).forward(w)
@@ -148,7 +153,9 @@ def test_noisy_window_at_level_zero_is_the_clean_window(family):
     torch.testing.assert_close(clean.uncond, plain.uncond)
     # noise at the last two positions changes their own and later predictions, not earlier ones
     level = torch.tensor([[0.0, 0.0, 2.0, 2.0]] * 2)
-    w = Window(d, torch.arange(4).expand(2, 4), torch.ones(2, 4, dtype=torch.bool), True, NoisyInputs(zero.embeds, level))
+    w = Window(
+        d, torch.arange(4).expand(2, 4), torch.ones(2, 4, dtype=torch.bool), True, NoisyInputs(zero.embeds, level)
+    )
     noisy = bb.start(PROMPTS, sampling, size=size).forward(w)
     torch.testing.assert_close(noisy.cond[:, :3], plain.cond[:, :3])
     assert not torch.allclose(noisy.cond[:, 3:], plain.cond[:, 3:])

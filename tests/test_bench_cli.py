@@ -41,14 +41,21 @@ def bench_process(*args, env=None) -> subprocess.Popen:
     environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "pardecode.cli", "bench", *map(str, args), "--no-progress", "--threads", "1"],
-        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
 def figures(out):
     results = ResultsDir(out)
-    return [(r.setting, r.runs, r.passes, r.compression, r.tokens_per_pass)
-            for b in summarize(results.suite(), results.records()) for r in b.settings]
+    return [
+        (r.setting, r.runs, r.passes, r.compression, r.tokens_per_pass)
+        for b in summarize(results.suite(), results.records())
+        for r in b.settings
+    ]
 
 
 def test_quick_runs_on_the_toy_backbone_through_the_cli(tmp_path, capsys):
@@ -87,7 +94,9 @@ def test_two_processes_split_a_suite_and_merge_into_the_single_process_figures(t
         _, err = worker.communicate(timeout=120)
         assert worker.returncode == 0, err
     assert sorted(p.name for p in ResultsDir(split).results_files()) == [
-        "results.shard-0-of-2.jsonl", "results.shard-1-of-2.jsonl"]
+        "results.shard-0-of-2.jsonl",
+        "results.shard-1-of-2.jsonl",
+    ]
     assert main(["bench", "--merge", str(split)]) == 0
     assert main(["bench", str(suite), "--out", str(tmp_path / "one"), "--no-progress", "--threads", "1"]) == 0
     assert figures(split) == figures(tmp_path / "one")

@@ -9,11 +9,11 @@ import published_formats as pf
 import pytest
 import tiny_models
 import torch
+from test_bench_metrics import tiny_clip
 
 from pardecode.benchmarks.results import ResultsDir
 from pardecode.benchmarks.suite import BUILTIN_DIR, load_suite
 from pardecode.cli import main
-from test_bench_metrics import tiny_clip
 
 TOY_SUITE = """
 prompts_file = "prompts.txt"
@@ -34,8 +34,10 @@ params = { window = 16 }
 """
 CAPTIONS = {
     "images": [{"id": 2, "file_name": "2.jpg"}, {"id": 1, "file_name": "1.jpg"}],
-    "annotations": [{"id": 4, "image_id": 2, "caption": "a red fox in the snow"},
-                    {"id": 3, "image_id": 1, "caption": "a lighthouse at dusk"}],
+    "annotations": [
+        {"id": 4, "image_id": 2, "caption": "a red fox in the snow"},
+        {"id": 3, "image_id": 1, "caption": "a lighthouse at dusk"},
+    ],
 }
 
 
@@ -78,23 +80,57 @@ def test_dry_run_estimates_from_the_stored_profile_and_decodes_nothing(tmp_path,
 
 
 def test_generate_prompts_file_writes_one_image_per_prompt(tmp_path, capsys):
-    (tmp_path / "p.jsonl").write_text('{"prompt": "a sneaker", "tag": "shoe"}\n{"prompt": "a dress"}\n'
-                                      '{"prompt": "a bag"}\n')
+    (tmp_path / "p.jsonl").write_text(
+        '{"prompt": "a sneaker", "tag": "shoe"}\n{"prompt": "a dress"}\n{"prompt": "a bag"}\n'
+    )
     out = tmp_path / "images"
-    assert main(["generate", "--prompts-file", str(tmp_path / "p.jsonl"), "--batch", "2", "--strategy", "sjd",
-                 "--window", "16", "--out", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--prompts-file",
+                str(tmp_path / "p.jsonl"),
+                "--batch",
+                "2",
+                "--strategy",
+                "sjd",
+                "--window",
+                "16",
+                "--out",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["prompts"] == 3 and report["image_tokens"] == 3 * 211 and report["forward_passes"] > 0
     index = [json.loads(line) for line in (out / "prompts.jsonl").read_text().splitlines()]
-    assert index == [{"index": 0, "prompt": "a sneaker", "tag": "shoe", "file": "00000.png"},
-                     {"index": 1, "prompt": "a dress", "file": "00001.png"},
-                     {"index": 2, "prompt": "a bag", "file": "00002.png"}]
+    assert index == [
+        {"index": 0, "prompt": "a sneaker", "tag": "shoe", "file": "00000.png"},
+        {"index": 1, "prompt": "a dress", "file": "00001.png"},
+        {"index": 2, "prompt": "a bag", "file": "00002.png"},
+    ]
     from PIL import Image
 
     assert Image.open(out / "00002.png").size == (28, 28)
     # the toy backbone has no image decoder: prompts.jsonl still says what was decoded
-    assert main(["generate", "--prompts-file", str(tmp_path / "p.jsonl"), "--backbone", "toy", "--batch", "3",
-                 "--out", str(tmp_path / "toy")]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--prompts-file",
+                str(tmp_path / "p.jsonl"),
+                "--backbone",
+                "toy",
+                "--batch",
+                "3",
+                "--out",
+                str(tmp_path / "toy"),
+            ]
+        )
+        == 0
+    )
     assert "no image decoder; no PNG written" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["generate", "--prompts-file", str(tmp_path / "p.jsonl"), "--prompt", "a bag"])
@@ -121,8 +157,21 @@ def test_family_suites_run_end_to_end_on_tiny_checkpoints(tmp_path, monkeypatch,
     clip = tmp_path / "clip"
     clip.mkdir()
     tiny_clip(clip)  # the suite's CLIP score, on a tiny random CLIP (nothing downloads)
-    args = ["bench", "emu3-coco", "--backbone", "emu3", "-B", f"path={emu3}", "-B", "default_size=[16,16]",
-            "--threads", "1", "--no-progress", "--metric", f"clip:model={clip}"]
+    args = [
+        "bench",
+        "emu3-coco",
+        "--backbone",
+        "emu3",
+        "-B",
+        f"path={emu3}",
+        "-B",
+        "default_size=[16,16]",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--metric",
+        f"clip:model={clip}",
+    ]
     assert main([*args, "--dry-run"]) == 0
     assert "suite emu3-coco: 8 runs, 2 prompts (coco2017-5k" in capsys.readouterr().out
     assert main([*args, "--out", str(out)]) == 0
@@ -135,12 +184,34 @@ def test_family_suites_run_end_to_end_on_tiny_checkpoints(tmp_path, monkeypatch,
     # Lumina-mGPT in its published layout with the VQGAN beside it, on a tiny prompt file; the tiny
     # VQGAN's codebook is smaller than the image vocabulary, so LANTERN (which needs it) is left out
     lumina = pf.save_lumina(tmp_path / "Lumina-mGPT-7B-128")[0]
-    suite_file = family_suite_without("lumina-mgpt-768-parti", "lantern", tmp_path, **{
-        "ckpts/Lumina-mGPT-7B-768": str(lumina), 'vqgan = "ckpts/chameleon/tokenizer"': f'vqgan = "{lumina}"'})
+    suite_file = family_suite_without(
+        "lumina-mgpt-768-parti",
+        "lantern",
+        tmp_path,
+        **{"ckpts/Lumina-mGPT-7B-768": str(lumina), 'vqgan = "ckpts/chameleon/tokenizer"': f'vqgan = "{lumina}"'},
+    )
     (tmp_path / "few.txt").write_text("a red fox\na lighthouse\n")
     out = tmp_path / "lumina-parti"
-    assert main(["bench", str(suite_file), "--prompts-file", str(tmp_path / "few.txt"), "--out", str(out),
-                 "--threads", "1", "--no-progress", "--shard", "0/1", "--metric", f"clip:model={clip}"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                str(suite_file),
+                "--prompts-file",
+                str(tmp_path / "few.txt"),
+                "--out",
+                str(out),
+                "--threads",
+                "1",
+                "--no-progress",
+                "--shard",
+                "0/1",
+                "--metric",
+                f"clip:model={clip}",
+            ]
+        )
+        == 0
+    )
     records = ResultsDir(out).records()
     assert len(records) == 6 and all(r["key"]["backbone"] == "lumina-mgpt-768" for r in records)
     assert [m.name for m in load_suite("lumina-mgpt-768-parti").metrics] == ["clip"]

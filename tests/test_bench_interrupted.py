@@ -46,7 +46,10 @@ def test_shards_write_the_report_only_once_every_run_is_recorded(tmp_path, capsy
     suite.write_text(SUITE)
     first = ["bench", str(suite), "--out", str(out), "--no-progress", "--threads", "1", "--shard", "0/2"]
     assert main(first) == 0
-    assert f"no report yet: 2 of 4 runs recorded; once every shard has finished: pardecode bench --merge {out}" in capsys.readouterr().out
+    assert (
+        f"no report yet: 2 of 4 runs recorded; once every shard has finished: pardecode bench --merge {out}"
+        in capsys.readouterr().out
+    )
     assert not (out / "report.md").exists()
     assert main([*first[:-1], "1/2"]) == 0
     assert "wrote" in capsys.readouterr().out

@@ -402,6 +402,8 @@ def test_the_cli_lists_metrics_and_takes_them_with_options(tmp_path, capsys):
     base = Suite.from_dict(base)
     suite = with_metrics(base, [f"fid:stats={tmp_path / 's.npz'},size=64", "clip:prefix=a photo of "])
     assert [(m.name, m.options) for m in suite.metrics] == [
-        ("fid", {"stats": str(tmp_path / "s.npz"), "size": 64}), ("clip", {"prefix": "a photo of "})]
+        ("fid", {"stats": str(tmp_path / "s.npz"), "size": 64}),
+        ("clip", {"prefix": "a photo of "}),
+    ]
     with pytest.raises(UnknownNameError, match="unknown metric 'nope'"):
         with_metrics(base, ["nope"])

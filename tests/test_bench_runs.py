@@ -19,21 +19,23 @@ from pardecode.core.plugins import plugins
 
 
 def toy_suite(backbone="toy", windows=(4, 8), seeds=(0, 1), repeats=1, **extra) -> Suite:
-    return Suite.from_dict({
-        "name": "toy",
-        "prompts": ["a sneaker", "a dress"],
-        "seeds": list(seeds),
-        "batch": 3,
-        "repeats": repeats,
-        "backbones": [{"name": backbone, "options": {"length": 24}}],
-        "strategies": [
-            {"name": "ar"},
-            {"name": "ar", "sampling": {"temperature": 0}},
-            {"name": "jacobi", "params": {"window": 4}, "sampling": {"temperature": 0}},
-            {"name": "sjd", "grid": {"window": list(windows)}},
-        ],
-        **extra,
-    })
+    return Suite.from_dict(
+        {
+            "name": "toy",
+            "prompts": ["a sneaker", "a dress"],
+            "seeds": list(seeds),
+            "batch": 3,
+            "repeats": repeats,
+            "backbones": [{"name": backbone, "options": {"length": 24}}],
+            "strategies": [
+                {"name": "ar"},
+                {"name": "ar", "sampling": {"temperature": 0}},
+                {"name": "jacobi", "params": {"window": 4}, "sampling": {"temperature": 0}},
+                {"name": "sjd", "grid": {"window": list(windows)}},
+            ],
+            **extra,
+        }
+    )
 
 
 def run(suite, out, **kw):
@@ -94,10 +96,14 @@ def test_a_directory_of_another_suite_is_refused_before_running(tmp_path):
 
 
 def test_a_setting_that_cannot_run_fails_in_warm_up_before_any_timed_run(tmp_path):
-    bad = Suite.from_dict({
-        "prompts": ["a"], "seeds": [0], "backbones": [{"name": "toy"}],
-        "strategies": [{"name": "ar"}, {"name": "jacobi"}],  # jacobi needs temperature 0
-    })
+    bad = Suite.from_dict(
+        {
+            "prompts": ["a"],
+            "seeds": [0],
+            "backbones": [{"name": "toy"}],
+            "strategies": [{"name": "ar"}, {"name": "jacobi"}],  # jacobi needs temperature 0
+        }
+    )
     with pytest.raises(ConfigError, match="jacobi decodes greedily"):
         run(bad, tmp_path)
     assert not (tmp_path / "results.jsonl").exists()
@@ -122,8 +128,15 @@ def test_shard_files_merge_into_one_report_equal_to_a_single_process_run(tmp_pat
         run(suite, tmp_path / "split", shard=Shard(k, 3))
     assert len(ResultsDir(tmp_path / "split").results_files()) == 3
     assert ids(tmp_path / "split") == ids(tmp_path / "one")
-    figures = lambda d: [(r.setting, r.runs, r.passes, r.compression, r.tokens_per_pass)  # noqa: E731
-                         for b in summarize(suite, ResultsDir(d).records()) for r in b.settings]
+
+    def figures(d):
+        records = ResultsDir(d).records()
+        return [
+            (r.setting, r.runs, r.passes, r.compression, r.tokens_per_pass)
+            for b in summarize(suite, records)
+            for r in b.settings
+        ]
+
     assert figures(tmp_path / "split") == figures(tmp_path / "one")
 
 
@@ -139,7 +152,9 @@ def test_report_tables_ratios_against_ar_and_plots(tmp_path):
     rows = {r.setting: r for r in summary.settings}
     sjd = [r for r in records if r["key"]["setting"] == "sjd window=8"]
     ar = [r for r in records if r["key"]["setting"] == "ar"]
-    assert rows["sjd window=8"].compression == pytest.approx(sum(r["forward_passes"] for r in ar) / sum(r["forward_passes"] for r in sjd))
+    assert rows["sjd window=8"].compression == pytest.approx(
+        sum(r["forward_passes"] for r in ar) / sum(r["forward_passes"] for r in sjd)
+    )
     assert rows["ar"].compression == rows["ar"].latency_ratio == 1.0
     assert rows["jacobi window=4 temperature=0"].baseline == "ar temperature=0"
     assert rows["sjd window=8"].baseline == "ar"
@@ -242,7 +257,9 @@ def test_lossless_check_uses_ars_spread_across_seeds():
     assert flat == "n/a: no spread across seeds in agreement"
 
 
-@pytest.mark.parametrize("ar, mine", [([0.8, 0.9, 0.85], [0.86, 0.84]), ([1.0, 3.0, 2.5], [2.0, 1.0]), (list(range(20)), list(range(5, 30)))])
+@pytest.mark.parametrize(
+    "ar, mine", [([0.8, 0.9, 0.85], [0.86, 0.84]), ([1.0, 3.0, 2.5], [2.0, 1.0]), (list(range(20)), list(range(5, 30)))]
+)
 def test_t_tolerance_is_where_a_pooled_t_test_reaches_p_005(ar, mine):
     stats = pytest.importorskip("scipy.stats")
     tolerance = t_tolerance(ar, mine)

@@ -33,8 +33,12 @@ def test_parses_grid_and_orders_runs_seed_major_strategy_minor(tmp_path):
     suite = load_suite(write(tmp_path, BASE + "\n[[strategies]]\nname = 'jacobi'\nsampling = { temperature = 0 }\n"))
     labels = [s.label for s in suite.settings]
     assert labels == [
-        "ar", "sjd window=4 init=random", "sjd window=4 init=repeat", "sjd window=8 init=random",
-        "sjd window=8 init=repeat", "jacobi temperature=0",
+        "ar",
+        "sjd window=4 init=random",
+        "sjd window=4 init=repeat",
+        "sjd window=8 init=random",
+        "sjd window=8 init=repeat",
+        "jacobi temperature=0",
     ]
     assert suite.settings[-1].sampling == {"temperature": 0}
     runs = suite.runs()
@@ -54,7 +58,7 @@ def test_repeats_come_outermost(tmp_path):
 
 
 def test_sampling_is_overridable_per_suite_and_per_strategy(tmp_path):
-    text = BASE.replace('batch = 2', 'batch = 2\n[sampling]\ntop_k = 3\ncfg_scale = 2.0') + (
+    text = BASE.replace("batch = 2", "batch = 2\n[sampling]\ntop_k = 3\ncfg_scale = 2.0") + (
         "\n[[strategies]]\nname = 'ar'\nsampling = { temperature = 0 }\n"
     )
     suite = load_suite(write(tmp_path, text))
@@ -64,7 +68,9 @@ def test_sampling_is_overridable_per_suite_and_per_strategy(tmp_path):
 
 
 def test_a_strategy_may_run_on_some_backbones_only(tmp_path):
-    text = BASE + """
+    text = (
+        BASE
+        + """
 [[backbones]]
 name = "toy"
 label = "toy-noisy"
@@ -75,11 +81,14 @@ name = "sjd2"
 params = { window = 4 }
 backbones = ["toy-noisy"]
 """
+    )
     suite = load_suite(write(tmp_path, text))
     on = {(r.backbone, r.setting.strategy) for r in suite.runs()}
     assert ("toy-noisy", "sjd2") in on and ("toy", "sjd2") not in on and ("toy", "ar") in on
     assert {s.strategy for s in suite.with_backbone("toy").settings if s.runs_on("toy")} == {"ar", "sjd", "sjd2"}
-    with pytest.raises(ConfigError, match=r"names backbones \['nope'\]; the suite's backbones are \['toy', 'toy-noisy'\]"):
+    with pytest.raises(
+        ConfigError, match=r"names backbones \['nope'\]; the suite's backbones are \['toy', 'toy-noisy'\]"
+    ):
         load_suite(write(tmp_path, text.replace('["toy-noisy"]', '["nope"]')))
 
 
@@ -124,7 +133,10 @@ def test_bad_suites_fail_with_a_clear_message(tmp_path, change, message):
 
 @pytest.mark.parametrize(
     "change, kind",
-    [(('name = "toy"', 'name = "nosuchbackbone"'), "backbone"), (('name = "ar"', 'name = "nosuchstrategy"'), "strategy")],
+    [
+        (('name = "toy"', 'name = "nosuchbackbone"'), "backbone"),
+        (('name = "ar"', 'name = "nosuchstrategy"'), "strategy"),
+    ],
 )
 def test_unknown_names_list_the_known_ones(tmp_path, change, kind):
     with pytest.raises(UnknownNameError, match=f"unknown {kind}"):

@@ -29,7 +29,10 @@ EXACT = {
     "sjd2": [{"window": 1, "steps": 1}, {"window": 6, "steps": 3}],
     "sjd_pac": [{"window": 1}, {"window": 6}],
     "sjd_reuse": [{"window": 1}, {"window": 6, "threshold": 0.2}],
-    "sjd_pac_tree": [{"window": 1, "branches": 2, "depth": 0}, {"window": 6, "branches": 4, "depth": 3, "siblings": "sampled"}],
+    "sjd_pac_tree": [
+        {"window": 1, "branches": 2, "depth": 0},
+        {"window": 6, "branches": 4, "depth": 3, "siblings": "sampled"},
+    ],
     "zipar": [{"window": COLUMNS}, {"window": 64}],
     "pjd": [{"rows": 1, "window": 1}, {"rows": 1, "window": 4, "mask": "causal", "init": "random"}],
     "lantern": [{"delta": 0, "window": 2}],
@@ -57,8 +60,11 @@ def builtins() -> dict[str, type]:
 
 
 def cases(table):
-    return [pytest.param(name, options, i == 0, id=f"{name}-{options}") for name, variants in table.items()
-            for i, options in enumerate(variants)]
+    return [
+        pytest.param(name, options, i == 0, id=f"{name}-{options}")
+        for name, variants in table.items()
+        for i, options in enumerate(variants)
+    ]
 
 
 def test_every_builtin_is_certified_here_as_it_claims():
@@ -117,8 +123,9 @@ def test_negative_controls_are_flagged_and_exact_without_their_bias(control):
 
 def test_a_window_set_by_pass_number_is_certified():
     strategy = builtins()["sjd"](window=2)
-    report = check_exact(strategy, samples=SAMPLES, references=[image_only_grid()], single=0, greedy=False,
-                         window_schedule=(1, 4, 2, 3))
+    report = check_exact(
+        strategy, samples=SAMPLES, references=[image_only_grid()], single=0, greedy=False, window_schedule=(1, 4, 2, 3)
+    )
     scheduled = [t for t in report.tests if "window by pass number [1, 4, 2, 3]" in t.name]
     assert len(scheduled) == 2 and not report.deviation_detected, report.table()
     assert strategy.window == 2  # the schedule ran on a copy

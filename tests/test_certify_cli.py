@@ -35,12 +35,19 @@ def controls(tmp_path, monkeypatch):
 
 def test_an_exact_builtin_exits_0_through_the_command_line():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pardecode.cli", "certify", "sjd", "-S", "window=3", "--samples", SAMPLES,
-                           "--json"], capture_output=True, text=True, env=env, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pardecode.cli", "certify", "sjd", "-S", "window=3", "--samples", SAMPLES, "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = json.loads(proc.stdout)
     assert out["claim"]["kind"] == "exact" and out["options"] == {"window": 3}
-    assert out["report"]["alpha"] == 1e-3 and not out["report"]["deviation_detected"] and len(out["report"]["tests"]) == 22
+    assert (
+        out["report"]["alpha"] == 1e-3 and not out["report"]["deviation_detected"] and len(out["report"]["tests"]) == 22
+    )
 
 
 def test_the_verdict_table(capsys):
@@ -74,15 +81,18 @@ def test_a_greedy_strategy_is_compared_with_greedy_ar(capsys):
     assert out["mode"] == "greedy" and out["claim"]["kind"] == "greedy" and len(out["report"]["checks"]) == 4
 
 
-@pytest.mark.parametrize("args,message", [
-    (["nope"], "pardecode: error: unknown strategy 'nope'; known strategies: ar, "),
-    (["sjd", "-S", "window=0"], "pardecode: error: window must be an integer >= 1 or 'auto', got 0"),
-    (["sjd", "-S", "bogus=1"], "pardecode: error: unknown option(s) 'bogus' for strategy 'sjd'"),
-    (["sjd", "-S", "window"], "pardecode: error: --strategy-option takes KEY=VALUE, got 'window'"),
-    (["sjd", "--samples", "5"], "pardecode: error: --samples must be >= 100, got 5"),
-    (["sjd", "--alpha", "2"], "pardecode: error: --alpha must be in (0, 1), got 2.0"),
-    (["zipar", "-S", "window=3", "--samples", "100"], None),  # refuses no reference: runs (exit 0)
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["nope"], "pardecode: error: unknown strategy 'nope'; known strategies: ar, "),
+        (["sjd", "-S", "window=0"], "pardecode: error: window must be an integer >= 1 or 'auto', got 0"),
+        (["sjd", "-S", "bogus=1"], "pardecode: error: unknown option(s) 'bogus' for strategy 'sjd'"),
+        (["sjd", "-S", "window"], "pardecode: error: --strategy-option takes KEY=VALUE, got 'window'"),
+        (["sjd", "--samples", "5"], "pardecode: error: --samples must be >= 100, got 5"),
+        (["sjd", "--alpha", "2"], "pardecode: error: --alpha must be in (0, 1), got 2.0"),
+        (["zipar", "-S", "window=3", "--samples", "100"], None),  # refuses no reference: runs (exit 0)
+    ],
+)
 def test_usage_errors_exit_2_with_one_line(capsys, args, message):
     code = main(["certify", *args])
     err = capsys.readouterr().err
@@ -98,8 +108,10 @@ def test_a_strategy_that_runs_on_no_reference_is_a_usage_error(capsys, monkeypat
     free = checks.default_references()[0]
     monkeypatch.setattr(checks, "default_references", lambda: (free,))
     assert main(["certify", "zipar"]) == 2
-    assert "strategy 'zipar' ran on none of the reference backbones: not applicable: strategy 'zipar' decodes image rows" \
+    assert (
+        "strategy 'zipar' ran on none of the reference backbones: not applicable: strategy 'zipar' decodes image rows"
         in capsys.readouterr().err
+    )
 
 
 @pytest.fixture
@@ -136,14 +148,23 @@ def test_the_example_plugin_certifies_echo_in_its_own_test(monkeypatch, echo_uni
 def test_list_shows_every_claim(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for claim in ("claim: exact (AR's distribution)", "claim: greedy AR, token for token (temperature 0 only)",
-                  "claim: exact at window >= columns, lossy elsewhere", "claim: exact at rows = 1, lossy elsewhere",
-                  "claim: exact at delta = 0, lossy elsewhere"):
+    for claim in (
+        "claim: exact (AR's distribution)",
+        "claim: greedy AR, token for token (temperature 0 only)",
+        "claim: exact at window >= columns, lossy elsewhere",
+        "claim: exact at rows = 1, lossy elsewhere",
+        "claim: exact at delta = 0, lossy elsewhere",
+    ):
         assert claim in out
     strategies = list_plugins()["strategies"]
     assert all(e["claim"]["kind"] in ("exact", "exact_at", "greedy") for e in strategies)
     pjd = next(e for e in strategies if e["name"] == "pjd")
-    assert pjd["claim"] == {"kind": "exact_at", "knobs": {"rows": 1}, "text": "exact at rows = 1, lossy elsewhere", "note": ""}
+    assert pjd["claim"] == {
+        "kind": "exact_at",
+        "knobs": {"rows": 1},
+        "text": "exact at rows = 1, lossy elsewhere",
+        "note": "",
+    }
 
 
 def test_claims_default_from_the_lossless_flag_and_are_validated():
@@ -163,7 +184,11 @@ def test_claims_default_from_the_lossless_flag_and_are_validated():
     assert knob.settings(columns=5) == {"rows": 1, "window": 5}
     assert knob.holds({"window": 5, "rows": 1}, 5) and not knob.holds({"window": 4, "rows": 1}, 5)
     assert not knob.holds({"window": 9}, 5) and Claim.exact_at(k=">= 2").holds({"k": 2}, 0)
-    for bad in (lambda: Claim("exact_at"), lambda: Claim("exact", {"rows": 1}), lambda: Claim("maybe"),
-                lambda: Claim.exact_at(window=">= rows")):
+    for bad in (
+        lambda: Claim("exact_at"),
+        lambda: Claim("exact", {"rows": 1}),
+        lambda: Claim("maybe"),
+        lambda: Claim.exact_at(window=">= rows"),
+    ):
         with pytest.raises((ConfigError, ValueError)):
             bad()

@@ -47,8 +47,13 @@ def test_a_decode_without_a_strategy_runs_the_choice_with_its_calibration(tmp_pa
     backbone = ToyBackbone(vocab_size=4, grid=(4, 6), seed=1, sharpness=3.0)
     cheap = profile([1.0, 1.01, 1.02, 1.04, 1.08], tokens_by={"sjd:gumbel": (1.0, 1.6, 2.2, 2.9, 3.6)})
     chosen = decode(backbone, None, ["ab", "cd"], seed=0, profile=cheap)
-    named = decode(backbone, get_strategy("sjd", coupling="gumbel", window="auto"), ["ab", "cd"], seed=0,
-                   profile=cheap.for_setting("sjd:gumbel"))
+    named = decode(
+        backbone,
+        get_strategy("sjd", coupling="gumbel", window="auto"),
+        ["ab", "cd"],
+        seed=0,
+        profile=cheap.for_setting("sjd:gumbel"),
+    )
     assert torch.equal(chosen.tokens, named.tokens) and chosen.trace.widths == named.trace.widths
     assert chosen.forward_passes < chosen.tokens.shape[1]
     with pytest.raises(Exception, match="strategy_options only apply"):
@@ -62,15 +67,31 @@ def run(*args, env_dir):
 
 
 def test_race_times_ar_and_the_chosen_setting_in_one_run(tmp_path):
-    proc = run("race", "--backbone", "toy", "--prompt", "ab", "--batch", "2", "--rounds", "2", "--json", env_dir=tmp_path)
+    proc = run(
+        "race", "--backbone", "toy", "--prompt", "ab", "--batch", "2", "--rounds", "2", "--json", env_dir=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     other = report["strategy"]
     assert set(report["seconds_median"]) == {"ar", other} and report["forward_passes"]["ar"] == 32
-    assert report["speedup"] == pytest.approx(report["seconds_median"]["ar"] / report["seconds_median"][other], rel=1e-2)
+    assert report["speedup"] == pytest.approx(
+        report["seconds_median"]["ar"] / report["seconds_median"][other], rel=1e-2
+    )
     assert "chosen" in report
-    named = run("race", "--backbone", "toy", "--prompt", "ab", "--strategy", "sjd", "--window", "4", "--rounds", "1",
-                env_dir=tmp_path)
+    named = run(
+        "race",
+        "--backbone",
+        "toy",
+        "--prompt",
+        "ab",
+        "--strategy",
+        "sjd",
+        "--window",
+        "4",
+        "--rounds",
+        "1",
+        env_dir=tmp_path,
+    )
     assert named.returncode == 0 and "sjd is" in named.stdout and "as fast as AR" in named.stdout
     same = run("race", "--backbone", "toy", "--prompt", "ab", "--strategy", "ar", env_dir=tmp_path)
     assert same.returncode == 2 and "nothing to race" in same.stderr
@@ -81,8 +102,23 @@ def test_race_on_the_default_model_writes_both_grids(tmp_path):
     from PIL import Image
 
     out = tmp_path / "race.png"
-    proc = run("race", "--prompt", "a sneaker", "--strategy", "sjd", "--window", "8", "--batch", "2", "--rounds", "1",
-               "--out", str(out), "--json", env_dir=tmp_path)
+    proc = run(
+        "race",
+        "--prompt",
+        "a sneaker",
+        "--strategy",
+        "sjd",
+        "--window",
+        "8",
+        "--batch",
+        "2",
+        "--rounds",
+        "1",
+        "--out",
+        str(out),
+        "--json",
+        env_dir=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     width, height = Image.open(out).size
     assert height > width / 2  # two rows (AR's, then the other setting's) of two images

@@ -32,10 +32,21 @@ def test_the_api_listing_carries_the_options():
     json.dumps(listing)  # what `pardecode list --json` prints
 
 
-@pytest.mark.parametrize("command,defaults", [
-    ("generate", ["(default: the fastest exact setting for the batch", "(default: fashion)", "(default: 1)", "default: the backbone's reference setting"]),
-    ("overhead", ["(default: sjd)", "(default: toy)", "(default: 32)"]),
-])
+@pytest.mark.parametrize(
+    "command,defaults",
+    [
+        (
+            "generate",
+            [
+                "(default: the fastest exact setting for the batch",
+                "(default: fashion)",
+                "(default: 1)",
+                "default: the backbone's reference setting",
+            ],
+        ),
+        ("overhead", ["(default: sjd)", "(default: toy)", "(default: 32)"]),
+    ],
+)
 def test_help_shows_the_defaults(capsys, command, defaults):
     with pytest.raises(SystemExit):
         parser().parse_args([command, "--help"])

@@ -19,7 +19,7 @@ EXAMPLE = ROOT / "examples" / "plugin" / "src" / "pardecode_echo.py"
 
 def table_rows(text: str, header: str) -> list[list[str]]:
     """The cells of every row of the first markdown table whose header row starts with `header`."""
-    lines = text[text.index(header):].splitlines()
+    lines = text[text.index(header) :].splitlines()
     assert lines[1].startswith("|---"), f"no table under {header!r}"
     rows = itertools.takewhile(lambda line: line.startswith("|"), lines[2:])
     return [[c.strip() for c in line.strip().strip("|").split("|")] for line in rows]
@@ -38,7 +38,11 @@ def test_the_session_contract_names_everything_the_loop_uses():
     session = [n for n in vars(Session) if not n.startswith("_")] + list(Session.__annotations__)
     window = [f.name for f in attrs.fields(Window)]
     scores = [f.name for f in attrs.fields(Scores)]
-    for name in [*(f"Session.{n}" for n in session), *(f"window.{n}" for n in window if n != "first"), *(f"Scores.{n}" for n in scores)]:
+    for name in [
+        *(f"Session.{n}" for n in session),
+        *(f"window.{n}" for n in window if n != "first"),
+        *(f"Scores.{n}" for n in scores),
+    ]:
         assert name in contract, f"docs/adapters.md does not document {name}"
     assert "W + 1 logits" in contract and "per generation row" in contract
     assert "with_checkpoint_noise(root)" in contract  # how a plugin backbone loads the noise module

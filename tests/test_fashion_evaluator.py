@@ -90,8 +90,9 @@ def test_frechet_matches_1d_closed_form():
     expected = (m1 - m2) ** 2 + (s1 - s2) ** 2
     # delta method: sd of the mean difference sqrt((s1^2 + s2^2) / n), of the sd difference
     # sqrt((s1^2 + s2^2) / 2n); each enters through the derivative 2 * difference
-    se = math.hypot(2 * abs(m1 - m2) * math.sqrt((s1**2 + s2**2) / n),
-                    2 * abs(s1 - s2) * math.sqrt((s1**2 + s2**2) / (2 * n)))
+    se = math.hypot(
+        2 * abs(m1 - m2) * math.sqrt((s1**2 + s2**2) / n), 2 * abs(s1 - s2) * math.sqrt((s1**2 + s2**2) / (2 * n))
+    )
     assert abs(frechet_distance(a, b) - expected) < 5 * se  # 5 * se = 0.036 here
 
 

@@ -16,13 +16,36 @@ from pardecode.fashion import vocab as V
 
 SHIPPED = Path(__file__).resolve().parents[1] / "pardecode" / "fashion" / "assets" / "fashion-t2i"
 META_KEYS = {
-    "family", "bos_id", "separator_id", "start_of_image_id", "end_of_image_id", "end_of_line_id",
-    "size_token_base", "tokens_per_grid_unit", "pixels_per_token", "image_token_range", "prompt_template",
-    "default_size", "cfg_scale", "top_k", "image_decoder",
+    "family",
+    "bos_id",
+    "separator_id",
+    "start_of_image_id",
+    "end_of_image_id",
+    "end_of_line_id",
+    "size_token_base",
+    "tokens_per_grid_unit",
+    "pixels_per_token",
+    "image_token_range",
+    "prompt_template",
+    "default_size",
+    "cfg_scale",
+    "top_k",
+    "image_decoder",
 }
 TINY = dict(
-    steps=3, batch_size=4, hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, codebook_size=8,
-    codebook_iters=2, limit=40, eval_limit=8, warmup_steps=1, checkpoint_every=2, time_budget_s=None,
+    steps=3,
+    batch_size=4,
+    hidden_size=16,
+    num_layers=1,
+    num_heads=2,
+    intermediate_size=32,
+    codebook_size=8,
+    codebook_iters=2,
+    limit=40,
+    eval_limit=8,
+    warmup_steps=1,
+    checkpoint_every=2,
+    time_budget_s=None,
 )
 
 

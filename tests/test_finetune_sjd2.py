@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+from tiny_models import DIRS, SMALL_SIZE
 
 from pardecode import SamplingConfig, decode, get_strategy
 from pardecode.finetune.data import self_spans, training_set
 from pardecode.finetune.noising import SegmentNoise
 from pardecode.finetune.sjd2 import FinetuneConfig, finetune_sjd2, span_nll
-from tiny_models import DIRS, SMALL_SIZE
 
 
 def _fresh(family):
@@ -55,8 +55,12 @@ def test_finetune_resumes_from_its_state(tmp_path):
     size = SMALL_SIZE["chameleon"]
     prompts, spans = self_spans(backbone, ["a cat"], count=8, seed=1, size=size)
     train = training_set(backbone, prompts, spans, size=size)
-    first = finetune_sjd2(backbone, train, tmp_path, FinetuneConfig(steps=4, batch_size=4, checkpoint_every=2), progress=False)
-    again = finetune_sjd2(_fresh("chameleon"), train, tmp_path, FinetuneConfig(steps=6, batch_size=4, checkpoint_every=2), progress=False)
+    first = finetune_sjd2(
+        backbone, train, tmp_path, FinetuneConfig(steps=4, batch_size=4, checkpoint_every=2), progress=False
+    )
+    again = finetune_sjd2(
+        _fresh("chameleon"), train, tmp_path, FinetuneConfig(steps=6, batch_size=4, checkpoint_every=2), progress=False
+    )
     assert first["steps"] == 4 and again["steps"] == 6
     with pytest.raises(Exception, match="another recipe"):
         finetune_sjd2(_fresh("chameleon"), train, tmp_path, FinetuneConfig(steps=8, batch_size=2), progress=False)

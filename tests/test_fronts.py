@@ -6,8 +6,8 @@ from __future__ import annotations
 import attrs
 import pytest
 import torch
-
 from fronts_helpers import Placed
+
 from pardecode import ConfigError, SamplingConfig, decode, get_strategy
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.core.fronts import Commits, pending
@@ -16,14 +16,17 @@ from pardecode.core.strategy import DecodeContext, Proposal, Strategy
 PROMPTS = ["ab", "x", "hello"]
 
 
-@pytest.mark.parametrize("name,options,sampling", [
-    ("ar", {}, SamplingConfig()),
-    ("ar", {}, SamplingConfig(cfg_scale=2.0, top_k=3)),
-    ("jacobi", {"window": 6}, SamplingConfig(temperature=0)),
-    ("sjd", {"window": 5}, SamplingConfig()),
-    ("sjd", {"window": 7, "init": "repeat"}, SamplingConfig(cfg_scale=2.0, top_p=0.9)),
-    ("sjd", {"window": 9, "coupling": "gumbel"}, SamplingConfig(temperature=0.8)),
-])
+@pytest.mark.parametrize(
+    "name,options,sampling",
+    [
+        ("ar", {}, SamplingConfig()),
+        ("ar", {}, SamplingConfig(cfg_scale=2.0, top_k=3)),
+        ("jacobi", {"window": 6}, SamplingConfig(temperature=0)),
+        ("sjd", {"window": 5}, SamplingConfig()),
+        ("sjd", {"window": 7, "init": "repeat"}, SamplingConfig(cfg_scale=2.0, top_p=0.9)),
+        ("sjd", {"window": 9, "coupling": "gumbel"}, SamplingConfig(temperature=0.8)),
+    ],
+)
 @pytest.mark.parametrize("grid", [None, (4, 5)])
 def test_a_window_placed_explicitly_decodes_the_same_tokens(name, options, sampling, grid):
     """One window written as placed slots: the same p, the same draws, so the same tokens and passes
@@ -57,7 +60,9 @@ class Scripted(Strategy):
     def propose(self, ctx: DecodeContext) -> Proposal:
         tokens, offsets, attends = self.script[ctx.step][0]
         t = torch.tensor([tokens]).long()
-        return Proposal(t, offsets=torch.tensor([offsets]).long(), attends=None if attends is None else torch.tensor([attends]))
+        return Proposal(
+            t, offsets=torch.tensor([offsets]).long(), attends=None if attends is None else torch.tensor([attends])
+        )
 
     def verify(self, ctx, proposal, p) -> Commits:
         offs, toks, src = self.script[ctx.step][1]
@@ -133,7 +138,10 @@ def test_commits_of_the_wrong_kind_or_batch_and_forced_tokens_without_a_grid_are
 
     bb = ToyBackbone(vocab_size=4, grid=(2, 3), seed=0)
     empty = torch.zeros(2, 0, dtype=torch.long)
-    for answer, message in [(None, "answered placed slots with a NoneType"), (Commits(empty, empty, empty), "committed for 2 rows of a batch of 1")]:
+    for answer, message in [
+        (None, "answered placed slots with a NoneType"),
+        (Commits(empty, empty, empty), "committed for 2 rows of a batch of 1"),
+    ]:
         with pytest.raises(ConfigError, match=message):
             decode(bb, Answers([P0], answer=answer), ["ab"], sampling=SamplingConfig(temperature=0))
     plain = ToyBackbone(vocab_size=4, length=6, seed=0)  # no layout: nothing is forced
@@ -200,10 +208,13 @@ def test_front_columns_packs_marked_columns_in_order_as_a_stable_sort_would():
 
 
 @pytest.mark.parametrize("family", ["chameleon", "emu3"])
-@pytest.mark.parametrize("name,options,lossy", [
-    ("zipar", {"window": 4}, {"window": 1}),
-    ("pjd", {"rows": 1, "window": 3}, {}),
-])
+@pytest.mark.parametrize(
+    "name,options,lossy",
+    [
+        ("zipar", {"window": 4}, {"window": 1}),
+        ("pjd", {"rows": 1, "window": 3}, {}),
+    ],
+)
 def test_row_parallel_at_the_exact_knob_is_greedy_ar_on_hf_families(family, name, options, lossy):
     """At temperature 0 the exact end of each knob reproduces greedy AR through a real session
     (4x4 grids: zipar's window 4 waits for whole rows); the lossy end still yields a valid image."""
@@ -212,16 +223,23 @@ def test_row_parallel_at_the_exact_knob_is_greedy_ar_on_hf_families(family, name
     bb = tiny_models.backbone(family)
     size, sampling = tiny_models.SMALL_SIZE[family], SamplingConfig(temperature=0, cfg_scale=3.0)
     ar = decode(bb, "ar", ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
-    exact = decode(bb, get_strategy(name, **options), ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
+    exact = decode(
+        bb, get_strategy(name, **options), ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size
+    )
     assert torch.equal(exact.tokens, ar.tokens) and exact.forward_passes < ar.forward_passes
-    lossy = decode(bb, get_strategy(name, **lossy), ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size)
+    lossy = decode(
+        bb, get_strategy(name, **lossy), ["a red dress", "an ankle boot with laces"], sampling=sampling, size=size
+    )
     assert bool(lossy.session.layout.is_valid(lossy.tokens).all()) and lossy.forward_passes < exact.forward_passes
 
 
-@pytest.mark.parametrize("name,exact,lossy", [
-    ("zipar", {"window": 4}, [{"window": 1}, {"window": 2}]),
-    ("pjd", {"rows": 1, "window": 3}, [{}, {"mask": "causal"}, {"window": 2, "lag": 2}]),
-])
+@pytest.mark.parametrize(
+    "name,exact,lossy",
+    [
+        ("zipar", {"window": 4}, [{"window": 1}, {"window": 2}]),
+        ("pjd", {"rows": 1, "window": 3}, [{}, {"mask": "causal"}, {"window": 2, "lag": 2}]),
+    ],
+)
 def test_row_parallel_on_janus_image_only_spans(name, exact, lossy):
     """Janus' span is rows x cols image tokens and nothing else (no end-of-line starts a row). At
     the exact knob greedy decoding is greedy AR; the lossy end (a row's first cell read from a
@@ -241,7 +259,9 @@ def test_row_parallel_on_janus_image_only_spans(name, exact, lossy):
             assert result.forward_passes < ar.forward_passes, options
 
 
-@pytest.mark.parametrize("name,options", [("zipar", {"window": 1}), ("pjd", {"lag": 1, "window": 2}), ("pjd", {"mask": "causal"})])
+@pytest.mark.parametrize(
+    "name,options", [("zipar", {"window": 1}), ("pjd", {"lag": 1, "window": 2}), ("pjd", {"mask": "causal"})]
+)
 def test_an_image_only_row_started_early_reads_a_stand_in_only_its_own_row_sees(name, options):
     """Row 1 of a 2x3 image-only grid starts once row 0 has one cell: the slot before its first cell
     (row 0's last cell, not committed) holds row 0's newest committed cell, no other row's slot
@@ -288,7 +308,10 @@ def test_an_image_only_row_started_early_reads_a_stand_in_only_its_own_row_sees(
 
 @pytest.mark.parametrize("name", ["zipar", "pjd"])
 def test_row_parallel_strategies_refuse_a_span_without_a_grid(name):
-    with pytest.raises(ConfigError, match=f"strategy '{name}' decodes image rows in parallel; backbone 'toy' has a span with no image grid$"):
+    with pytest.raises(
+        ConfigError,
+        match=f"strategy '{name}' decodes image rows in parallel; backbone 'toy' has a span with no image grid$",
+    ):
         decode(ToyBackbone(length=8), get_strategy(name), ["ab"])
 
 
@@ -307,8 +330,11 @@ def test_row_parallel_strategies_refuse_a_grid_with_unforced_gaps(name):
         def layout(self):
             return Gapped(8)
 
-    with pytest.raises(ConfigError, match=f"^strategy '{name}' decodes rows closed by an end-of-line or image-only spans; "
-                                          "backbone 'toy' has a 2x3 grid at offset 0, stride 4, in a span of 8$"):
+    with pytest.raises(
+        ConfigError,
+        match=f"^strategy '{name}' decodes rows closed by an end-of-line or image-only spans; "
+        "backbone 'toy' has a 2x3 grid at offset 0, stride 4, in a span of 8$",
+    ):
         decode(GappedToy(length=8), get_strategy(name), ["ab"])
 
 

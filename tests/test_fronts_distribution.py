@@ -8,11 +8,11 @@ knob the same test must reject, showing it has the power to see the approximatio
 
 import pytest
 import torch
+from test_sequence_distribution import ALPHA, empirical_counts
+from test_verify_properties import pooled_chisquare
 
 from pardecode import SamplingConfig, get_strategy
 from pardecode.adapters.toy import ToyBackbone
-from test_sequence_distribution import ALPHA, empirical_counts
-from test_verify_properties import pooled_chisquare
 
 # 2 rows of 2 cells over 4 tokens: offsets 2 and 5 are forced end-of-line, 6 the end token
 GRID = dict(vocab_size=4, grid=(2, 2), sharpness=1.5, seed=5)
@@ -20,12 +20,19 @@ GRID = dict(vocab_size=4, grid=(2, 2), sharpness=1.5, seed=5)
 IMAGE_ONLY = dict(vocab_size=3, grid=(2, 3), image_only=True, sharpness=1.5, seed=5)
 
 
-@pytest.mark.parametrize("name,options,sampling", [
-    ("zipar", {"window": 2}, SamplingConfig()),
-    ("zipar", {"window": 5}, SamplingConfig(cfg_scale=2.0, top_k=2)),
-    ("pjd", {"rows": 1, "window": 2}, SamplingConfig()),
-    ("pjd", {"rows": 1, "window": 3, "coupling": "independent", "init": "random"}, SamplingConfig(temperature=0.8, top_k=3)),
-])
+@pytest.mark.parametrize(
+    "name,options,sampling",
+    [
+        ("zipar", {"window": 2}, SamplingConfig()),
+        ("zipar", {"window": 5}, SamplingConfig(cfg_scale=2.0, top_k=2)),
+        ("pjd", {"rows": 1, "window": 2}, SamplingConfig()),
+        (
+            "pjd",
+            {"rows": 1, "window": 3, "coupling": "independent", "init": "random"},
+            SamplingConfig(temperature=0.8, top_k=3),
+        ),
+    ],
+)
 def test_row_parallel_at_the_exact_knob_matches_exact_ar(name, options, sampling):
     """zipar at window >= cols; pjd at rows=1, which declares itself lossless, so the loop also
     checks every commit's context."""
@@ -43,12 +50,19 @@ def test_row_parallel_at_the_lossy_knob_is_detected(name, options):
     assert pooled_chisquare(counts, probs) < ALPHA
 
 
-@pytest.mark.parametrize("name,options,sampling", [
-    ("zipar", {"window": 3}, SamplingConfig()),
-    ("zipar", {"window": 4}, SamplingConfig(cfg_scale=2.0, top_k=2)),
-    ("pjd", {"rows": 1, "window": 2}, SamplingConfig()),
-    ("pjd", {"rows": 1, "window": 3, "mask": "causal", "coupling": "independent", "init": "random"}, SamplingConfig(temperature=0.8)),
-])
+@pytest.mark.parametrize(
+    "name,options,sampling",
+    [
+        ("zipar", {"window": 3}, SamplingConfig()),
+        ("zipar", {"window": 4}, SamplingConfig(cfg_scale=2.0, top_k=2)),
+        ("pjd", {"rows": 1, "window": 2}, SamplingConfig()),
+        (
+            "pjd",
+            {"rows": 1, "window": 3, "mask": "causal", "coupling": "independent", "init": "random"},
+            SamplingConfig(temperature=0.8),
+        ),
+    ],
+)
 def test_row_parallel_on_an_image_only_grid_at_the_exact_knob_matches_exact_ar(name, options, sampling):
     """No end-of-line: a row starts from the strategy's own state. At the exact knob it starts only
     once the row above is complete, so no stand-in is fed (pjd rows=1 is checked by the loop too)."""
@@ -58,12 +72,15 @@ def test_row_parallel_on_an_image_only_grid_at_the_exact_knob_matches_exact_ar(n
     assert pooled_chisquare(counts, probs) > ALPHA
 
 
-@pytest.mark.parametrize("name,options", [
-    ("zipar", {"window": 1}),
-    ("zipar", {"window": 2}),
-    ("pjd", {"rows": 2, "lag": 1}),
-    ("pjd", {"rows": 2, "lag": 1, "mask": "causal"}),
-])
+@pytest.mark.parametrize(
+    "name,options",
+    [
+        ("zipar", {"window": 1}),
+        ("zipar", {"window": 2}),
+        ("pjd", {"rows": 2, "lag": 1}),
+        ("pjd", {"rows": 2, "lag": 1, "mask": "causal"}),
+    ],
+)
 def test_row_parallel_on_an_image_only_grid_at_the_lossy_knob_is_detected(name, options):
     """A row starts before the row above is complete: its first cell reads a stand-in token."""
     backbone = ToyBackbone(**IMAGE_ONLY)
@@ -75,9 +92,21 @@ def test_row_parallel_on_an_image_only_grid_at_the_lossy_knob_is_detected(name, 
 
 TREE_CASES = [
     (dict(vocab_size=3, length=4, sharpness=1.0, seed=3), {"window": 3, "branches": 3, "depth": 1}, SamplingConfig()),
-    (dict(vocab_size=3, length=4, sharpness=1.0, seed=3), {"window": 3, "branches": 3, "depth": 1, "siblings": "sampled"}, SamplingConfig()),
-    (dict(vocab_size=3, length=4, sharpness=1.0, seed=3), {"window": 2, "branches": 4, "depth": 0}, SamplingConfig(temperature=0.8, top_k=2)),
-    (dict(vocab_size=3, length=4, sharpness=1.0, seed=3), {"window": 4, "branches": 2, "depth": 3}, SamplingConfig(cfg_scale=2.0)),
+    (
+        dict(vocab_size=3, length=4, sharpness=1.0, seed=3),
+        {"window": 3, "branches": 3, "depth": 1, "siblings": "sampled"},
+        SamplingConfig(),
+    ),
+    (
+        dict(vocab_size=3, length=4, sharpness=1.0, seed=3),
+        {"window": 2, "branches": 4, "depth": 0},
+        SamplingConfig(temperature=0.8, top_k=2),
+    ),
+    (
+        dict(vocab_size=3, length=4, sharpness=1.0, seed=3),
+        {"window": 4, "branches": 2, "depth": 3},
+        SamplingConfig(cfg_scale=2.0),
+    ),
     (GRID, {"window": 3, "branches": 3, "depth": 2}, SamplingConfig()),
     (GRID, {"window": 3, "branches": 5, "depth": 2, "siblings": "sampled"}, SamplingConfig()),
     (GRID, {"window": 1, "branches": 2}, SamplingConfig(top_p=0.9)),
@@ -104,5 +133,7 @@ def test_draft_tree_with_candidates_from_another_q_is_detected():
             return torch.zeros(ctx.batch, self.branches - 1, dtype=torch.long)
 
     backbone = ToyBackbone(vocab_size=3, length=4, sharpness=1.0, seed=3)
-    counts, probs, _ = empirical_counts(backbone, Fixed(window=3, branches=4, depth=1, siblings="sampled"), SamplingConfig())
+    counts, probs, _ = empirical_counts(
+        backbone, Fixed(window=3, branches=4, depth=1, siblings="sampled"), SamplingConfig()
+    )
     assert pooled_chisquare(counts, probs) < ALPHA

@@ -8,11 +8,10 @@ compaction and retired rows all have to agree with it.
 
 from __future__ import annotations
 
-import attrs
 import pytest
+import tiny_models
 import torch
 
-import tiny_models
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.core.backbone import Window
 from pardecode.core.config import SamplingConfig
@@ -25,18 +24,25 @@ def hf_reference(bb, prompt: list[int], seen: list[tuple[int, int]], query: tupl
     """Float[V] logits of `query` (offset, token) after `prompt` and the span tokens `seen`."""
     span = sorted(seen) + [query]
     with torch.no_grad():
-        embeds = torch.cat([
-            bb.body.get_input_embeddings()(torch.tensor([prompt])),
-            bb.span_embedding(torch.tensor([[t for _, t in span]], dtype=torch.long)),
-        ], 1)
+        embeds = torch.cat(
+            [
+                bb.body.get_input_embeddings()(torch.tensor([prompt])),
+                bb.span_embedding(torch.tensor([[t for _, t in span]], dtype=torch.long)),
+            ],
+            1,
+        )
         positions = torch.tensor([list(range(len(prompt))) + [len(prompt) + o for o, _ in span]])
         # an explicit mask: without one, transformers reads a jump in position ids as a packed new sequence
         mask = torch.ones(positions.shape, dtype=torch.long)
-        hidden = bb.body(inputs_embeds=embeds, position_ids=positions, attention_mask=mask, use_cache=False).last_hidden_state
+        hidden = bb.body(
+            inputs_embeds=embeds, position_ids=positions, attention_mask=mask, use_cache=False
+        ).last_hidden_state
         return bb.head(hidden[0, -1]).float()
 
 
-def toy_reference(bb: ToyBackbone, prompt: list[int], seen: list[tuple[int, int]], query: tuple[int, int]) -> torch.Tensor:
+def toy_reference(
+    bb: ToyBackbone, prompt: list[int], seen: list[tuple[int, int]], query: tuple[int, int]
+) -> torch.Tensor:
     """The toy's closed form on that history: position prompt + offset + 1, the query token, the sum."""
     total = sum(prompt) + sum(t for _, t in seen) + query[1]
     return bb.table[(len(prompt) + query[0] + 1) % bb.period, query[1], total % bb.modulus]
@@ -53,7 +59,9 @@ class Tracker:
 
     def __init__(self, batch: int):
         self.slots: list[list[int]] = [[] for _ in range(batch)]  # slot ids in cache order
-        self.info: list[dict[int, tuple[int, int, frozenset]]] = [{} for _ in range(batch)]  # id -> offset, token, ancestors
+        self.info: list[dict[int, tuple[int, int, frozenset]]] = [
+            {} for _ in range(batch)
+        ]  # id -> offset, token, ancestors
         self.next_id = 0
 
     def window(self, tokens, offsets, g, first=False, active=None) -> tuple[Window, list]:

@@ -63,8 +63,14 @@ def golden_backbone(family: str):
 def run(backbone, strategy: str, setting: dict, cases: list[dict]):
     sampling = SamplingConfig(temperature=0, cfg_scale=setting["cfg"])
     options = {"size": setting["size"]} if setting["size"] else {}
-    return decode(backbone, strategy, [c["prompt"] for c in cases], sampling=sampling,
-                  strategy_options=STRATEGY_OPTIONS.get(strategy), **options)
+    return decode(
+        backbone,
+        strategy,
+        [c["prompt"] for c in cases],
+        sampling=sampling,
+        strategy_options=STRATEGY_OPTIONS.get(strategy),
+        **options,
+    )
 
 
 def first_guided(backbone, setting: dict, cases: list[dict]) -> torch.Tensor:

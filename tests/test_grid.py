@@ -2,6 +2,7 @@
 
 import attrs
 import pytest
+import tiny_models
 import torch
 
 from pardecode import decode
@@ -10,7 +11,6 @@ from pardecode.core.errors import ConfigError
 from pardecode.core.layout import FreeLayout, Grid, GridLayout, ImageGridLayout
 from pardecode.finetune.data import noisable_offsets, training_set
 from pardecode.strategies.ar import AR
-import tiny_models
 
 
 @attrs.define
@@ -89,9 +89,33 @@ def test_finetune_sjd2_runs_on_a_backbone_without_row_ends(tmp_path, capsys):
     from pardecode.cli import main
 
     out = tmp_path / "ft"
-    assert main(["finetune-sjd2", "--backbone", "janus", "-B", f"path={tiny_models.janus_dir()}", "--data", "self",
-                 "--prompt", "a cat", "--limit", "4", "--held-out", "2", "--steps", "1", "--batch-size", "2",
-                 "--out", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "finetune-sjd2",
+                "--backbone",
+                "janus",
+                "-B",
+                f"path={tiny_models.janus_dir()}",
+                "--data",
+                "self",
+                "--prompt",
+                "a cat",
+                "--limit",
+                "4",
+                "--held-out",
+                "2",
+                "--steps",
+                "1",
+                "--batch-size",
+                "2",
+                "--out",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     captured = capsys.readouterr()
     assert "decode with it" in captured.out and "Writing model shards" not in captured.err
     assert (out / "model" / "noise_conditioning.safetensors").is_file()

@@ -18,8 +18,13 @@ class ClassConditional(hf.HFBackbone):
     name = "llama-c2i"
 
     def __init__(self, model):
-        super().__init__(body=model.model, head=model.lm_head, tokenizer=None,
-                         context=model.config.max_position_embeddings, pad_id=BOS)
+        super().__init__(
+            body=model.model,
+            head=model.lm_head,
+            tokenizer=None,
+            context=model.config.max_position_embeddings,
+            pad_id=BOS,
+        )
         self.model = model
         self.image_tokens = torch.arange(IMAGE_LO, VOCAB)
 
@@ -36,30 +41,48 @@ class ClassConditional(hf.HFBackbone):
 def backbone():
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         num_key_value_heads=2, intermediate_size=48, max_position_embeddings=96)
+    config = LlamaConfig(
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=48,
+        max_position_embeddings=96,
+    )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = LlamaForCausalLM(config).eval()
     return ClassConditional(model)
 
 
-@pytest.mark.parametrize("strategy,options", [
-    ("ar", {}), ("sjd", {"window": 8}), ("sjd_above", {"window": 12}),
-    ("zipar", {"window": 2}), ("pjd", {}), ("pjd", {"mask": "causal", "window": 3}),
-])
+@pytest.mark.parametrize(
+    "strategy,options",
+    [
+        ("ar", {}),
+        ("sjd", {"window": 8}),
+        ("sjd_above", {"window": 12}),
+        ("zipar", {"window": 2}),
+        ("pjd", {}),
+        ("pjd", {"mask": "causal", "window": 3}),
+    ],
+)
 def test_every_strategy_decodes_the_image_only_grid(backbone, strategy, options):
-    result = decode(backbone, strategy, ["cat", "car"], sampling=SamplingConfig(cfg_scale=2.0), seed=0,
-                    strategy_options=options)
+    result = decode(
+        backbone, strategy, ["cat", "car"], sampling=SamplingConfig(cfg_scale=2.0), seed=0, strategy_options=options
+    )
     assert result.tokens.shape == (2, 64)
     assert bool(result.session.layout.is_valid(result.tokens).all())
     assert bool(((result.tokens >= IMAGE_LO) & (result.tokens < VOCAB)).all())
 
 
-@pytest.mark.parametrize("strategy,exact,lossy", [
-    ("zipar", {"window": 8}, {"window": 2}),
-    ("pjd", {"rows": 1, "window": 4}, {"window": 4, "mask": "causal"}),
-])
+@pytest.mark.parametrize(
+    "strategy,exact,lossy",
+    [
+        ("zipar", {"window": 8}, {"window": 2}),
+        ("pjd", {"rows": 1, "window": 4}, {"window": 4, "mask": "causal"}),
+    ],
+)
 def test_row_parallel_strategies_on_the_image_only_grid(backbone, strategy, exact, lossy):
     """Rows start without an end-of-line: greedy at the exact knob is greedy AR, the lossy knob
     saves passes (64 for AR on this 8x8 grid)."""
@@ -67,7 +90,9 @@ def test_row_parallel_strategies_on_the_image_only_grid(backbone, strategy, exac
     ar = decode(backbone, "ar", ["dog", "cat"], sampling=greedy)
     same = decode(backbone, strategy, ["dog", "cat"], sampling=greedy, strategy_options=exact)
     assert torch.equal(ar.tokens, same.tokens) and same.forward_passes <= ar.forward_passes == 64
-    fast = decode(backbone, strategy, ["dog", "cat"], sampling=SamplingConfig(cfg_scale=2.0), seed=2, strategy_options=lossy)
+    fast = decode(
+        backbone, strategy, ["dog", "cat"], sampling=SamplingConfig(cfg_scale=2.0), seed=2, strategy_options=lossy
+    )
     assert bool(fast.session.layout.is_valid(fast.tokens).all()) and fast.forward_passes < 32
 
 

@@ -119,6 +119,10 @@ def test_adapters_know_nothing_of_the_default_model():
 
 
 def test_only_the_cli_imports_the_cli():
-    importers = sorted(a for a, targets in GRAPH.items() if not a.startswith("pardecode.cli")
-                       and any(t == "pardecode.cli" or t.startswith("pardecode.cli.") for t in targets))
+    importers = sorted(
+        a
+        for a, targets in GRAPH.items()
+        if not a.startswith("pardecode.cli")
+        and any(t == "pardecode.cli" or t.startswith("pardecode.cli.") for t in targets)
+    )
     assert importers == []

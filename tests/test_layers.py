@@ -21,4 +21,4 @@ def test_names_that_moved_to_the_default_models_plugin_still_import_from_the_ada
     for name in ("FASHION_DIR", "FASHION_SJD2_DIR", "load_fashion", "load_fashion_sjd2"):
         assert getattr(adapters, name) is getattr(plugin, name)
     with pytest.raises(AttributeError):
-        adapters.FASHION_NOWHERE
+        adapters.FASHION_NOWHERE  # noqa: B018

@@ -42,7 +42,9 @@ def test_jacobi_at_temperature_zero_is_greedy_ar(vocab, length, window, seed, ba
     sjd = decode(backbone, get_strategy("sjd", window=window, init=init), prompts, sampling=GREEDY, seed=seed)
     assert torch.equal(jac.tokens, ar.tokens)
     assert torch.equal(sjd.tokens, ar.tokens)  # sjd at temperature 0 is Jacobi
-    coupled = decode(backbone, get_strategy("sjd", window=window, coupling="gumbel"), prompts, sampling=GREEDY, seed=seed)
+    coupled = decode(
+        backbone, get_strategy("sjd", window=window, coupling="gumbel"), prompts, sampling=GREEDY, seed=seed
+    )
     assert torch.equal(coupled.tokens, ar.tokens)
     assert jac.forward_passes <= ar.forward_passes
 
@@ -94,7 +96,9 @@ def test_compacting_the_cache_drops_holes_and_changes_no_token(monkeypatch):
     def run(fraction):
         monkeypatch.setattr(common, "HOLE_FRACTION", fraction)
         sampling = backbone.default_sampling
-        decoder = loop.Decoder(backbone, backbone.start(prompts, sampling), get_strategy("sjd", window=8), sampling, seed=0)
+        decoder = loop.Decoder(
+            backbone, backbone.start(prompts, sampling), get_strategy("sjd", window=8), sampling, seed=0
+        )
         return decoder.run(), decoder
 
     holey_result, holey = run(float("inf"))  # never compacts
@@ -121,7 +125,10 @@ def test_batch_rows_equal_single_row_decodes_when_greedy():
 
 
 def test_unknown_names_list_the_known_ones():
-    with pytest.raises(UnknownNameError, match=r"unknown strategy 'nope'; known strategies: ar, entropy_sd, gsd, jacobi, lantern, .*sjd, "):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown strategy 'nope'; known strategies: ar, entropy_sd, gsd, jacobi, lantern, .*sjd, ",
+    ):
         get_strategy("nope")
     with pytest.raises(UnknownNameError, match=r"unknown backbone 'nope'; known backbones: .*toy"):
         get_backbone("nope")
@@ -188,7 +195,9 @@ def test_non_finite_logits_name_the_pass_and_position():
     session = backbone.start(["a", "b"], SamplingConfig())
     session.__class__ = PoisonedSession
     backbone.start = lambda *a, **k: session
-    with pytest.raises(BackboneError, match=r"forward pass 3 \(conditional branch\): non-finite logit nan at row 1, window position 2"):
+    with pytest.raises(
+        BackboneError, match=r"forward pass 3 \(conditional branch\): non-finite logit nan at row 1, window position 2"
+    ):
         decode(backbone, get_strategy("sjd", window=4), ["a", "b"])
 
 

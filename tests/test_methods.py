@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from test_sequence_distribution import ALPHA, empirical_counts
+from test_verify_properties import pooled_chisquare
 
 from pardecode import ConfigError, SamplingConfig, decode, get_strategy
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.core.verify import exact_acceptance, maximal_redraw, relaxed_accept
 from pardecode.strategies.sjd_reuse import SJDReuse
-from test_sequence_distribution import ALPHA, empirical_counts
-from test_verify_properties import pooled_chisquare
 
 
 class CodebookToy(ToyBackbone):
@@ -74,7 +74,9 @@ class NaiveReuse(SJDReuse):
     def redraft(self, ctx, outputs, p, accepted, next_token):
         width = self.drafts.shape[1]
         old_q = torch.nn.functional.one_hot(self.drafts, ctx.vocab_size).to(p.dtype) if self.q is None else self.q
-        reused = (outputs[:, :width] == self.drafts) & (p[:, :width].gather(-1, self.drafts.unsqueeze(-1)).squeeze(-1) >= self.threshold)
+        reused = (outputs[:, :width] == self.drafts) & (
+            p[:, :width].gather(-1, self.drafts.unsqueeze(-1)).squeeze(-1) >= self.threshold
+        )
         self._mix = torch.cat([torch.where(reused.unsqueeze(-1), old_q, p[:, :width]), p[:, width:]], 1)
         return super().redraft(ctx, outputs, p, accepted, next_token)
 
@@ -141,8 +143,14 @@ def test_neighbourhood_rules_need_a_codebook_and_knobs_are_checked():
     plain = ToyBackbone(vocab_size=3, length=4, seed=3)
     with pytest.raises(ConfigError, match="codebook"):
         decode(plain, "lantern", ["ab"], sampling=SamplingConfig(), strategy_options={"delta": 0.2})
-    for name, bad in (("lantern", {"delta": -1}), ("gsd", {"k": -1}), ("entropy_sd", {"strength": "x"}),
-                      ("sjd_reuse", {"threshold": 0}), ("sjd_reuse", {"coupling": "gumbel"}), ("sjd", {"coupling": "max"})):
+    for name, bad in (
+        ("lantern", {"delta": -1}),
+        ("gsd", {"k": -1}),
+        ("entropy_sd", {"strength": "x"}),
+        ("sjd_reuse", {"threshold": 0}),
+        ("sjd_reuse", {"coupling": "gumbel"}),
+        ("sjd", {"coupling": "max"}),
+    ):
         with pytest.raises(ConfigError):
             get_strategy(name, **bad)
     assert not get_strategy("lantern").lossless and get_strategy("sjd_pac").lossless

@@ -52,8 +52,23 @@ def test_cli_sees_the_plugin(installed_plugin):
     assert {"ar", "jacobi", "sjd", "echo"} <= {e["name"] for e in listing["strategies"]}
     assert "toy" in {e["name"] for e in listing["backbones"]}
     run = subprocess.run(
-        [sys.executable, "-m", "pardecode.cli", "generate", "--backbone", "toy", "--strategy", "echo", "--prompt", "hi", "--json"],
-        env=env, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "pardecode.cli",
+            "generate",
+            "--backbone",
+            "toy",
+            "--strategy",
+            "echo",
+            "--prompt",
+            "hi",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     report = json.loads(run.stdout)
     assert report["strategy"] == "echo" and report["image_tokens"] == 32 and 1 <= report["forward_passes"] <= 32
@@ -65,7 +80,7 @@ def test_without_the_plugin_it_is_absent():
 
 def test_a_former_name_finds_the_entry_and_listings_show_names_only():
     from pardecode.core.errors import ConfigError, UnknownNameError
-    from pardecode.core.plugins import Registry, STRATEGY_NAME, plugins
+    from pardecode.core.plugins import STRATEGY_NAME, Registry, plugins
     from pardecode.strategies.sjd import SJD
 
     registry = Registry("strategy", None, pattern=STRATEGY_NAME)
@@ -74,9 +89,9 @@ def test_a_former_name_finds_the_entry_and_listings_show_names_only():
     assert registry.get("old-name") is registry.get("new_name") and registry.canonical("old_name") == "new_name"
     assert registry.names() == ["new_name"] and registry.get("new_name").aliases == ("old-name", "old_name")
     with pytest.raises(ConfigError, match="alias 'new_name' is already taken"):
-        register("other", SJD, aliases=("new_name",))          # an alias may not shadow a name
+        register("other", SJD, aliases=("new_name",))  # an alias may not shadow a name
     with pytest.raises(ConfigError, match="'old_name' registered twice .an alias of 'new_name'"):
-        register("old_name", SJD)                               # nor a name an alias
+        register("old_name", SJD)  # nor a name an alias
     with pytest.raises(ConfigError, match="lowercase letters, digits and underscores"):
         register("Fancy-SJD", SJD)
     with pytest.raises(UnknownNameError, match="known strategies: new_name$"):

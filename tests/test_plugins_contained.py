@@ -10,7 +10,7 @@ from pardecode.cli import main
 from pardecode.core.errors import ConfigError, UnknownNameError
 from pardecode.core.plugins import reset_plugins
 
-NOT_A_STRATEGY = '''
+NOT_A_STRATEGY = """
 import pardecode
 
 class Impostor:
@@ -19,15 +19,15 @@ class Impostor:
 @pardecode.hookimpl
 def pardecode_register_strategies(register):
     register("impostor", Impostor, "not a Strategy")
-'''
+"""
 
-RETURNS_A_DICT = '''
+RETURNS_A_DICT = """
 import pardecode
 
 @pardecode.hookimpl
 def pardecode_register_strategies(register):
     register("wrong", lambda window=2: {"window": window}, "a factory returning a dict")
-'''
+"""
 
 
 def install(tmp_path, monkeypatch, name, source):
@@ -75,7 +75,9 @@ def test_a_registered_class_that_is_not_a_strategy_is_refused_at_registration(tm
 
 def test_a_factory_that_builds_no_strategy_is_refused_by_name(tmp_path, monkeypatch, capsys):
     install(tmp_path, monkeypatch, "pd_wrong", RETURNS_A_DICT)
-    with pytest.raises(ConfigError, match="strategy 'wrong' \\(registered by pd_wrong\\) built a dict, not a pardecode.Strategy"):
+    with pytest.raises(
+        ConfigError, match="strategy 'wrong' \\(registered by pd_wrong\\) built a dict, not a pardecode.Strategy"
+    ):
         get_strategy("wrong")
     assert main(["generate", "--backbone", "toy", "--strategy", "wrong", "--prompt", "hi"]) == 2
     assert "built a dict" in capsys.readouterr().err

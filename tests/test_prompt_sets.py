@@ -15,9 +15,14 @@ PARTI_3_SEED_0 = (
     "Downtown Istanbul at sunrise. detailed ink wash.",
 )
 COCO = {  # the layout of captions_val2017.json, shuffled: the rule must sort by id
-    "info": {}, "licenses": [],
-    "images": [{"id": 30, "file_name": "c.jpg"}, {"id": 10, "file_name": "a.jpg"}, {"id": 20, "file_name": "b.jpg"},
-               {"id": 40, "file_name": "d.jpg"}],
+    "info": {},
+    "licenses": [],
+    "images": [
+        {"id": 30, "file_name": "c.jpg"},
+        {"id": 10, "file_name": "a.jpg"},
+        {"id": 20, "file_name": "b.jpg"},
+        {"id": 40, "file_name": "d.jpg"},
+    ],
     "annotations": [
         {"id": 7, "image_id": 10, "caption": "A cat  on a mat.\n"},
         {"id": 2, "image_id": 10, "caption": "A cat asleep."},
@@ -139,16 +144,22 @@ def test_suites_take_named_sets_files_subsets_and_metrics(tmp_path, monkeypatch)
     assert "metrics" not in inline.to_dict() and "prompt_source" not in inline.to_dict()
 
 
-@pytest.mark.parametrize("prompts, message", [
-    ('prompts = "drawbench"', "unknown prompt set 'drawbench'; known prompt sets: coco2017-5k, partiprompts, geneval"),
-    ('prompts = ["a"]\nprompts_file = "x.txt"', "give exactly one of prompts"),
-    ('prompts_file = "missing.txt"', "prompts file .*missing.txt' does not exist"),
-    ('prompts = "geneval"\nprompt_seed = 1', "prompt_seed needs prompt_subset"),
-    ('prompts = "geneval"\nprompt_subset = -1', "prompt_subset must be an integer >= 1"),
-    ('prompts = 3', "prompts must be a list of prompts or a prompt set's name"),
-    ('prompts = ["a"]\nmetrics = "clip"', "metrics must be a list of metric names"),
-    ('prompts = ["a"]\nmetrics = ["clip", "clip"]', "metrics names a metric twice"),
-])
+@pytest.mark.parametrize(
+    "prompts, message",
+    [
+        (
+            'prompts = "drawbench"',
+            "unknown prompt set 'drawbench'; known prompt sets: coco2017-5k, partiprompts, geneval",
+        ),
+        ('prompts = ["a"]\nprompts_file = "x.txt"', "give exactly one of prompts"),
+        ('prompts_file = "missing.txt"', "prompts file .*missing.txt' does not exist"),
+        ('prompts = "geneval"\nprompt_seed = 1', "prompt_seed needs prompt_subset"),
+        ('prompts = "geneval"\nprompt_subset = -1', "prompt_subset must be an integer >= 1"),
+        ("prompts = 3", "prompts must be a list of prompts or a prompt set's name"),
+        ('prompts = ["a"]\nmetrics = "clip"', "metrics must be a list of metric names"),
+        ('prompts = ["a"]\nmetrics = ["clip", "clip"]', "metrics names a metric twice"),
+    ],
+)
 def test_bad_prompt_fields_fail_in_one_line(tmp_path, prompts, message):
     path = tmp_path / "s.toml"
     path.write_text(SUITE.format(prompts=prompts))

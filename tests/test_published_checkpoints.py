@@ -14,12 +14,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import published_formats as pf
 import pytest
+import tiny_models
 import torch
 from PIL import Image
 
-import published_formats as pf
-import tiny_models
 from pardecode.adapters import hf, hf_loading
 from pardecode.core.config import SamplingConfig
 from pardecode.core.errors import CheckpointError, ConfigError
@@ -56,7 +56,9 @@ def test_lumina_layout_loads_with_norms_repeated_per_shard():
     from transformers import ChameleonForConditionalGeneration
 
     lumina, reference = lumina_dirs()
-    assert json.loads((lumina / "config.json").read_text())["architectures"] == ["ChameleonXLLMXForConditionalGeneration"]
+    assert json.loads((lumina / "config.json").read_text())["architectures"] == [
+        "ChameleonXLLMXForConditionalGeneration"
+    ]
     bb = lumina_backbone()
     twin = ChameleonForConditionalGeneration.from_pretrained(reference).eval()
     for ours, theirs in zip(bb.model.model.layers, twin.model.layers):
@@ -89,7 +91,9 @@ def test_lumina_layout_with_another_mismatched_weight_is_a_checkpoint_error(tmp_
     key = "model.layers.0.mlp.down_proj.weight"
     state[key] = state[key][:, :-1].contiguous()
     save_file(state, path / "model.safetensors", metadata={"format": "pt"})
-    with pytest.raises(CheckpointError, match=r"weights of unexpected shape for chameleon: \['model.layers.0.mlp.down_proj"):
+    with pytest.raises(
+        CheckpointError, match=r"weights of unexpected shape for chameleon: \['model.layers.0.mlp.down_proj"
+    ):
         backbone_factory("chameleon")(path=str(path))
 
 
@@ -116,14 +120,19 @@ def test_lumina_prompt_and_guidance_rows_match_the_reference():
         bb = load()
         session = bb.start(["a red fox"], SamplingConfig(cfg_scale=3.0), size=(128, 128))
         assert session.encoded.cond == [cond]
-        assert session.encoded.uncond == [cond[cond.index(pf.LUMINA_SOI):]] == [image_head]
+        assert session.encoded.uncond == [cond[cond.index(pf.LUMINA_SOI) :]] == [image_head]
 
 
 def test_lumina_resolution_is_read_from_the_checkpoint_name(tmp_path):
     from pardecode.adapters.chameleon import lumina_size
 
-    for name, side in [("Lumina-mGPT-7B-512", 512), ("Lumina-mGPT-7B-768-Omni", 768), ("Lumina-mGPT-34B-512", 512),
-                       ("models--Alpha-VLLM--Lumina-mGPT-7B-1024/snapshots/0123abc", 1024), ("lumina", None)]:
+    for name, side in [
+        ("Lumina-mGPT-7B-512", 512),
+        ("Lumina-mGPT-7B-768-Omni", 768),
+        ("Lumina-mGPT-34B-512", 512),
+        ("models--Alpha-VLLM--Lumina-mGPT-7B-1024/snapshots/0123abc", 1024),
+        ("lumina", None),
+    ]:
         assert lumina_size(Path("/hub") / name) == side, name
     path = shutil.copytree(lumina_dirs()[0], tmp_path / "Lumina-mGPT-7B-512")
     bb = backbone_factory("chameleon")(path=str(path))
@@ -194,15 +203,17 @@ def test_a_vqgan_directory_given_as_image_decoder_is_read_as_a_vqgan(tmp_path):
     got = torch.tensor(np.array(images[0]))
     assert (got.int() - want.int()).abs().max() <= 1
     other = pf.save_vqgan(tmp_path / "vqgan-8px", dd=dict(pf.VQGAN["dd"], ch_mult=[1, 1, 1, 1]))
-    with pytest.raises(CheckpointError, match="draws 8 px per token, but this checkpoint's images have 16 px per token"):
+    with pytest.raises(
+        CheckpointError, match="draws 8 px per token, but this checkpoint's images have 16 px per token"
+    ):
         backbone_factory("chameleon")(path=str(path), vqgan=str(other)).images(tokens, session)
     with pytest.raises(CheckpointError, match="neither a VQGAN directory"):
         backbone_factory("chameleon")(path=str(path), image_decoder=str(tmp_path)).images(tokens, session)
 
 
 def _decode_ar(bb):
-    from pardecode.api import get_strategy
     from pardecode import decode
+    from pardecode.api import get_strategy
 
     strategy = get_strategy("ar")
     result = decode(bb, strategy, ["a fox"], sampling=SamplingConfig(top_k=50, cfg_scale=3.0), seed=0)
@@ -215,15 +226,57 @@ def test_cli_generates_a_lumina_image_grid_with_the_vqgan_beside_the_checkpoint(
 
     lumina = str(lumina_dirs()[0])
     out = tmp_path / "grid.png"
-    assert main(["generate", "--backbone", "chameleon", "-B", f"path={lumina}", "--strategy", "sjd",
-                 "--prompt", "a red fox", "--batch", "2", "--top-k", "50", "--json", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--backbone",
+                "chameleon",
+                "-B",
+                f"path={lumina}",
+                "--strategy",
+                "sjd",
+                "--prompt",
+                "a red fox",
+                "--batch",
+                "2",
+                "--top-k",
+                "50",
+                "--json",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["image_tokens"] == 8 * 9 + 1 and report["out"] == str(out)
     assert Image.open(out).size[1] >= 128
     # and with the VQGAN named on the command line
     vq = str(pf.save_vqgan(tmp_path / "tokenizer"))
-    assert main(["generate", "--backbone", "chameleon", "-B", f"path={lumina}", "-B", f"vqgan={vq}",
-                 "--strategy", "jacobi", "--temperature", "0", "--prompt", "a fox", "--json", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "generate",
+                "--backbone",
+                "chameleon",
+                "-B",
+                f"path={lumina}",
+                "-B",
+                f"vqgan={vq}",
+                "--strategy",
+                "jacobi",
+                "--temperature",
+                "0",
+                "--prompt",
+                "a fox",
+                "--json",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
 
 
 # --- 5. Emu3's size prompt: one token per digit ----------------------------------------------------------
@@ -243,16 +296,25 @@ def test_emu3_prompt_and_size_have_one_token_per_digit(tmp_path):
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[("1", "0")], unk_token="<unk>"))
     tok.add_special_tokens([n for n in vocab if len(n) > 2])
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token="<|extra_203|>", eos_token="<|extra_204|>",
-        pad_token="<|endoftext|>", extra_special_tokens=tiny_models.EMU3_NAMED,
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token="<|extra_203|>",
+        eos_token="<|extra_204|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=tiny_models.EMU3_NAMED,
     ).save_pretrained(path)
     bb = Emu3Backbone.from_pretrained(path)
     assert bb.tokenizer("10", add_special_tokens=False)["input_ids"] == [vocab["10"]]  # the merge is real
     row = bb.start(["10 cats"], SamplingConfig(), size=(40, 40)).encoded.cond[0]  # 10 x 10 tokens of 4 px
     text = "10 cats" + bb.style.prompt_suffix
     size = "10*10"
-    assert row == [bb.tokenizer.bos_token_id, *(vocab[c] for c in text), vocab["<|image start|>"],
-                   *(vocab[c] for c in size), vocab["<|image token|>"]]
+    assert row == [
+        bb.tokenizer.bos_token_id,
+        *(vocab[c] for c in text),
+        vocab["<|image start|>"],
+        *(vocab[c] for c in size),
+        vocab["<|image token|>"],
+    ]
 
 
 # --- 6. original Emu3 and Janus layouts: refused, with what to do ----------------------------------------
@@ -260,8 +322,10 @@ def test_emu3_prompt_and_size_have_one_token_per_digit(tmp_path):
 
 @pytest.mark.parametrize(
     "family, model_type, advice",
-    [("emu3", "Emu3", r"BAAI/Emu3-Gen-hf.*convert_emu3_weights_to_hf.py"),
-     ("janus", "multi_modality", r"deepseek-community/Janus-Pro-7B.*convert_janus_weights_to_hf.py")],
+    [
+        ("emu3", "Emu3", r"BAAI/Emu3-Gen-hf.*convert_emu3_weights_to_hf.py"),
+        ("janus", "multi_modality", r"deepseek-community/Janus-Pro-7B.*convert_janus_weights_to_hf.py"),
+    ],
 )
 def test_original_layouts_are_refused_with_what_to_do(family, model_type, advice, tmp_path):
     path = pf.save_original_layout(tmp_path / family, family)
@@ -275,8 +339,11 @@ def test_original_layouts_are_refused_with_what_to_do(family, model_type, advice
 
 @pytest.mark.parametrize(
     "name, template",
-    [("Janus-1.3B", "User: {}\n\nAssistant:"), ("Janus-Pro-1B", "<|User|>: {}\n\n<|Assistant|>:"),
-     ("models--deepseek-community--Janus-1.3B/snapshots/abc", "User: {}\n\nAssistant:")],
+    [
+        ("Janus-1.3B", "User: {}\n\nAssistant:"),
+        ("Janus-Pro-1B", "<|User|>: {}\n\n<|Assistant|>:"),
+        ("models--deepseek-community--Janus-1.3B/snapshots/abc", "User: {}\n\nAssistant:"),
+    ],
 )
 def test_janus_template_follows_the_checkpoint_variant(name, template, tmp_path):
     """Janus' reference: DeepSeek's SFT format, empty system prompt, roles User/Assistant for Janus-1.3B

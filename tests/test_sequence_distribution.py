@@ -12,11 +12,11 @@ import attrs
 import numpy as np
 import pytest
 import torch
+from test_verify_properties import pooled_chisquare
 
 from pardecode import SamplingConfig, decode
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.strategies.sjd import SJD
-from test_verify_properties import pooled_chisquare
 
 ALPHA = 1e-3
 ROWS = 20_000

@@ -7,13 +7,13 @@ a correct sampler fails a run with probability below 0.6%; seeds fixed).
 
 import pytest
 import torch
+from test_sequence_distribution import ALPHA, empirical_counts
+from test_verify_properties import pooled_chisquare
 
 from pardecode import ConfigError, SamplingConfig, decode, get_strategy
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.core.backbone import NoisyInputs
 from pardecode.core.noise import NoiseConditioning, NoiseSchedule, ddim_step, vp_coefficients
-from test_sequence_distribution import ALPHA, empirical_counts
-from test_verify_properties import pooled_chisquare
 
 
 @pytest.mark.parametrize(

@@ -3,19 +3,22 @@
 import attrs
 import pytest
 import torch
+from test_sequence_distribution import ALPHA, empirical_counts
+from test_verify_properties import pooled_chisquare
 
 from pardecode import SamplingConfig, decode, get_backbone, get_strategy, list_plugins
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.strategies.sjd_above import SJDAbove
-from test_sequence_distribution import ALPHA, empirical_counts
-from test_verify_properties import pooled_chisquare
 
 
-@pytest.mark.parametrize("options,sampling", [
-    ({"window": 2}, SamplingConfig()),                                        # copies from committed tokens
-    ({"window": 5, "init": "repeat"}, SamplingConfig(temperature=0.8, top_k=3)),  # and from carried drafts
-    ({"window": 6, "coupling": "gumbel"}, SamplingConfig(cfg_scale=2.0)),
-])
+@pytest.mark.parametrize(
+    "options,sampling",
+    [
+        ({"window": 2}, SamplingConfig()),  # copies from committed tokens
+        ({"window": 5, "init": "repeat"}, SamplingConfig(temperature=0.8, top_k=3)),  # and from carried drafts
+        ({"window": 6, "coupling": "gumbel"}, SamplingConfig(cfg_scale=2.0)),
+    ],
+)
 def test_grid_sequences_match_exact_ar(options, sampling):
     # 2 rows of 2 cells over a 4-token vocabulary: offsets 2 and 5 are forced end-of-line, 6 end
     backbone = ToyBackbone(vocab_size=4, grid=(2, 2), sharpness=1.0, seed=5)

@@ -23,10 +23,13 @@ def fails(capsys, *args) -> str:
     return err
 
 
-@pytest.mark.parametrize("flag,option,allowed", [
-    ("-S", "windw=8", "its options: window, init, coupling"),
-    ("-B", "pth=/tmp/x", "its options: dtype, device, path, name"),
-])
+@pytest.mark.parametrize(
+    "flag,option,allowed",
+    [
+        ("-S", "windw=8", "its options: window, init, coupling"),
+        ("-B", "pth=/tmp/x", "its options: dtype, device, path, name"),
+    ],
+)
 def test_a_mistyped_option_is_named_with_the_allowed_ones(capsys, flag, option, allowed):
     err = fails(capsys, "generate", "--prompt", "a bag", "--strategy", "sjd", flag, option)
     assert repr(option.split("=")[0]) in err and allowed in err
@@ -56,7 +59,18 @@ def test_a_truncated_codebook_is_a_checkpoint_error(tmp_path, capsys):
     ckpt = tmp_path / "ckpt"
     shutil.copytree(FASHION_DIR, ckpt)
     (ckpt / "codebook.safetensors").write_bytes(b"not a safetensors file")
-    err = fails(capsys, "generate", "--prompt", "a bag", "--strategy", "ar", "-B", f"path={ckpt}", "--out", str(tmp_path / "g.png"))
+    err = fails(
+        capsys,
+        "generate",
+        "--prompt",
+        "a bag",
+        "--strategy",
+        "ar",
+        "-B",
+        f"path={ckpt}",
+        "--out",
+        str(tmp_path / "g.png"),
+    )
     assert "cannot read codebook file" in err
 
 
@@ -68,11 +82,14 @@ def test_the_default_model_refuses_prompts_it_does_not_know(capsys, prompt):
         decode(get_backbone("fashion"), "ar", ["a sneaker", prompt])
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--strategy", "ar", "--window", "8"], "--window 8 does not apply: strategy 'ar' takes no window"),
-    (["--strategy", "sjd", "-S", "window=8", "--window", "32"], "window given twice: -S window=8 and --window 32"),
-    (["--window", "8"], "-S and --window need --strategy: without one the strategy and its window are chosen"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--strategy", "ar", "--window", "8"], "--window 8 does not apply: strategy 'ar' takes no window"),
+        (["--strategy", "sjd", "-S", "window=8", "--window", "32"], "window given twice: -S window=8 and --window 32"),
+        (["--window", "8"], "-S and --window need --strategy: without one the strategy and its window are chosen"),
+    ],
+)
 def test_flags_are_never_silently_ignored_or_overridden(capsys, args, message):
     assert message in fails(capsys, "generate", "--prompt", "a bag", *args)
 
@@ -116,10 +133,13 @@ class _GuidanceSession:
         return self.session.compact(index)
 
 
-@pytest.mark.parametrize("uncond,message", [
-    (lambda s: None, "returned no unconditional logits"),
-    (lambda s: s.uncond[:, :1], "returned unconditional logits (2, 1, 8), expected (2, 5, 8)"),
-])
+@pytest.mark.parametrize(
+    "uncond,message",
+    [
+        (lambda s: None, "returned no unconditional logits"),
+        (lambda s: s.uncond[:, :1], "returned unconditional logits (2, 1, 8), expected (2, 5, 8)"),
+    ],
+)
 def test_guidance_without_a_proper_unconditional_branch_is_refused(uncond, message):
     class Broken(ToyBackbone):
         name = "half-guided"
@@ -127,24 +147,34 @@ def test_guidance_without_a_proper_unconditional_branch_is_refused(uncond, messa
         def start(self, prompts, sampling, **options):
             return _GuidanceSession(super().start(prompts, sampling, **options), uncond)
 
-    with pytest.raises(BackboneError, match=f"backbone 'half-guided' {message}".replace("(", "\\(").replace(")", "\\)")):
-        decode(Broken(length=8), "sjd", ["a", "b"], sampling=SamplingConfig(cfg_scale=2.0), strategy_options={"window": 4})
+    with pytest.raises(
+        BackboneError, match=f"backbone 'half-guided' {message}".replace("(", "\\(").replace(")", "\\)")
+    ):
+        decode(
+            Broken(length=8), "sjd", ["a", "b"], sampling=SamplingConfig(cfg_scale=2.0), strategy_options={"window": 4}
+        )
 
 
 def test_guidance_off_needs_no_unconditional_branch():
-    result = decode(ToyBackbone(length=6), "sjd", ["a"], sampling=SamplingConfig(cfg_scale=1.0), strategy_options={"window": 3})
+    result = decode(
+        ToyBackbone(length=6), "sjd", ["a"], sampling=SamplingConfig(cfg_scale=1.0), strategy_options={"window": 3}
+    )
     assert result.tokens.shape == (1, 6)
 
 
 def test_the_package_exports_the_grid_types():
     assert {"Grid", "GridLayout", "ImageGridLayout"} <= set(pardecode.__all__)
-    assert torch.equal(pardecode.ImageGridLayout(2, 3, torch.arange(4), 4).image_grid().cells, torch.ones(6, dtype=torch.bool))
+    assert torch.equal(
+        pardecode.ImageGridLayout(2, 3, torch.arange(4), 4).image_grid().cells, torch.ones(6, dtype=torch.bool)
+    )
 
 
 def test_a_mistyped_style_option_lists_the_style_options():
     import tiny_models
 
-    with pytest.raises(ConfigError, match="unknown option\\(s\\) 'negative' for backbone 'emu3'; its options: path, .*negative_prompt"):
+    with pytest.raises(
+        ConfigError, match="unknown option\\(s\\) 'negative' for backbone 'emu3'; its options: path, .*negative_prompt"
+    ):
         get_backbone("emu3", path=tiny_models.emu3_dir(), negative="blurry")
 
 
@@ -165,13 +195,24 @@ def test_a_plugin_backbone_loads_as_quietly_as_the_built_ins(monkeypatch):
     assert seen == [False] and logging.is_progress_bar_enabled()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["generate", "--prompt", "a bag", "--seed", "x"], "argument --seed: invalid int value: 'x' (see `pardecode generate --help`)"),
-    (["generate", "--prompt", "a bag", "--temperature", "hot"], "argument --temperature: invalid float value: 'hot'"),
-    (["generat"], "argument command: invalid choice: 'generat'"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (
+            ["generate", "--prompt", "a bag", "--seed", "x"],
+            "argument --seed: invalid int value: 'x' (see `pardecode generate --help`)",
+        ),
+        (
+            ["generate", "--prompt", "a bag", "--temperature", "hot"],
+            "argument --temperature: invalid float value: 'hot'",
+        ),
+        (["generat"], "argument command: invalid choice: 'generat'"),
+    ],
+)
 def test_a_malformed_command_line_is_one_line_too(capsys, args, message):
     with pytest.raises(SystemExit) as exit_:
         main(args)
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("pardecode: error: ") and message in err, err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and err.startswith("pardecode: error: ") and message in err, (
+        err
+    )

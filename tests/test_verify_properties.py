@@ -10,7 +10,6 @@ hypothesis runs derandomised with 25 examples, so a correct sampler fails with p
 """
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st

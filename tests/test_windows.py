@@ -5,17 +5,25 @@ import json
 import attrs
 import pytest
 import torch
+from test_sequence_distribution import ALPHA, empirical_counts
+from test_verify_properties import pooled_chisquare
 
 from pardecode import SamplingConfig, decode, get_strategy
 from pardecode.adapters.toy import ToyBackbone
 from pardecode.core.cost import CostProfile
-from pardecode.planning import EXACT_SETTINGS, GENERIC_PRIOR, WINDOWS, measure, profile_for, profile_key
 from pardecode.core.windows import WARMUP_PASSES, WindowPlanner
-from test_sequence_distribution import ALPHA, empirical_counts
-from test_verify_properties import pooled_chisquare
+from pardecode.planning import EXACT_SETTINGS, GENERIC_PRIOR, WINDOWS, measure, profile_for, profile_key
 
-KEY = {"backbone": "toy", "model": "", "device": "cpu", "dtype": "float32", "threads": 1,
-       "guidance": False, "start": "{}", "pardecode": "0"}
+KEY = {
+    "backbone": "toy",
+    "model": "",
+    "device": "cpu",
+    "dtype": "float32",
+    "threads": 1,
+    "guidance": False,
+    "start": "{}",
+    "pardecode": "0",
+}
 
 
 def profile(seconds, windows=(0, 1, 2, 4, 8), batches=(1,), tokens=(1.0, 1.5, 1.9, 2.4, 2.8)):
@@ -125,7 +133,11 @@ def test_a_backbone_shipping_a_prior_starts_from_it(tmp_path, monkeypatch):
     shipped = profile([[1.0, 1.2, 1.45, 2.0, 3.0]], tokens=[1.0, 1.9, 2.7, 3.4, 4.0])
     monkeypatch.setattr(backbone, "cost_prior", lambda: attrs.evolve(shipped, key={}, source="prior"), raising=False)
     found = profile_for(backbone, backbone.default_sampling, 2)
-    assert found.is_prior and found.tokens == shipped.tokens and found.key == profile_key(backbone, backbone.default_sampling)
+    assert (
+        found.is_prior
+        and found.tokens == shipped.tokens
+        and found.key == profile_key(backbone, backbone.default_sampling)
+    )
 
 
 def test_the_default_model_ships_a_prior_covering_its_auto_windows():
@@ -168,9 +180,13 @@ def test_compile_wraps_the_forward_and_decodes_the_same(monkeypatch):
     monkeypatch.setattr(torch, "compile", fake_compile)
     bb = tiny_models.backbone("chameleon")
     greedy = SamplingConfig(temperature=0)
-    before = decode(bb, "sjd", ["a", "b"], sampling=greedy, size=tiny_models.SMALL_SIZE["chameleon"], strategy_options={"window": 4})
+    before = decode(
+        bb, "sjd", ["a", "b"], sampling=greedy, size=tiny_models.SMALL_SIZE["chameleon"], strategy_options={"window": 4}
+    )
     bb.compile()
-    after = decode(bb, "sjd", ["a", "b"], sampling=greedy, size=tiny_models.SMALL_SIZE["chameleon"], strategy_options={"window": 4})
+    after = decode(
+        bb, "sjd", ["a", "b"], sampling=greedy, size=tiny_models.SMALL_SIZE["chameleon"], strategy_options={"window": 4}
+    )
     del bb.body.forward, bb.body._pardecode_cache_keyword  # the tiny backbone is shared with other tests
     assert wrapped == [{"dynamic": True}] and torch.equal(before.tokens, after.tokens)
     assert main(["generate", "--backbone", "toy", "--prompt", "ab", "--compile", "--strategy", "ar"]) == 2
@@ -186,7 +202,11 @@ def test_calibration_decodes_one_row_per_calibration_prompt(monkeypatch, tmp_pat
     assert cost.calibration_rows(bb) == ["a", "b", "c"]
     seen = []
     real = cost.calibrate
-    monkeypatch.setattr(cost, "calibrate", lambda backbone, strategy, prompts, *rest: seen.append(prompts) or real(backbone, strategy, prompts, *rest))
+    monkeypatch.setattr(
+        cost,
+        "calibrate",
+        lambda backbone, strategy, prompts, *rest: seen.append(prompts) or real(backbone, strategy, prompts, *rest),
+    )
     measure(bb, [1], windows=(0, 2), rounds=1)
     assert seen == [["a", "b", "c"]] * (1 + len(cost.EXACT_SETTINGS))  # the reference SJD, then each setting
 

@@ -49,21 +49,39 @@ CHAMELEON_JSON = {
 
 # Emu3: the real model's special token names, tiny ids
 EMU3_SPECIALS = [
-    "<|endoftext|>", "<|extra_203|>", "<|extra_204|>", "<unk>", "<image>", "<|image start|>",
-    "<|image end|>", "<|image token|>", "<|extra_200|>", "<|extra_201|>",
+    "<|endoftext|>",
+    "<|extra_203|>",
+    "<|extra_204|>",
+    "<unk>",
+    "<image>",
+    "<|image start|>",
+    "<|image end|>",
+    "<|image token|>",
+    "<|extra_200|>",
+    "<|extra_201|>",
 ]
 EMU3_VISUAL_LO, EMU3_VISUAL_N = 10, 32  # visual tokens 10..41
 #: the named special tokens Emu3's tokenizer carries (what Emu3Processor reads)
 EMU3_NAMED = {
-    "image_token": "<image>", "boi_token": "<|image start|>", "eoi_token": "<|image end|>",
-    "image_wrapper_token": "<|image token|>", "eof_token": "<|extra_201|>",
+    "image_token": "<image>",
+    "boi_token": "<|image start|>",
+    "eoi_token": "<|image end|>",
+    "image_wrapper_token": "<|image token|>",
+    "eof_token": "<|extra_201|>",
 }
 
 
 # Janus: DeepSeek's special token names, tiny ids; image tokens are a separate 32-entry codebook
 JANUS_SPECIALS = [
-    "<｜▁pad▁｜>", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<unk>", "<image_placeholder>",
-    "<begin_of_image>", "<end_of_image>", "<|User|>", "<|Assistant|>",
+    "<｜▁pad▁｜>",
+    "<｜begin▁of▁sentence｜>",
+    "<｜end▁of▁sentence｜>",
+    "<unk>",
+    "<image_placeholder>",
+    "<begin_of_image>",
+    "<end_of_image>",
+    "<|User|>",
+    "<|Assistant|>",
 ]
 JANUS_CODEBOOK = 32
 
@@ -97,11 +115,20 @@ def chameleon_vocabulary() -> dict[str, int]:
 
 def chameleon_config(**overrides) -> ChameleonConfig:
     settings = dict(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=37, max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
         vocabulary_map=chameleon_vocabulary(),
-        vq_config=dict(embed_dim=5, num_embeddings=5, latent_channels=5, in_channels=3, base_channels=32,
-                       channel_multiplier=[1, 2]),
+        vq_config=dict(
+            embed_dim=5, num_embeddings=5, latent_channels=5, in_channels=3, base_channels=32, channel_multiplier=[1, 2]
+        ),
     )
     settings.update(overrides)
     return ChameleonConfig(**settings)
@@ -114,13 +141,29 @@ def emu3_vocabulary() -> dict[str, int]:
 
 def emu3_config(**text_overrides) -> Emu3Config:
     text = dict(
-        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-        intermediate_size=37, max_position_embeddings=512, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
     )
     text.update(text_overrides)
-    vq = dict(codebook_size=EMU3_VISUAL_N, embed_dim=4, latent_channels=4, temporal_downsample_factor=1,
-              base_channels=32, channel_multiplier=[1, 2, 1], hidden_size=32, attn_resolutions=[],
-              num_res_blocks=1)
+    vq = dict(
+        codebook_size=EMU3_VISUAL_N,
+        embed_dim=4,
+        latent_channels=4,
+        temporal_downsample_factor=1,
+        base_channels=32,
+        channel_multiplier=[1, 2, 1],
+        hidden_size=32,
+        attn_resolutions=[],
+        num_res_blocks=1,
+    )
     return Emu3Config(text_config=text, vq_config=vq, vocabulary_map=emu3_vocabulary())
 
 
@@ -148,8 +191,15 @@ def save_tiny_emu3(path: str | Path, seed: int = 0, **text_config) -> Path:
     model.save_pretrained(path)
     vocab = emu3_vocabulary()
     specials = [name for name in vocab if len(name) > 1]
-    _save_tokenizer(path, vocab, specials, bos_token="<|extra_203|>", eos_token="<|extra_204|>",
-                    pad_token="<|endoftext|>", extra_special_tokens=EMU3_NAMED)
+    _save_tokenizer(
+        path,
+        vocab,
+        specials,
+        bos_token="<|extra_203|>",
+        eos_token="<|extra_204|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=EMU3_NAMED,
+    )
     return path
 
 
@@ -158,18 +208,43 @@ def janus_config(**text_overrides):
     from transformers import JanusConfig
 
     text = dict(
-        model_type="llama", vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=2, intermediate_size=37, max_position_embeddings=512, pad_token_id=0, bos_token_id=1,
+        model_type="llama",
+        vocab_size=VOCAB,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        intermediate_size=37,
+        max_position_embeddings=512,
+        pad_token_id=0,
+        bos_token_id=1,
         eos_token_id=2,
     )
     text.update(text_overrides)
     return JanusConfig(
         text_config=text,
-        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                           image_size=16, patch_size=4, num_image_tokens=16, projection_dim=32, depth=1),
-        vq_config=dict(embed_dim=4, num_embeddings=JANUS_CODEBOOK, latent_channels=4, base_channels=32,
-                       channel_multiplier=[1, 2], num_res_blocks=1, projection_dim=32, image_token_embed_dim=32,
-                       num_hidden_layers=1),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            image_size=16,
+            patch_size=4,
+            num_image_tokens=16,
+            projection_dim=32,
+            depth=1,
+        ),
+        vq_config=dict(
+            embed_dim=4,
+            num_embeddings=JANUS_CODEBOOK,
+            latent_channels=4,
+            base_channels=32,
+            channel_multiplier=[1, 2],
+            num_res_blocks=1,
+            projection_dim=32,
+            image_token_embed_dim=32,
+            num_hidden_layers=1,
+        ),
         image_token_id=4,
     )
 
@@ -185,10 +260,17 @@ def save_tiny_janus(path: str | Path, seed: int = 0, **text_config) -> Path:
     model.save_pretrained(path)
     vocab = _vocabulary(JANUS_SPECIALS)
     _save_tokenizer(
-        path, vocab, list(JANUS_SPECIALS), bos_token=JANUS_SPECIALS[1], eos_token=JANUS_SPECIALS[2],
+        path,
+        vocab,
+        list(JANUS_SPECIALS),
+        bos_token=JANUS_SPECIALS[1],
+        eos_token=JANUS_SPECIALS[2],
         pad_token=JANUS_SPECIALS[0],
-        extra_special_tokens={"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>",
-                              "eoi_token": "<end_of_image>"},
+        extra_special_tokens={
+            "image_token": "<image_placeholder>",
+            "boi_token": "<begin_of_image>",
+            "eoi_token": "<end_of_image>",
+        },
     )
     return path
 
@@ -265,9 +347,8 @@ def noisy_backbone(family: str):
     """
     from pardecode.adapters.chameleon import ChameleonBackbone
     from pardecode.adapters.emu3 import Emu3Backbone
-    from pardecode.core.noise import NoiseConditioning
-
     from pardecode.adapters.janus import JanusBackbone
+    from pardecode.core.noise import NoiseConditioning
 
     cls = {"chameleon": ChameleonBackbone, "emu3": Emu3Backbone, "janus": JanusBackbone}[family]
     bb = cls.from_pretrained(DIRS[family]())

@@ -98,11 +98,22 @@ def load_chameleon(
     image_decoder = vqgan if vqgan is not None else image_decoder
     if path is not None:
         return ChameleonBackbone.from_pretrained(
-            path, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map,
-            image_decoder=image_decoder, target_size=target_size, guidance_row=guidance_row,
+            path,
+            tokenizer=tokenizer,
+            dtype=dtype,
+            device=device,
+            device_map=device_map,
+            image_decoder=image_decoder,
+            target_size=target_size,
+            guidance_row=guidance_row,
         )
     return ChameleonBackbone.from_config(
-        config, tokenizer=tokenizer, spec=spec, dtype=dtype, device=device, image_decoder=image_decoder,
+        config,
+        tokenizer=tokenizer,
+        spec=spec,
+        dtype=dtype,
+        device=device,
+        image_decoder=image_decoder,
         guidance_row=guidance_row,
     )
 

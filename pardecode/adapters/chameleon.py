@@ -99,8 +99,12 @@ class ChameleonSpec:
         if self.family != "chameleon":
             raise CheckpointError(f"{SPEC_FILE}: family must be 'chameleon' for this adapter, got {self.family!r}")
         lo_hi = self.image_token_range
-        if not (isinstance(lo_hi, tuple) and len(lo_hi) == 2 and all(isinstance(v, int) for v in lo_hi)
-                and 0 <= lo_hi[0] < lo_hi[1]):
+        if not (
+            isinstance(lo_hi, tuple)
+            and len(lo_hi) == 2
+            and all(isinstance(v, int) for v in lo_hi)
+            and 0 <= lo_hi[0] < lo_hi[1]
+        ):
             raise ConfigError(f"{SPEC_FILE}: image_token_range must be [lo, hi] with 0 <= lo < hi, got {lo_hi!r}")
         size = self.default_size
         if not (isinstance(size, tuple) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
@@ -151,9 +155,13 @@ class ChameleonSpec:
 
     def check_vocab(self, vocab_size: int) -> None:
         ids = {
-            "bos_id": self.bos_id, "separator_id": self.separator_id, "start_of_image_id": self.start_of_image_id,
-            "end_of_image_id": self.end_of_image_id, "end_of_line_id": self.end_of_line_id,
-            "size_token_base": self.size_token_base, "image_token_range[1] - 1": self.image_token_range[1] - 1,
+            "bos_id": self.bos_id,
+            "separator_id": self.separator_id,
+            "start_of_image_id": self.start_of_image_id,
+            "end_of_image_id": self.end_of_image_id,
+            "end_of_line_id": self.end_of_line_id,
+            "size_token_base": self.size_token_base,
+            "image_token_range[1] - 1": self.image_token_range[1] - 1,
         }
         bad = {k: v for k, v in ids.items() if v >= vocab_size}
         if bad:
@@ -185,8 +193,11 @@ def lumina_size(root: Path) -> int | None:
 
 def _target_size(value: Any) -> tuple[int, int]:
     side = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if not (isinstance(side, (tuple, list)) and len(side) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in side)):
+    if not (
+        isinstance(side, (tuple, list))
+        and len(side) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in side)
+    ):
         raise ConfigError(f"target_size must be the checkpoint's resolution in pixels (512, 768, 1024), got {value!r}")
     return tuple(side)
 
@@ -247,7 +258,10 @@ def lumina_norms(root: Path, config: dict[str, Any]) -> dict[str, tuple[Path, in
                 "Lumina-mGPT's published safetensors layout only"
             )
         return {}
-    heads = {"q": config.get("num_attention_heads"), "k": config.get("num_key_value_heads") or config.get("num_attention_heads")}
+    heads = {
+        "q": config.get("num_attention_heads"),
+        "k": config.get("num_key_value_heads") or config.get("num_attention_heads"),
+    }
     out: dict[str, tuple[Path, int]] = {}
     for file in files:
         with hf.safetensors_file(file) as f:
@@ -315,7 +329,11 @@ class ChameleonBackbone(hf.HFBackbone):
         self.image_tokens = torch.arange(*spec.image_token_range)
         lo, hi = spec.image_token_range
         self._reserved = set(range(lo, hi)) | {
-            spec.bos_id, spec.separator_id, spec.start_of_image_id, spec.end_of_image_id, spec.end_of_line_id
+            spec.bos_id,
+            spec.separator_id,
+            spec.start_of_image_id,
+            spec.end_of_image_id,
+            spec.end_of_line_id,
         }
         names = config.vocabulary_map or (tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else None)
         self._codebook_index = _codebook_index(names, self.vocab_size)
@@ -361,8 +379,15 @@ class ChameleonBackbone(hf.HFBackbone):
         root = hf.checkpoint_dir(path, ("chameleon",), "chameleon")
         norms = lumina_norms(root, hf.read_config(root))
         root, tokenizer, model = hf.load_pretrained(
-            root, family="chameleon", model_types=("chameleon",), model_class=ChameleonForConditionalGeneration,
-            tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, reshaped=norms,
+            root,
+            family="chameleon",
+            model_types=("chameleon",),
+            model_class=ChameleonForConditionalGeneration,
+            tokenizer=tokenizer,
+            dtype=dtype,
+            device=device,
+            device_map=device_map,
+            reshaped=norms,
         )
         expand_norms(model, norms)
         spec = read_spec(root, tokenizer, model.config.vocabulary_map, target_size)
@@ -388,8 +413,13 @@ class ChameleonBackbone(hf.HFBackbone):
         from transformers import ChameleonConfig, ChameleonForConditionalGeneration
 
         tokenizer, model = hf.build_random(
-            config, family="chameleon", config_class=ChameleonConfig, model_class=ChameleonForConditionalGeneration,
-            tokenizer=tokenizer, dtype=dtype, device=device,
+            config,
+            family="chameleon",
+            config_class=ChameleonConfig,
+            model_class=ChameleonForConditionalGeneration,
+            tokenizer=tokenizer,
+            dtype=dtype,
+            device=device,
         )
         if spec is None:
             spec = ChameleonSpec.lumina(tokenizer, config.vocabulary_map)

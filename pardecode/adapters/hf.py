@@ -43,10 +43,35 @@ from .hf_loading import (
 from .hf_session import Encoded, HFSession, additive_mask, cache_keyword, left_pad, placed_mask
 
 __all__ = [
-    "AUTO", "DEVICE_MAPS", "DTYPES", "Encoded", "HFBackbone", "HFSession", "StyledBackbone", "accelerate_available",
-    "additive_mask", "build_random", "cache_keyword", "check_pixel_size", "check_prompts", "checkpoint_dir",
-    "choose_dtype", "left_pad", "load_pretrained", "load_tokenizer", "one_line", "parse_device", "parse_dtype",
-    "placed_mask", "placement", "read_config", "safetensors_file", "stored_dtype", "to_pil", "token_id", "tokenize",
+    "AUTO",
+    "DEVICE_MAPS",
+    "DTYPES",
+    "Encoded",
+    "HFBackbone",
+    "HFSession",
+    "StyledBackbone",
+    "accelerate_available",
+    "additive_mask",
+    "build_random",
+    "cache_keyword",
+    "check_pixel_size",
+    "check_prompts",
+    "checkpoint_dir",
+    "choose_dtype",
+    "left_pad",
+    "load_pretrained",
+    "load_tokenizer",
+    "one_line",
+    "parse_device",
+    "parse_dtype",
+    "placed_mask",
+    "placement",
+    "read_config",
+    "safetensors_file",
+    "stored_dtype",
+    "to_pil",
+    "token_id",
+    "tokenize",
 ]
 
 _B = TypeVar("_B", bound="HFBackbone")
@@ -81,8 +106,11 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
 
 def check_pixel_size(size: Any) -> None:
     """A ConfigError unless `size` is (width, height) in whole positive pixels."""
-    if not (isinstance(size, (tuple, list)) and len(size) == 2
-            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+    if not (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
         raise ConfigError(f"size must be (width, height) in pixels, got {size!r}")
 
 
@@ -152,7 +180,9 @@ class HFBackbone(Backbone):
         """Use `noise` to read noisy inputs (None detaches); its width must match the embeddings."""
         if noise is not None:
             if noise.dim != self.embed_dim():
-                raise CheckpointError(f"noise conditioning of width {noise.dim} for embeddings of width {self.embed_dim()}")
+                raise CheckpointError(
+                    f"noise conditioning of width {noise.dim} for embeddings of width {self.embed_dim()}"
+                )
             noise = noise.to(self.device).eval()
         self.noise = noise
         self._normaliser = noise
@@ -200,8 +230,7 @@ class HFBackbone(Backbone):
         span = encoded.layout.length
         if longest >= self.context:
             raise ConfigError(
-                f"a prompt of {longest} tokens does not fit the context of {self.context} positions; "
-                "shorten the prompt"
+                f"a prompt of {longest} tokens does not fit the context of {self.context} positions; shorten the prompt"
             )
         if longest + span > self.context:
             raise ConfigError(
@@ -243,8 +272,15 @@ class StyledBackbone(HFBackbone):
     ):
         """The checkpoint in `path` (a directory), with its noise conditioning if it ships one."""
         root, tokenizer, model = load_pretrained(
-            path, family=cls.family, model_types=cls.model_types, model_class=cls.transformers_classes()[1],
-            tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, foreign=cls.foreign_layouts,
+            path,
+            family=cls.family,
+            model_types=cls.model_types,
+            model_class=cls.transformers_classes()[1],
+            tokenizer=tokenizer,
+            dtype=dtype,
+            device=device,
+            device_map=device_map,
+            foreign=cls.foreign_layouts,
         )
         style = cls.checkpoint_style(root, style)
         return cls(model, tokenizer, style, name=name or cls.family).with_checkpoint_noise(root)
@@ -263,8 +299,13 @@ class StyledBackbone(HFBackbone):
         """A randomly initialised model of `config` (tiny models for tests, experiments)."""
         config_class, model_class = cls.transformers_classes()
         tokenizer, model = build_random(
-            config, family=cls.family, config_class=config_class, model_class=model_class,
-            tokenizer=tokenizer, dtype=dtype, device=device,
+            config,
+            family=cls.family,
+            config_class=config_class,
+            model_class=model_class,
+            tokenizer=tokenizer,
+            dtype=dtype,
+            device=device,
         )
         return cls(model, tokenizer, style, name=name or cls.family)
 

@@ -130,7 +130,9 @@ def checkpoint_dir(
         raise CheckpointError(f"{family} checkpoint directory {str(root)!r} does not exist")
     model_type = read_config(root).get("model_type")
     if model_type in (foreign or {}):
-        raise CheckpointError(f"{str(root)!r} holds {family} in its original {model_type!r} layout: {foreign[model_type]}")
+        raise CheckpointError(
+            f"{str(root)!r} holds {family} in its original {model_type!r} layout: {foreign[model_type]}"
+        )
     if model_type not in model_types:
         raise CheckpointError(
             f"{str(root)!r} holds a {model_type!r} model, but the {family} adapter reads model_type "

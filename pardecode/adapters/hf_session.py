@@ -75,7 +75,9 @@ def placed_mask(prompt_valid: torch.Tensor, attention: torch.Tensor, first: bool
     allowed = torch.cat([prompt_valid[:, None, :].expand(rows, q, p), attention], 2)
     if first:
         causal = torch.ones(p, p, dtype=torch.bool, device=attention.device).tril()
-        prompt = (causal[None] & prompt_valid[:, None, :]) | torch.eye(p, dtype=torch.bool, device=attention.device)[None]
+        prompt = (causal[None] & prompt_valid[:, None, :]) | torch.eye(p, dtype=torch.bool, device=attention.device)[
+            None
+        ]
         allowed = torch.cat([torch.cat([prompt, prompt.new_zeros(rows, p, k)], 2), allowed], 1)
     return _additive(allowed, dtype)
 
@@ -195,11 +197,18 @@ class HFSession(Session):
         fed = positions.shape[1]
         # slots and positions coincide without padding and holes: plain causal attention suffices
         if window.attention is not None:  # placed slots: the loop's own attention structure
-            mask = placed_mask(self._live_rows(self._prompt_valid), self._rows(window.attention.to(self.device)), window.first, self._dtype)
+            mask = placed_mask(
+                self._live_rows(self._prompt_valid),
+                self._rows(window.attention.to(self.device)),
+                window.first,
+                self._dtype,
+            )
         else:
             mask = additive_mask(keys, fed, self._dtype) if self._padded or window.has_holes else None
         cache = {self._cache_keyword: self._cache}
-        hidden = self.body(**inputs, attention_mask=mask, position_ids=positions, **cache, use_cache=True).last_hidden_state
+        hidden = self.body(
+            **inputs, attention_mask=mask, position_ids=positions, **cache, use_cache=True
+        ).last_hidden_state
         # .to: under a multi-device device_map the head may sit on another device than the inputs
         logits = self.head(hidden[:, -(q + 1 if window.first else q) :]).float().to(self.device)
         self.span_slots += q
@@ -219,7 +228,9 @@ class HFSession(Session):
     @torch.inference_mode()
     def compact(self, index: torch.Tensor) -> bool:
         layers = getattr(self._cache, "layers", None)
-        if not layers or not all(type(layer) in (DynamicLayer, ReservedLayer) and layer.is_initialized for layer in layers):
+        if not layers or not all(
+            type(layer) in (DynamicLayer, ReservedLayer) and layer.is_initialized for layer in layers
+        ):
             return False  # sliding-window or quantised caches keep their holes
         rows = self._rows(index.to(self.device))
         prompt = self._prompt_ids.shape[1]

@@ -59,7 +59,9 @@ class ToyBackbone(Backbone):
         if self.image_only and self.grid is None:
             raise ConfigError("image_only needs a grid=(rows, cols)")
         if self.grid is not None and not self.image_only and self.vocab_size < 3:
-            raise ConfigError(f"a toy grid layout needs vocab_size >= 3 (image tokens, end-of-line, end), got {self.vocab_size}")
+            raise ConfigError(
+                f"a toy grid layout needs vocab_size >= 3 (image tokens, end-of-line, end), got {self.vocab_size}"
+            )
         g = torch.Generator().manual_seed(self.seed)
         shape = (self.period, self.vocab_size, self.modulus, self.vocab_size)
         self.table = torch.randn(shape, generator=g) * self.sharpness
@@ -117,7 +119,7 @@ class ToyBackbone(Backbone):
     def exact_distribution(self, prompt: str, sampling: SamplingConfig) -> tuple[torch.Tensor, torch.Tensor]:
         """(sequences Long[V^L, L], probabilities Float[V^L]) of the whole span under AR sampling."""
         layout, v = self.layout(), self.vocab_size
-        if v ** layout.length > 1_000_000:
+        if v**layout.length > 1_000_000:
             raise ConfigError(f"{v}^{layout.length} sequences are too many to enumerate")
         seqs = torch.tensor(list(itertools.product(range(v), repeat=layout.length)), dtype=torch.long)
 
@@ -133,7 +135,7 @@ class ToyBackbone(Backbone):
         return seqs, probs.gather(-1, seqs.unsqueeze(-1)).squeeze(-1).prod(-1)
 
     # --- the backbone contract --------------------------------------------------------------
-    def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options) -> "ToySession":
+    def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options) -> ToySession:
         if options:
             raise ConfigError(f"the toy backbone takes no start options, got {sorted(options)}")
         for i, prompt in enumerate(prompts):
@@ -157,7 +159,9 @@ class ToyBackbone(Backbone):
 class ToySession(Session):
     supports_attention = True
 
-    def __init__(self, backbone: ToyBackbone, batch: int, layout: TokenLayout, prompt: torch.Tensor, valid: torch.Tensor):
+    def __init__(
+        self, backbone: ToyBackbone, batch: int, layout: TokenLayout, prompt: torch.Tensor, valid: torch.Tensor
+    ):
         self.backbone, self.batch, self.layout = backbone, batch, layout
         self.prompt, self.prompt_valid = prompt, valid
         self.slots = torch.zeros(prompt.shape[0], 0, dtype=torch.long)  # the "KV cache": span inputs
@@ -171,7 +175,10 @@ class ToySession(Session):
         tokens = self.backbone.read_noisy(window.tokens, window).repeat(expand, 1)
         key_valid = window.key_valid.repeat(expand, 1)
         if key_valid.shape[1] != self.slots.shape[1] + tokens.shape[1]:
-            raise ConfigError(f"key_valid covers {key_valid.shape[1]} slots; cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")
+            raise ConfigError(
+                f"key_valid covers {key_valid.shape[1]} slots; "
+                f"cache holds {self.slots.shape[1]} + window {tokens.shape[1]}"
+            )
         history = torch.cat([self.prompt, self.slots, tokens], 1)
         valid = torch.cat([self.prompt_valid, key_valid], 1)
         logits = self.backbone.logits_of(history, valid)
@@ -189,8 +196,10 @@ class ToySession(Session):
         tokens = self.backbone.read_noisy(window.tokens, window).repeat(expand, 1)
         keys = torch.cat([self.slots, tokens], 1)
         if window.attention.shape[2] != keys.shape[1]:
-            raise ConfigError(f"attention covers {window.attention.shape[2]} slots; "
-                              f"cache holds {self.slots.shape[1]} + window {tokens.shape[1]}")
+            raise ConfigError(
+                f"attention covers {window.attention.shape[2]} slots; "
+                f"cache holds {self.slots.shape[1]} + window {tokens.shape[1]}"
+            )
         prompt_sum = (self.prompt * self.prompt_valid).sum(1, keepdim=True)
         # the sum of the span tokens each slot sees, as one batched product (exact: small integers in
         # float64); guidance rows hold the same span tokens, so it is computed for the first B rows

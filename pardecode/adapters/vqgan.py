@@ -63,9 +63,14 @@ class VQGANConfig:
             if attn_type != "vanilla":
                 raise CheckpointError(f"{path}: attn_type {attn_type!r} is not supported (only 'vanilla')")
             return cls(
-                n_embed=int(params["n_embed"]), embed_dim=int(params["embed_dim"]), z_channels=int(dd["z_channels"]),
-                ch=int(dd["ch"]), ch_mult=dd["ch_mult"], num_res_blocks=int(dd["num_res_blocks"]),
-                resolution=int(dd["resolution"]), out_ch=int(dd.get("out_ch", 3)),
+                n_embed=int(params["n_embed"]),
+                embed_dim=int(params["embed_dim"]),
+                z_channels=int(dd["z_channels"]),
+                ch=int(dd["ch"]),
+                ch_mult=dd["ch_mult"],
+                num_res_blocks=int(dd["num_res_blocks"]),
+                resolution=int(dd["resolution"]),
+                out_ch=int(dd.get("out_ch", 3)),
                 attn_resolutions=dd.get("attn_resolutions"),
             )
         except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as err:
@@ -86,10 +91,10 @@ def _rename(key: str, levels: int) -> str | None:
         return key
     if not key.startswith("decoder."):
         return None  # encoder, quant_conv, loss
-    rest = key[len("decoder."):]
+    rest = key[len("decoder.") :]
     for meta, ours in (("conv_in.", "conv_in."), ("conv_out.", "conv_out."), ("norm_out.", "conv_norm_out.")):
         if rest.startswith(meta):
-            return "decoder." + ours + rest[len(meta):]
+            return "decoder." + ours + rest[len(meta) :]
     m = re.fullmatch(r"mid\.(block_1|block_2|attn_1)\.(\w+)\.(weight|bias)", rest)
     if m:
         part, layer, kind = m.groups()
@@ -101,7 +106,9 @@ def _rename(key: str, levels: int) -> str | None:
         level, part, index, layer, kind = m.groups()
         stage = levels - 1 - int(level)  # Meta indexes stages by resolution, diffusers in running order
         table = _RESNET if part == "block" else _ATTENTION
-        return f"decoder.up_blocks.{stage}.{'resnets' if part == 'block' else 'attentions'}.{index}.{table[layer]}.{kind}"
+        return (
+            f"decoder.up_blocks.{stage}.{'resnets' if part == 'block' else 'attentions'}.{index}.{table[layer]}.{kind}"
+        )
     m = re.fullmatch(r"up\.(\d+)\.upsample\.conv\.(weight|bias)", rest)
     if m:
         return f"decoder.up_blocks.{levels - 1 - int(m.group(1))}.upsamplers.0.conv.{m.group(2)}"
@@ -116,17 +123,19 @@ class VQGANDecoder(nn.Module):
         try:
             from diffusers.models.autoencoders.vae import Decoder
         except ImportError:
-            raise ConfigError(
-                "the VQGAN image decoder needs diffusers: pip install 'pardecode[vqgan]'"
-            ) from None
+            raise ConfigError("the VQGAN image decoder needs diffusers: pip install 'pardecode[vqgan]'") from None
         self.config = config
         self.codebook = nn.Embedding(config.n_embed, config.embed_dim)
         self.post_quant_conv = nn.Conv2d(config.embed_dim, config.z_channels, 1)
         stages = ["AttnUpDecoderBlock2D" if a else "UpDecoderBlock2D" for a in config.attention_levels()]
         self.decoder = Decoder(
-            in_channels=config.z_channels, out_channels=config.out_ch, up_block_types=tuple(stages),
-            block_out_channels=tuple(config.ch * m for m in config.ch_mult), layers_per_block=config.num_res_blocks,
-            norm_num_groups=32, act_fn="silu",
+            in_channels=config.z_channels,
+            out_channels=config.out_ch,
+            up_block_types=tuple(stages),
+            block_out_channels=tuple(config.ch * m for m in config.ch_mult),
+            layers_per_block=config.num_res_blocks,
+            norm_num_groups=32,
+            act_fn="silu",
         )
 
     @torch.inference_mode()
@@ -134,13 +143,17 @@ class VQGANDecoder(nn.Module):
         if codes.ndim != 3:
             raise ConfigError(f"the VQGAN decoder takes Long[N, rows, cols] codebook indices, got {tuple(codes.shape)}")
         if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= self.config.n_embed):
-            raise ConfigError(f"codebook indices must be in [0, {self.config.n_embed}), got {int(codes.min())}..{int(codes.max())}")
+            raise ConfigError(
+                f"codebook indices must be in [0, {self.config.n_embed}), got {int(codes.min())}..{int(codes.max())}"
+            )
         weight = self.codebook.weight
         latent = self.codebook(codes.to(weight.device)).permute(0, 3, 1, 2)
         return self.decoder(self.post_quant_conv(latent))
 
     @classmethod
-    def load(cls, directory: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> VQGANDecoder:
+    def load(
+        cls, directory: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    ) -> VQGANDecoder:
         """Meta's VQGAN in `directory` (vqgan.yaml + vqgan.ckpt)."""
         root = Path(directory).expanduser()
         if not is_vqgan_dir(root):

@@ -42,8 +42,10 @@ class Comparison:
 
     def verdict(self, lossless: bool) -> str:
         lo, hi = self.agreement_interval
-        cost = (f"costs {-self.agreement_diff:+.3f} agreement [{-hi:+.3f}, {-lo:+.3f}], "
-                f"Fréchet {self.frechet_diff:+.1f} [{self.frechet_interval[0]:+.1f}, {self.frechet_interval[1]:+.1f}]")
+        cost = (
+            f"costs {-self.agreement_diff:+.3f} agreement [{-hi:+.3f}, {-lo:+.3f}], "
+            f"Fréchet {self.frechet_diff:+.1f} [{self.frechet_interval[0]:+.1f}, {self.frechet_interval[1]:+.1f}]"
+        )
         if lossless:
             return "matches AR" if self.matches else "DIFFERS: " + cost
         return cost

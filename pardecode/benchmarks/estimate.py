@@ -50,8 +50,9 @@ def _window(setting: Setting, profile: CostProfile, batch: int) -> int:
     window = setting.params.get("window", getattr(setting.build(), "window", "auto"))
     if isinstance(window, int):
         return window
-    return min((w for w in profile.windows if w),
-               key=lambda w: profile.pass_seconds(batch, w) / profile.tokens_per_pass(w))
+    return min(
+        (w for w in profile.windows if w), key=lambda w: profile.pass_seconds(batch, w) / profile.tokens_per_pass(w)
+    )
 
 
 def setting_cost(setting: Setting, runs: int, batch: int, length: int, profile: CostProfile | None) -> SettingCost:
@@ -96,15 +97,21 @@ def _duration(seconds: float | None) -> str:
 
 def render(suite: Suite, costs: Iterable[BackboneCost], shards: int = 1) -> str:
     """The dry run's text: per backbone and setting, runs, images, passes per image, device-hours."""
-    lines = [f"suite {suite.name}: {len(suite.runs())} runs, {len(suite.prompts)} prompts"
-             f"{f' ({suite.prompt_source})' if suite.prompt_source else ''} x {len(suite.seeds)} seed(s) "
-             f"x {suite.repeats} repeat(s), batch {suite.batch}"
-             + (f"; metrics {', '.join(m.name for m in suite.metrics)}" if suite.metrics else "")]
+    lines = [
+        f"suite {suite.name}: {len(suite.runs())} runs, {len(suite.prompts)} prompts"
+        f"{f' ({suite.prompt_source})' if suite.prompt_source else ''} x {len(suite.seeds)} seed(s) "
+        f"x {suite.repeats} repeat(s), batch {suite.batch}"
+        + (f"; metrics {', '.join(m.name for m in suite.metrics)}" if suite.metrics else "")
+    ]
     total: float | None = 0.0
     for cost in costs:
-        where = (f"cost profile {cost.profile} ({cost.device})" if cost.profile else "no stored cost profile: "
-                 f"it would measure one first (`pardecode profile --backbone {cost.name} ...` with the suite's "
-                 "options and threads)")
+        where = (
+            f"cost profile {cost.profile} ({cost.device})"
+            if cost.profile
+            else "no stored cost profile: "
+            f"it would measure one first (`pardecode profile --backbone {cost.name} ...` with the suite's "
+            "options and threads)"
+        )
         lines.append(f"\n{cost.label}: {cost.length} image tokens per image; {where}")
         lines.append(f"  {'setting':<48} {'runs':>6} {'images':>7} {'passes/image':>13} {'device time':>13}")
         for s in cost.settings:
@@ -114,9 +121,12 @@ def render(suite: Suite, costs: Iterable[BackboneCost], shards: int = 1) -> str:
     if total is None:
         lines.append("\nestimated device-hours: unknown until every backbone has a stored cost profile")
     else:
-        lines.append(f"\nestimated device-hours: {total / 3600:.2f} ({_duration(total)}; decoding only: warm-ups, "
-                     f"image decoding and metrics add to it); wall time over {shards} process(es): "
-                     f"{_duration(total / shards)}")
-    lines.append("passes of parallel settings use the profile's SJD calibration: lossy and tree strategies "
-                 "usually need fewer")
+        lines.append(
+            f"\nestimated device-hours: {total / 3600:.2f} ({_duration(total)}; decoding only: warm-ups, "
+            f"image decoding and metrics add to it); wall time over {shards} process(es): "
+            f"{_duration(total / shards)}"
+        )
+    lines.append(
+        "passes of parallel settings use the profile's SJD calibration: lossy and tree strategies usually need fewer"
+    )
     return "\n".join(lines)

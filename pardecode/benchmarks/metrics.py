@@ -152,14 +152,46 @@ def judge_images(records: Sequence[dict[str, Any]], judge: Judge) -> tuple[Quali
 
 
 #: two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (2.0 beyond: 2.04 at 30, 1.96 at infinity)
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+T_975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def t_tolerance(ar: Sequence[float], mine: Sequence[float]) -> float:
     """Largest |mean(mine) - mean(ar)| a pooled two-sample t-test at 95% accepts (AR needs >= 2 values)."""
     df = len(ar) + len(mine) - 2
-    pooled = (np.var(ar, ddof=1) * (len(ar) - 1) + (np.var(mine, ddof=1) * (len(mine) - 1) if len(mine) > 1 else 0.0)) / df
+    pooled = (
+        np.var(ar, ddof=1) * (len(ar) - 1) + (np.var(mine, ddof=1) * (len(mine) - 1) if len(mine) > 1 else 0.0)
+    ) / df
     quantile = T_975[df - 1] if df <= len(T_975) else 2.0
     return float(quantile * math.sqrt(pooled * (1 / len(ar) + 1 / len(mine))))
 
@@ -190,7 +222,9 @@ def lossless_check(lossless: bool, is_baseline: bool, mine: dict[int, Quality], 
     return "matches AR" if not flat else f"n/a: no spread across seeds in {', '.join(flat)}"
 
 
-def _baseline(label: str, sampling: dict[str, Any], settings: dict[str, list[dict[str, Any]]]) -> tuple[str | None, bool]:
+def _baseline(
+    label: str, sampling: dict[str, Any], settings: dict[str, list[dict[str, Any]]]
+) -> tuple[str | None, bool]:
     """(the AR setting to compare with, whether its sampling is the same)."""
     ars = [s for s, recs in settings.items() if recs[0]["key"]["strategy"] == AR]
     same = [s for s in ars if settings[s][0]["effective_sampling"] == sampling]
@@ -247,7 +281,9 @@ def _setting_summary(
     )
 
 
-def _versus_ar(rows: list[SettingSummary], by_setting: dict[str, list[dict[str, Any]]], judge: Judge | None) -> list[SettingSummary]:
+def _versus_ar(
+    rows: list[SettingSummary], by_setting: dict[str, list[dict[str, Any]]], judge: Judge | None
+) -> list[SettingSummary]:
     """Rows with their pooled-image comparison against the AR baseline of the same sampling."""
     reference = getattr(judge, "reference_stats", None)
     if judge is None or reference is None:
@@ -293,7 +329,9 @@ def _judge_and_metrics(
     return judge, [m.build() for m in suite.metrics if m.name not in covered]
 
 
-def summarize(suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[[str], Judge | None] = judge_for) -> list[BackboneSummary]:
+def summarize(
+    suite: Suite, records: Sequence[dict[str, Any]], judges: Callable[[str], Judge | None] = judge_for
+) -> list[BackboneSummary]:
     """One summary per backbone of the suite, settings in suite order (settings without runs left out)."""
     expected: dict[tuple[str, str], int] = defaultdict(int)
     for run in suite.runs():

@@ -60,8 +60,11 @@ class PromptSet:
             return self
         rank = sorted(range(len(self.prompts)), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).digest())
         keep = sorted(rank[:size])
-        return PromptSet([self.prompts[i] for i in keep], [self.metadata[i] for i in keep],
-                         f"{self.source or 'prompts'}, subset of {size} (seed {seed})")
+        return PromptSet(
+            [self.prompts[i] for i in keep],
+            [self.metadata[i] for i in keep],
+            f"{self.source or 'prompts'}, subset of {size} (seed {seed})",
+        )
 
 
 def _normalise(text: str) -> str:

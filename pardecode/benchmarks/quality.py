@@ -62,7 +62,7 @@ class Spread:
     count: int
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Spread":
+    def of(cls, values: Sequence[float]) -> Spread:
         values = [float(v) for v in values]
         std = float(np.std(values, ddof=1)) if len(values) > 1 else math.nan
         return cls(float(np.mean(values)), std, len(values))
@@ -140,7 +140,7 @@ class FashionJudge:
 JUDGES: dict[str, Callable[[], Judge]] = {"fashion": FashionJudge, "fashion-sjd2": FashionJudge}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def judge_for(backbone: str) -> Judge | None:
     """The judge of a backbone's images (by registry name), or None: quality is then "n/a"."""
     factory = JUDGES.get(backbone)

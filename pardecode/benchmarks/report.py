@@ -45,15 +45,30 @@ def _sampling(s: dict[str, Any]) -> str:
 def setting_row(row: SettingSummary) -> list[str]:
     runs = f"{row.runs}" if row.runs == row.expected_runs else f"{row.runs}/{row.expected_runs}"
     return [
-        f"`{row.setting}`", runs, _num(row.passes, ".1f"), _num(row.tokens_per_pass, ".2f"),
-        _num(row.compression, ".2f", "x"), _num(row.seconds, ".3f"), _num(row.latency_ratio, ".2f", "x"),
-        _with_n(row.quality, "prompt_agreement", ".3f"), _with_n(row.quality, "frechet_distance", ".2f"), row.check,
+        f"`{row.setting}`",
+        runs,
+        _num(row.passes, ".1f"),
+        _num(row.tokens_per_pass, ".2f"),
+        _num(row.compression, ".2f", "x"),
+        _num(row.seconds, ".3f"),
+        _num(row.latency_ratio, ".2f", "x"),
+        _with_n(row.quality, "prompt_agreement", ".3f"),
+        _with_n(row.quality, "frechet_distance", ".2f"),
+        row.check,
     ]
 
 
 SETTING_HEADER = (
-    "setting", "runs", "forward passes", "tokens / pass", "step compression", "median s / run",
-    "latency ratio", "prompt agreement", "Fréchet distance", "quality vs AR",
+    "setting",
+    "runs",
+    "forward passes",
+    "tokens / pass",
+    "step compression",
+    "median s / run",
+    "latency ratio",
+    "prompt agreement",
+    "Fréchet distance",
+    "quality vs AR",
 )
 
 
@@ -73,12 +88,29 @@ def decode_statistics(summary: BackboneSummary) -> list[str]:
         "1, 2, 3, ... tokens, repeat 0):",
         "",
         *_table(
-            ("setting", "forward passes", "step compression", "tokens / pass", f"s / image (batch {summary.batch})",
-             "latency at batch 1", "peak memory", "acceptance lengths (tokens: count)"),
-            [[f"`{r.setting}`", _num(r.passes, ".1f"), _num(r.compression, ".2f", "x"), _num(r.tokens_per_pass, ".2f"),
-              _num(r.seconds_per_image, ".4f"), _num(r.latency_batch1, ".3f"), _memory(r),
-              _histogram(r.acceptance_histogram)]
-             for r in summary.settings],
+            (
+                "setting",
+                "forward passes",
+                "step compression",
+                "tokens / pass",
+                f"s / image (batch {summary.batch})",
+                "latency at batch 1",
+                "peak memory",
+                "acceptance lengths (tokens: count)",
+            ),
+            [
+                [
+                    f"`{r.setting}`",
+                    _num(r.passes, ".1f"),
+                    _num(r.compression, ".2f", "x"),
+                    _num(r.tokens_per_pass, ".2f"),
+                    _num(r.seconds_per_image, ".4f"),
+                    _num(r.latency_batch1, ".3f"),
+                    _memory(r),
+                    _histogram(r.acceptance_histogram),
+                ]
+                for r in summary.settings
+            ],
         ),
         "",
     ]
@@ -86,8 +118,12 @@ def decode_statistics(summary: BackboneSummary) -> list[str]:
 
 def metric_scores(summary: BackboneSummary) -> list[str]:
     """The suite's metrics per setting, each number with the variant that computed it."""
-    rows = [[f"`{r.setting}`", f"{score.metric}: {name}", _num(value, ".4g"), str(score.n), score.variant]
-            for r in summary.settings for score in r.scores for name, value in score.values.items()]
+    rows = [
+        [f"`{r.setting}`", f"{score.metric}: {name}", _num(value, ".4g"), str(score.n), score.variant]
+        for r in summary.settings
+        for score in r.scores
+        for name, value in score.values.items()
+    ]
     if not rows:
         return []
     return [
@@ -114,8 +150,16 @@ def backbone_section(summary: BackboneSummary, plots: dict[str, str]) -> list[st
         "",
         *_table(
             ("setting", "AR baseline", "sampling", "lossless", "forward share of loop time"),
-            [[f"`{r.setting}`", f"`{r.baseline}`" if r.baseline else NA, _sampling(r.sampling),
-              "yes" if r.lossless else "no", _num(r.forward_share, ".0%")] for r in rows],
+            [
+                [
+                    f"`{r.setting}`",
+                    f"`{r.baseline}`" if r.baseline else NA,
+                    _sampling(r.sampling),
+                    "yes" if r.lossless else "no",
+                    _num(r.forward_share, ".0%"),
+                ]
+                for r in rows
+            ],
         ),
         "",
         *decode_statistics(summary),
@@ -129,25 +173,52 @@ def backbone_section(summary: BackboneSummary, plots: dict[str, str]) -> list[st
             "setting matches AR when neither p-value is below 0.05; see How it was measured):",
             "",
             *_table(
-                ("setting", "lossless", "images", "Δ agreement [95%]", "p", "Δ Fréchet [95%]", "p", "reading", "TV bound / image"),
-                [[f"`{r.setting}`", "yes" if r.lossless else "no", f"{r.versus_ar.n} vs {r.versus_ar.n_ar}",
-                  f"{r.versus_ar.agreement_diff:+.3f} [{r.versus_ar.agreement_interval[0]:+.3f}, {r.versus_ar.agreement_interval[1]:+.3f}]",
-                  f"{r.versus_ar.agreement_p:.3f}",
-                  f"{r.versus_ar.frechet_diff:+.1f} [{r.versus_ar.frechet_interval[0]:+.1f}, {r.versus_ar.frechet_interval[1]:+.1f}]",
-                  f"{r.versus_ar.frechet_p:.3f}", r.versus_ar.verdict(r.lossless), _num(r.tv_bound, ".2f")]
-                 for r in compared],
+                (
+                    "setting",
+                    "lossless",
+                    "images",
+                    "Δ agreement [95%]",
+                    "p",
+                    "Δ Fréchet [95%]",
+                    "p",
+                    "reading",
+                    "TV bound / image",
+                ),
+                [
+                    [
+                        f"`{r.setting}`",
+                        "yes" if r.lossless else "no",
+                        f"{r.versus_ar.n} vs {r.versus_ar.n_ar}",
+                        f"{r.versus_ar.agreement_diff:+.3f} [{r.versus_ar.agreement_interval[0]:+.3f}, "
+                        f"{r.versus_ar.agreement_interval[1]:+.3f}]",
+                        f"{r.versus_ar.agreement_p:.3f}",
+                        f"{r.versus_ar.frechet_diff:+.1f} [{r.versus_ar.frechet_interval[0]:+.1f}, "
+                        f"{r.versus_ar.frechet_interval[1]:+.1f}]",
+                        f"{r.versus_ar.frechet_p:.3f}",
+                        r.versus_ar.verdict(r.lossless),
+                        _num(r.tv_bound, ".2f"),
+                    ]
+                    for r in compared
+                ],
             ),
             "",
         ]
     seeded = [r for r in rows if r.seed_quality]
     if seeded:
-        lines += ["Quality across seeds (mean ± standard deviation of the per-seed values; what *quality vs AR* tests):", ""]
+        lines += [
+            "Quality across seeds (mean ± standard deviation of the per-seed values; what *quality vs AR* tests):",
+            "",
+        ]
         lines += _table(
             ("setting", "seeds", "images / seed", "prompt agreement", "Fréchet distance"),
             [
-                [f"`{r.setting}`", str(len(r.seed_quality)), str(min(q.n for q in r.seed_quality.values())),
-                 _spread(Spread.of([q.prompt_agreement for q in r.seed_quality.values()]), ".3f"),
-                 _spread(Spread.of([q.frechet_distance for q in r.seed_quality.values()]), ".2f")]
+                [
+                    f"`{r.setting}`",
+                    str(len(r.seed_quality)),
+                    str(min(q.n for q in r.seed_quality.values())),
+                    _spread(Spread.of([q.prompt_agreement for q in r.seed_quality.values()]), ".3f"),
+                    _spread(Spread.of([q.frechet_distance for q in r.seed_quality.values()]), ".2f"),
+                ]
                 for r in seeded
             ],
         )
@@ -161,8 +232,11 @@ def backbone_section(summary: BackboneSummary, plots: dict[str, str]) -> list[st
             "",
         ]
     elif not any(r.quality for r in rows) and not any(r.scores for r in rows):
-        lines += ["Quality: n/a (this backbone has no image decoder or no evaluator; a suite's `metrics` "
-                  "such as fid and clip score any backbone that decodes images).", ""]
+        lines += [
+            "Quality: n/a (this backbone has no image decoder or no evaluator; a suite's `metrics` "
+            "such as fid and clip score any backbone that decodes images).",
+            "",
+        ]
     for caption, file in plots.items():
         lines += [f"![{caption}]({file})", ""]
     return lines
@@ -175,8 +249,20 @@ BACKBONE_ENVIRONMENT = ("device", "device_name", "dtype", "attention")
 def environment_section(sessions: Sequence[dict[str, Any]]) -> list[str]:
     if not sessions:
         return ["## Environment", "", "No session recorded.", ""]
-    fields = ("shard", "date", "python", "torch", "transformers", "pardecode", "commit", "cpu", "cpu_count",
-              "torch_threads", "batch", "seeds")
+    fields = (
+        "shard",
+        "date",
+        "python",
+        "torch",
+        "transformers",
+        "pardecode",
+        "commit",
+        "cpu",
+        "cpu_count",
+        "torch_threads",
+        "batch",
+        "seeds",
+    )
     lines = [
         "## Environment",
         "",
@@ -191,9 +277,13 @@ def environment_section(sessions: Sequence[dict[str, Any]]) -> list[str]:
             "Backbones as loaded (device name: torch.cuda.get_device_name on CUDA, else the CPU model; attention: "
             "the model config's `_attn_implementation`, n/a where it has none):",
             "",
-            *_table(("shard", "backbone", "device", "device name", "dtype", "attention"),
-                    [[str(shard), f"`{label}`", *(str(env.get(k, NA)) for k in BACKBONE_ENVIRONMENT)]
-                     for shard, label, env in backbones]),
+            *_table(
+                ("shard", "backbone", "device", "device name", "dtype", "attention"),
+                [
+                    [str(shard), f"`{label}`", *(str(env.get(k, NA)) for k in BACKBONE_ENVIRONMENT)]
+                    for shard, label, env in backbones
+                ],
+            ),
             "",
         ]
     return lines
@@ -225,18 +315,27 @@ def measurement_section(suite: Suite) -> list[str]:
     ]
 
 
-def render(suite: Suite, summaries: Sequence[BackboneSummary], sessions: Sequence[dict[str, Any]],
-           plots: dict[str, dict[str, str]], results_files: Sequence[str]) -> str:
+def render(
+    suite: Suite,
+    summaries: Sequence[BackboneSummary],
+    sessions: Sequence[dict[str, Any]],
+    plots: dict[str, dict[str, str]],
+    results_files: Sequence[str],
+) -> str:
     done = sum(r.runs for s in summaries for r in s.settings)
     total = len(suite.runs())
-    status = "complete" if done == total else f"INCOMPLETE: {total - done} run(s) missing (resume or merge the other shards)"
+    status = (
+        "complete" if done == total else f"INCOMPLETE: {total - done} run(s) missing (resume or merge the other shards)"
+    )
     lines = [
         f"# Benchmark `{suite.name}`",
         "",
         *([suite.description.strip(), ""] if suite.description.strip() else []),
         f"Suite fingerprint `{suite.fingerprint}`; {done} of {total} runs ({status}), read from "
-        + ", ".join(f"`{f}`" for f in results_files) + f"; report written "
-        + datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC") + ".",
+        + ", ".join(f"`{f}`" for f in results_files)
+        + "; report written "
+        + datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        + ".",
         "",
     ]
     for summary in summaries:
@@ -267,10 +366,18 @@ def build_report(out: str | Path, judges: Callable[[str], Judge | None] = judge_
 
 def report_json(suite: Suite, summaries: Sequence[BackboneSummary], sessions: Sequence[dict[str, Any]]) -> str:
     """Everything report.md shows, as JSON: per setting the decode statistics, quality, metric scores with variants."""
-    return json.dumps({
-        "suite": suite.name, "fingerprint": suite.fingerprint, "batch": suite.batch, "seeds": list(suite.seeds),
-        "backbones": [attrs.asdict(s) for s in summaries], "sessions": list(sessions),
-    }, indent=1, default=str)
+    return json.dumps(
+        {
+            "suite": suite.name,
+            "fingerprint": suite.fingerprint,
+            "batch": suite.batch,
+            "seeds": list(suite.seeds),
+            "backbones": [attrs.asdict(s) for s in summaries],
+            "sessions": list(sessions),
+        },
+        indent=1,
+        default=str,
+    )
 
 
 # ------------------------------------------------------------------------------------ compare
@@ -287,8 +394,12 @@ def _change(old: float | None, new: float | None, fmt: str, suffix: str = "") ->
 
 #: (figure, format, suffix) of each compared column
 COMPARED = (
-    ("passes", ".1f", ""), ("compression", ".2f", "x"), ("seconds", ".3f", ""), ("latency_ratio", ".2f", "x"),
-    ("prompt_agreement", ".3f", ""), ("frechet_distance", ".2f", ""),
+    ("passes", ".1f", ""),
+    ("compression", ".2f", "x"),
+    ("seconds", ".3f", ""),
+    ("latency_ratio", ".2f", "x"),
+    ("prompt_agreement", ".3f", ""),
+    ("frechet_distance", ".2f", ""),
 )
 
 
@@ -310,13 +421,25 @@ def compare(old: Sequence[BackboneSummary], new: Sequence[BackboneSummary]) -> s
         rows = []
         for key in (k for k in keys if k[0] == backbone):
             a, b = olds.get(key), news.get(key)
-            rows.append([
-                f"`{key[1]}`" + ("" if a and b else " (new)" if b else " (removed)"),
-                *(_change(_figure(a, name), _figure(b, name), fmt, suffix) for name, fmt, suffix in COMPARED),
-            ])
+            rows.append(
+                [
+                    f"`{key[1]}`" + ("" if a and b else " (new)" if b else " (removed)"),
+                    *(_change(_figure(a, name), _figure(b, name), fmt, suffix) for name, fmt, suffix in COMPARED),
+                ]
+            )
         lines += [f"## Backbone `{backbone}`", ""]
-        lines += _table(("setting", "forward passes", "step compression", "median s / run", "latency ratio",
-                         "prompt agreement", "Fréchet distance"), rows)
+        lines += _table(
+            (
+                "setting",
+                "forward passes",
+                "step compression",
+                "median s / run",
+                "latency ratio",
+                "prompt agreement",
+                "Fréchet distance",
+            ),
+            rows,
+        )
         lines.append("")
     return "\n".join(lines)
 

@@ -40,7 +40,7 @@ class Shard:
             raise ConfigError(f"shard must be i/n with n >= 1 and 0 <= i < n, got {self.index}/{self.count}")
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         index, _, count = text.partition("/")
         try:
             return cls(int(index), int(count))
@@ -48,7 +48,7 @@ class Shard:
             raise ConfigError(f"shard must be i/n (e.g. 0/2 for the first of two), got {text!r}") from None
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> "Shard":
+    def from_env(cls, env: dict[str, str] | None = None) -> Shard:
         """RANK / WORLD_SIZE as torchrun and accelerate set them; one shard when they are absent."""
         env = os.environ if env is None else env
         if "RANK" in env and "WORLD_SIZE" in env:
@@ -108,13 +108,18 @@ class ResultsDir:
             )
         self.path.mkdir(parents=True, exist_ok=True)
         if stored is None or stored["fingerprint"] != suite.fingerprint:
-            _write_atomic(self.path / SUITE_FILE, json.dumps({"fingerprint": suite.fingerprint, "suite": suite.to_dict()}, indent=1))
+            _write_atomic(
+                self.path / SUITE_FILE,
+                json.dumps({"fingerprint": suite.fingerprint, "suite": suite.to_dict()}, indent=1),
+            )
 
     def stored_suite_info(self) -> dict[str, Any] | None:
         file = self.path / SUITE_FILE
         if not file.is_file():
             if self.results_files():
-                raise ConfigError(f"{self.path} holds results files but no {SUITE_FILE}; cannot tell which suite made them")
+                raise ConfigError(
+                    f"{self.path} holds results files but no {SUITE_FILE}; cannot tell which suite made them"
+                )
             return None
         return json.loads(file.read_text())
 

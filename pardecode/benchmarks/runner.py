@@ -42,7 +42,11 @@ def cpu_model() -> str:
 def _commit() -> str | None:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -143,8 +147,9 @@ def _timed_decode(run: Run, backbone: Any, spec: BackboneSpec, batch: int):
     return result, strategy, sampling, time.perf_counter() - start
 
 
-def execute(run: Run, backbone: Any, spec: BackboneSpec, batch: int, judge: Judge | None,
-            keep_images: bool = False) -> dict[str, Any]:
+def execute(
+    run: Run, backbone: Any, spec: BackboneSpec, batch: int, judge: Judge | None, keep_images: bool = False
+) -> dict[str, Any]:
     """Decode one run and return its record (images only on repeat 0: repeats share their seed, and only
     for a judge or `keep_images`, the suite's metrics)."""
     device = getattr(backbone, "device", None)
@@ -201,10 +206,15 @@ def run_suite(
         return Outcome(len(mine), len(mine), 0, time.perf_counter() - began)
     specs = {b.label: b for b in suite.backbones}
     loaded = {label: specs[label].load() for label in dict.fromkeys(run.backbone for run in todo)}
-    results.note_session(shard, {
-        **environment(shard), "seeds": list(suite.seeds), "batch": suite.batch,
-        "backbones": {label: backbone_environment(backbone) for label, backbone in loaded.items()},
-    })
+    results.note_session(
+        shard,
+        {
+            **environment(shard),
+            "seeds": list(suite.seeds),
+            "batch": suite.batch,
+            "backbones": {label: backbone_environment(backbone) for label, backbone in loaded.items()},
+        },
+    )
     judged = {label: judges(specs[label].name) for label in loaded}
     for run in {(run.backbone, run.setting.label): run for run in todo}.values():  # one per setting
         for _ in range(suite.warmup):
@@ -212,11 +222,22 @@ def run_suite(
 
     from tqdm import tqdm
 
-    with tqdm(total=len(mine), initial=len(mine) - len(todo), disable=not progress, unit="run",
-              desc=f"{suite.name} {shard}" if shard.count > 1 else suite.name) as bar:
+    with tqdm(
+        total=len(mine),
+        initial=len(mine) - len(todo),
+        disable=not progress,
+        unit="run",
+        desc=f"{suite.name} {shard}" if shard.count > 1 else suite.name,
+    ) as bar:
         for run in todo:
-            record = execute(run, loaded[run.backbone], specs[run.backbone], suite.batch, judged[run.backbone],
-                             keep_images=bool(suite.metrics))
+            record = execute(
+                run,
+                loaded[run.backbone],
+                specs[run.backbone],
+                suite.batch,
+                judged[run.backbone],
+                keep_images=bool(suite.metrics),
+            )
             results.append(shard, record)
             bar.set_postfix_str(run.setting.label, refresh=False)
             bar.update()

@@ -21,12 +21,21 @@ from typing import Any
 import attrs
 import torch
 
-from ..api import get_backbone, get_strategy
+from ..api import decode, get_backbone, get_strategy
 from ..planning import profile_for
-from ..api import decode
 
-PROMPTS = ("a t-shirt", "a pair of trousers", "a pullover", "a dress", "a coat",
-           "a sandal", "a shirt", "a sneaker", "a bag", "an ankle boot")
+PROMPTS = (
+    "a t-shirt",
+    "a pair of trousers",
+    "a pullover",
+    "a dress",
+    "a coat",
+    "a sandal",
+    "a shirt",
+    "a sneaker",
+    "a bag",
+    "an ankle boot",
+)
 
 
 @attrs.frozen
@@ -73,7 +82,9 @@ def run_speed(
             prompt = PROMPTS[r % len(PROMPTS)]
             for b in batches:
                 for s in settings:
-                    result = decode(backbone, get_strategy(s.strategy, **s.options), [prompt] * b, sampling=sampling, seed=r)
+                    result = decode(
+                        backbone, get_strategy(s.strategy, **s.options), [prompt] * b, sampling=sampling, seed=r
+                    )
                     if r:
                         times[b, s.label].append(result.trace.seconds / b)
                         passes[b, s.label].append(result.forward_passes)
@@ -83,15 +94,26 @@ def run_speed(
             ar = statistics.median(times[b, "ar"])
             for s in settings:
                 sec = statistics.median(times[b, s.label])
-                rows.append({
-                    "threads": t or default_threads, "threads_default": t == 0, "batch": b, "setting": s.label,
-                    "seconds_per_image": sec, "speedup_vs_ar": ar / sec,
-                    "passes": statistics.mean(passes[b, s.label]),
-                    "step_compression": statistics.mean(passes[b, "ar"]) / statistics.mean(passes[b, s.label]),
-                })
+                rows.append(
+                    {
+                        "threads": t or default_threads,
+                        "threads_default": t == 0,
+                        "batch": b,
+                        "setting": s.label,
+                        "seconds_per_image": sec,
+                        "speedup_vs_ar": ar / sec,
+                        "passes": statistics.mean(passes[b, s.label]),
+                        "step_compression": statistics.mean(passes[b, "ar"]) / statistics.mean(passes[b, s.label]),
+                    }
+                )
     torch.set_num_threads(default_threads)
-    report = {"backbone": backbone_name, "sampling": attrs.asdict(sampling), "repeats": repeats, "rows": rows,
-              "also": [s.label for s in also]}
+    report = {
+        "backbone": backbone_name,
+        "sampling": attrs.asdict(sampling),
+        "repeats": repeats,
+        "rows": rows,
+        "also": [s.label for s in also],
+    }
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -103,15 +125,21 @@ def run_speed(
 
 def render(report: dict[str, Any]) -> str:
     """Markdown: per thread count and batch, AR, the automatic windows and the best fixed window."""
-    lines = [f"# Seconds per image on `{report['backbone']}` (guidance {report['sampling']['cfg_scale']}, "
-             f"median of {report['repeats']} interleaved rounds)", ""]
+    lines = [
+        f"# Seconds per image on `{report['backbone']}` (guidance {report['sampling']['cfg_scale']}, "
+        f"median of {report['repeats']} interleaved rounds)",
+        "",
+    ]
     by = defaultdict(list)
     for row in report["rows"]:
         by[row["threads"], row["threads_default"]].append(row)
     for (threads, default), rows in by.items():
-        lines += [f"## {threads} thread(s){' (torch default)' if default else ''}", "",
-                  "| batch | ar s/image | sjd auto | sjd auto, gumbel | best fixed sjd window | auto / best fixed |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {threads} thread(s){' (torch default)' if default else ''}",
+            "",
+            "| batch | ar s/image | sjd auto | sjd auto, gumbel | best fixed sjd window | auto / best fixed |",
+            "|---|---|---|---|---|---|",
+        ]
         for b in sorted({r["batch"] for r in rows}):
             at = {r["setting"]: r for r in rows if r["batch"] == b}
             fixed = [r for k, r in at.items() if k.startswith("sjd window=")]  # the ladder, not `--also`
@@ -119,7 +147,10 @@ def render(report: dict[str, Any]) -> str:
             auto, coupled = at["sjd"], at["sjd coupling=gumbel"]
 
             def cell(r):
-                return f"{r['seconds_per_image']:.4f} s ({r['speedup_vs_ar']:.2f}x, {r['step_compression']:.2f}x fewer passes)"
+                return (
+                    f"{r['seconds_per_image']:.4f} s ({r['speedup_vs_ar']:.2f}x, "
+                    f"{r['step_compression']:.2f}x fewer passes)"
+                )
 
             lines.append(
                 f"| {b} | {at['ar']['seconds_per_image']:.4f} | {cell(auto)} | {cell(coupled)} | "
@@ -132,11 +163,17 @@ def render(report: dict[str, Any]) -> str:
             lines += ["| batch | setting | s/image | vs AR | fewer passes |", "|---|---|---|---|---|"]
             for b in sorted({r["batch"] for r in rows}):
                 at = {r["setting"]: r for r in rows if r["batch"] == b}
-                lines += [f"| {b} | {label} | {at[label]['seconds_per_image']:.4f} | {at[label]['speedup_vs_ar']:.2f}x | "
-                          f"{at[label]['step_compression']:.2f}x |" for label in also]
+                lines += [
+                    f"| {b} | {label} | {at[label]['seconds_per_image']:.4f} | {at[label]['speedup_vs_ar']:.2f}x | "
+                    f"{at[label]['step_compression']:.2f}x |"
+                    for label in also
+                ]
             lines.append("")
-    lines += ["Ratios > 1 are faster than AR (same prompts, seeds and run). `auto / best fixed` > 1: the",
-              "automatic window beat every fixed window of the ladder.", ""]
+    lines += [
+        "Ratios > 1 are faster than AR (same prompts, seeds and run). `auto / best fixed` > 1: the",
+        "automatic window beat every fixed window of the ladder.",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -80,7 +80,9 @@ def _int_at_least(minimum: int):
 def _identifier(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
     """Names end up in file names (plots) and table cells: no spaces, no slashes."""
     if not isinstance(value, str) or not value or any(c.isspace() or c in "/\\" for c in value):
-        raise ConfigError(f"suite: {attribute.name} must be a non-empty string without spaces or slashes, got {value!r}")
+        raise ConfigError(
+            f"suite: {attribute.name} must be a non-empty string without spaces or slashes, got {value!r}"
+        )
 
 
 def _sampling_overrides(where: str, table: Any) -> dict[str, Any]:
@@ -171,7 +173,9 @@ class StrategySpec:
     def __attrs_post_init__(self):
         for key, values in self.grid.items():
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"suite: strategy {self.name!r} grid {key!r} must be a non-empty list of values, got {values!r}")
+                raise ConfigError(
+                    f"suite: strategy {self.name!r} grid {key!r} must be a non-empty list of values, got {values!r}"
+                )
             if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
                 raise ConfigError(f"suite: strategy {self.name!r} grid {key!r} repeats a value: {values!r}")
         both = sorted(set(self.params) & set(self.grid))
@@ -204,8 +208,14 @@ class Run:
     def key(self) -> dict[str, Any]:
         s = self.setting
         return {
-            "backbone": self.backbone, "setting": s.label, "strategy": s.strategy, "params": s.params,
-            "sampling": s.sampling, "prompt": self.prompt, "seed": self.seed, "repeat": self.repeat,
+            "backbone": self.backbone,
+            "setting": s.label,
+            "strategy": s.strategy,
+            "params": s.params,
+            "sampling": s.sampling,
+            "prompt": self.prompt,
+            "seed": self.seed,
+            "repeat": self.repeat,
         }
 
     @property
@@ -221,7 +231,10 @@ def run_id(key: Mapping[str, Any]) -> str:
 def _non_empty_unique(kind: str, check):
     def validate(inst: Any, attribute: attrs.Attribute, value: Any) -> None:
         if not isinstance(value, tuple) or not value:
-            raise ConfigError(f"suite: {attribute.name} must be a non-empty list of {kind}, got {list(value) if isinstance(value, tuple) else value!r}")
+            raise ConfigError(
+                f"suite: {attribute.name} must be a non-empty list of {kind}, "
+                f"got {list(value) if isinstance(value, tuple) else value!r}"
+            )
         bad = [v for v in value if not check(v)]
         if bad:
             raise ConfigError(f"suite: {attribute.name} must hold {kind}, got {bad!r}")
@@ -239,7 +252,8 @@ class Suite:
     backbones: tuple[BackboneSpec, ...] = attrs.field(converter=tuple)
     strategies: tuple[StrategySpec, ...] = attrs.field(converter=tuple)
     prompts: tuple[str, ...] = attrs.field(
-        converter=tuple, validator=_non_empty_unique("non-empty strings", lambda p: isinstance(p, str) and bool(p.strip()))
+        converter=tuple,
+        validator=_non_empty_unique("non-empty strings", lambda p: isinstance(p, str) and bool(p.strip())),
     )
     seeds: tuple[int, ...] = attrs.field(
         converter=tuple, validator=_non_empty_unique("integers >= 0", lambda s: _is_int(s) and s >= 0)
@@ -259,8 +273,10 @@ class Suite:
 
     def __attrs_post_init__(self):
         if self.prompt_metadata and len(self.prompt_metadata) != len(self.prompts):
-            raise ConfigError(f"suite: prompt_metadata needs one entry per prompt ({len(self.prompts)}), "
-                              f"got {len(self.prompt_metadata)}")
+            raise ConfigError(
+                f"suite: prompt_metadata needs one entry per prompt ({len(self.prompts)}), "
+                f"got {len(self.prompt_metadata)}"
+            )
         for kind, items in (("backbones", self.backbones), ("strategies", self.strategies)):
             if not items:
                 raise ConfigError(f"suite: {kind} must list at least one entry")
@@ -270,7 +286,9 @@ class Suite:
         for spec in self.strategies:
             unknown = sorted(set(spec.backbones) - set(labels))
             if unknown:
-                raise ConfigError(f"suite: strategy {spec.name!r} names backbones {unknown}; the suite's backbones are {labels}")
+                raise ConfigError(
+                    f"suite: strategy {spec.name!r} names backbones {unknown}; the suite's backbones are {labels}"
+                )
         object.__setattr__(self, "settings", tuple(s for spec in self.strategies for s in spec.settings(self.sampling)))
         settings = [s.label for s in self.settings]
         duplicates = sorted({s for s in settings if settings.count(s) > 1})
@@ -292,7 +310,7 @@ class Suite:
     def backbone(self, label: str) -> BackboneSpec:
         return next(b for b in self.backbones if b.label == label)
 
-    def with_backbone(self, name: str, options: Mapping[str, Any] | None = None) -> "Suite":
+    def with_backbone(self, name: str, options: Mapping[str, Any] | None = None) -> Suite:
         """The same suite, every strategy on one other backbone (e.g. the fast toy backbone for a smoke test)."""
         return attrs.evolve(
             self,
@@ -300,17 +318,26 @@ class Suite:
             strategies=tuple(attrs.evolve(spec, backbones=()) for spec in self.strategies),
         )
 
-    def with_prompts(self, prompts: PromptSet) -> "Suite":
+    def with_prompts(self, prompts: PromptSet) -> Suite:
         """The same suite on other prompts (e.g. a few lines of a file for a smoke test)."""
         prompts = prompts.unique()
-        return attrs.evolve(self, prompts=prompts.prompts, prompt_source=prompts.source,
-                            prompt_metadata=prompts.metadata if any(prompts.metadata) else ())
+        return attrs.evolve(
+            self,
+            prompts=prompts.prompts,
+            prompt_source=prompts.source,
+            prompt_metadata=prompts.metadata if any(prompts.metadata) else (),
+        )
 
     # --- (de)serialisation ----------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         out = {
-            "name": self.name, "description": self.description, "prompts": list(self.prompts),
-            "seeds": list(self.seeds), "batch": self.batch, "repeats": self.repeats, "warmup": self.warmup,
+            "name": self.name,
+            "description": self.description,
+            "prompts": list(self.prompts),
+            "seeds": list(self.seeds),
+            "batch": self.batch,
+            "repeats": self.repeats,
+            "warmup": self.warmup,
             "sampling": self.sampling,
             "backbones": [attrs.asdict(b) for b in self.backbones],
             "strategies": [attrs.asdict(s) for s in self.strategies],
@@ -329,34 +356,54 @@ class Suite:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
 
     @classmethod
-    def from_dict(cls, raw: Any, source: str = "suite", base_dir: str | Path | None = None) -> "Suite":
+    def from_dict(cls, raw: Any, source: str = "suite", base_dir: str | Path | None = None) -> Suite:
         """A suite from its table; a relative `prompts_file` is read from `base_dir` (default: the cwd)."""
         table = _only_keys(
-            source, raw,
-            ("name", "description", "prompts", "prompts_file", "prompt_subset", "prompt_seed", "seeds", "batch",
-             "repeats", "warmup", "sampling", "backbones", "strategies", "metrics", *PROMPT_NOTES),
+            source,
+            raw,
+            (
+                "name",
+                "description",
+                "prompts",
+                "prompts_file",
+                "prompt_subset",
+                "prompt_seed",
+                "seeds",
+                "batch",
+                "repeats",
+                "warmup",
+                "sampling",
+                "backbones",
+                "strategies",
+                "metrics",
+                *PROMPT_NOTES,
+            ),
             required=("seeds", "backbones", "strategies"),
         )
         backbones = []
         for i, entry in enumerate(_list_of_tables(source, table, "backbones")):
             entry = _only_keys(f"{source}: backbones[{i}]", entry, ("name", "options", "start", "label"), ("name",))
-            backbones.append(BackboneSpec(
-                entry["name"],
-                _table(f"{source}: backbones[{i}].options", entry.get("options", {})),
-                _table(f"{source}: backbones[{i}].start", entry.get("start", {})),
-                entry.get("label", ""),
-            ))
+            backbones.append(
+                BackboneSpec(
+                    entry["name"],
+                    _table(f"{source}: backbones[{i}].options", entry.get("options", {})),
+                    _table(f"{source}: backbones[{i}].start", entry.get("start", {})),
+                    entry.get("label", ""),
+                )
+            )
         strategies = []
         for i, entry in enumerate(_list_of_tables(source, table, "strategies")):
             where = f"{source}: strategies[{i}]"
             entry = _only_keys(where, entry, ("name", "params", "grid", "sampling", "backbones"), ("name",))
-            strategies.append(StrategySpec(
-                entry["name"],
-                _table(f"{where}.params", entry.get("params", {})),
-                _table(f"{where}.grid", entry.get("grid", {})),
-                _sampling_overrides(f"{where}.sampling", entry.get("sampling", {})),
-                _labels(f"{where}.backbones", entry.get("backbones", [])),
-            ))
+            strategies.append(
+                StrategySpec(
+                    entry["name"],
+                    _table(f"{where}.params", entry.get("params", {})),
+                    _table(f"{where}.grid", entry.get("grid", {})),
+                    _sampling_overrides(f"{where}.sampling", entry.get("sampling", {})),
+                    _labels(f"{where}.backbones", entry.get("backbones", [])),
+                )
+            )
         if not isinstance(table["seeds"], list):
             _fail(source, f"seeds must be a list, got {table['seeds']!r}")
         prompts = _prompts(source, table, base_dir)
@@ -438,7 +485,10 @@ def load_suite(source: str | Path) -> Suite:
     if not path.is_file():
         builtins = builtin_suites()
         if str(source) not in builtins:
-            raise ConfigError(f"no suite file {str(source)!r} and no built-in suite of that name; built-in suites: {', '.join(builtins)}")
+            raise ConfigError(
+                f"no suite file {str(source)!r} and no built-in suite of that name; "
+                f"built-in suites: {', '.join(builtins)}"
+            )
         path = builtins[str(source)]
     try:
         raw = tomllib.loads(path.read_text())

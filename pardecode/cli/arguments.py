@@ -45,22 +45,53 @@ CHOSEN = "the fastest exact setting for the batch, by this machine's cost profil
 
 
 def add_decode_options(
-    p: argparse.ArgumentParser, default_backbone: str, default_window: int | None = None,
+    p: argparse.ArgumentParser,
+    default_backbone: str,
+    default_window: int | None = None,
     default_strategy: str | None = "sjd",
 ) -> None:
     """The flags of a command that decodes: backbone, strategy, their options, sampling, batch, seed.
 
     `default_strategy=None`: without --strategy the command runs `pardecode.choose_strategy`'s choice."""
-    p.add_argument("--backbone", default=default_backbone, help="registered backbone name, see `pardecode list` (default: %(default)s)")
-    p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="backbone option, e.g. path=/ckpt (repeatable; `pardecode list` shows each backbone's)")
-    p.add_argument("--strategy", default=default_strategy, help="registered strategy name, see `pardecode list` "
-                   f"(default: {default_strategy or CHOSEN})")
-    p.add_argument("--compile", action="store_true", help="run the backbone's forward through torch.compile (slower "
-                   "on the default model on a CPU: measured in HFBackbone.compile's docstring)")
-    p.add_argument("-S", "--strategy-option", action="append", metavar="KEY=VALUE", help="strategy option, e.g. init=repeat (repeatable; `pardecode list` shows each strategy's)")
-    window_default = f"default: {default_window}" if default_window else "default: the strategy's own, 'auto' for the built-ins"
-    p.add_argument("--window", type=window_arg, help="draft window of strategies that take one: an integer, or 'auto' "
-                   f"(chosen per pass for throughput from this machine's cost profile) ({window_default})")
+    p.add_argument(
+        "--backbone",
+        default=default_backbone,
+        help="registered backbone name, see `pardecode list` (default: %(default)s)",
+    )
+    p.add_argument(
+        "-B",
+        "--backbone-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="backbone option, e.g. path=/ckpt (repeatable; `pardecode list` shows each backbone's)",
+    )
+    p.add_argument(
+        "--strategy",
+        default=default_strategy,
+        help=f"registered strategy name, see `pardecode list` (default: {default_strategy or CHOSEN})",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="run the backbone's forward through torch.compile (slower "
+        "on the default model on a CPU: measured in HFBackbone.compile's docstring)",
+    )
+    p.add_argument(
+        "-S",
+        "--strategy-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="strategy option, e.g. init=repeat (repeatable; `pardecode list` shows each strategy's)",
+    )
+    window_default = (
+        f"default: {default_window}" if default_window else "default: the strategy's own, 'auto' for the built-ins"
+    )
+    p.add_argument(
+        "--window",
+        type=window_arg,
+        help="draft window of strategies that take one: an integer, or 'auto' "
+        f"(chosen per pass for throughput from this machine's cost profile) ({window_default})",
+    )
     p.add_argument("--cfg", type=float, dest="cfg_scale", help=f"classifier-free guidance scale, 1 = off ({REFERENCE})")
     p.add_argument("--top-k", type=int, help=f"keep the k most likely tokens, 0 = off ({REFERENCE})")
     p.add_argument("--top-p", type=float, help=f"nucleus sampling mass, 1 = off ({REFERENCE})")
@@ -114,7 +145,9 @@ def build(args: argparse.Namespace) -> tuple[Any, Any, Any]:
         if not hasattr(backbone, "compile"):
             raise PardecodeError(f"--compile needs a transformers backbone; {args.backbone!r} has no compiled forward")
         backbone.compile()
-    overrides = {k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "cfg_scale") if getattr(args, k) is not None}
+    overrides = {
+        k: getattr(args, k) for k in ("temperature", "top_k", "top_p", "cfg_scale") if getattr(args, k) is not None
+    }
     sampling = attrs.evolve(backbone.default_sampling, **overrides)
     if args.batch < 1:
         raise PardecodeError(f"--batch must be >= 1, got {args.batch}")

@@ -108,8 +108,10 @@ def _run(args: argparse.Namespace) -> int:
     recorded = len({run.id for run in suite.runs()} & ResultsDir(args.out).done())
     total = len(suite.runs())
     if recorded < total:  # other shards are still running: a report now would be partial
-        print(f"no report yet: {recorded} of {total} runs recorded; once every shard has finished: "
-              f"pardecode bench --merge {args.out}")
+        print(
+            f"no report yet: {recorded} of {total} runs recorded; once every shard has finished: "
+            f"pardecode bench --merge {args.out}"
+        )
         return 0
     print(f"wrote {build_report(args.out)}")
     return 0
@@ -130,9 +132,11 @@ def _dry_run(suite, shard, threads: int | None) -> int:
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `bench` command to the `pardecode` command line."""
     p = subparsers.add_parser(
-        "bench", help="benchmark suites: forward passes, latency and quality per strategy",
+        "bench",
+        help="benchmark suites: forward passes, latency and quality per strategy",
         description="Run a benchmark suite (a TOML file or a built-in name), merge shards, or compare results.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("suite", nargs="?", help="suite TOML file or built-in suite name (see --list-suites)")
     p.add_argument("--out", help="results directory (results.jsonl, report.md, plots)")
@@ -140,16 +144,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads (default: CPU cores / shards)")
     p.add_argument("--backbone", help="run the suite on this backbone instead of its own (e.g. toy for a smoke test)")
     p.add_argument("-B", "--backbone-option", action="append", metavar="KEY=VALUE", help="option of --backbone")
-    p.add_argument("--prompts-file", metavar="FILE",
-                   help="run the suite on these prompts instead of its own (.txt: one per line; .jsonl: a "
-                        "prompt field)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="print runs, images and estimated device-hours (stored cost profile), decode nothing")
-    p.add_argument("--metric", action="append", metavar="NAME[:KEY=VALUE,...]",
-                   help="score images with this registered metric instead of the suite's (repeatable; pardecode list)")
+    p.add_argument(
+        "--prompts-file",
+        metavar="FILE",
+        help="run the suite on these prompts instead of its own (.txt: one per line; .jsonl: a prompt field)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print runs, images and estimated device-hours (stored cost profile), decode nothing",
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        metavar="NAME[:KEY=VALUE,...]",
+        help="score images with this registered metric instead of the suite's (repeatable; pardecode list)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-report", action="store_true", help="only record runs (a shard writes the report only once every run is recorded)")
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="only record runs (a shard writes the report only once every run is recorded)",
+    )
     p.add_argument("--merge", metavar="DIR", help="build DIR/report.md from every shard's results")
-    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two results directories")
+    p.add_argument(
+        "--compare", nargs=2, metavar=("OLD", "NEW"), help="show what changed between two results directories"
+    )
     p.add_argument("--list-suites", action="store_true", help="list the built-in suites")
     p.set_defaults(func=cmd_bench)

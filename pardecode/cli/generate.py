@@ -62,8 +62,12 @@ def cmd_generate(args: argparse.Namespace) -> int:
             f"{report['strategy']} on {report['backbone']}: {report['forward_passes']} forward passes for "
             f"{length} tokens per image (AR needs {length}: step compression {report['step_compression']:.2f}x), "
             f"{report['seconds']:.2f} s for {args.batch} image(s)"
-            + (f"; AR would take about {ar_seconds:.2f} s ({ar_seconds / report['seconds']:.2f}x), by this "
-               "machine's cost profile" if ar_seconds else "")
+            + (
+                f"; AR would take about {ar_seconds:.2f} s ({ar_seconds / report['seconds']:.2f}x), by this "
+                "machine's cost profile"
+                if ar_seconds
+                else ""
+            )
         )
         if result.trace.setup_seconds > 0.5:
             print(f"(found this machine's cost profile first: {result.trace.setup_seconds:.1f} s)")
@@ -97,7 +101,7 @@ def generate_many(args: argparse.Namespace) -> int:
     seconds = 0.0
     index_lines, note = [], None
     for number, first in enumerate(range(0, len(prompts), args.batch)):
-        rows = list(prompts.prompts[first:first + args.batch])
+        rows = list(prompts.prompts[first : first + args.batch])
         result = decode(backbone, strategy, rows, sampling=sampling, seed=args.seed + number, **start)
         passes, seconds = passes + result.forward_passes, seconds + result.seconds
         tokens += result.tokens.shape[1] * len(rows)
@@ -114,17 +118,26 @@ def generate_many(args: argparse.Namespace) -> int:
             index_lines.append(json.dumps(entry))
     if out is not None:
         (out / "prompts.jsonl").write_text("".join(line + "\n" for line in index_lines))
-    report = {"backbone": args.backbone, "strategy": strategy.name, "prompts": len(prompts), "batch": args.batch,
-              "forward_passes": passes, "image_tokens": tokens, "seconds": round(seconds, 4),
-              "step_compression": round(tokens / passes, 4) if passes else None,
-              "out": str(out) if out is not None and note is None else None}
+    report = {
+        "backbone": args.backbone,
+        "strategy": strategy.name,
+        "prompts": len(prompts),
+        "batch": args.batch,
+        "forward_passes": passes,
+        "image_tokens": tokens,
+        "seconds": round(seconds, 4),
+        "step_compression": round(tokens / passes, 4) if passes else None,
+        "out": str(out) if out is not None and note is None else None,
+    }
     if note:
         report["note"] = f"{note}; no PNG written"
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{strategy.name} on {args.backbone}: {len(prompts)} prompt(s), {passes} forward passes for {tokens} "
-              f"image tokens (step compression {report['step_compression']:.2f}x), {seconds:.2f} s")
+        print(
+            f"{strategy.name} on {args.backbone}: {len(prompts)} prompt(s), {passes} forward passes for {tokens} "
+            f"image tokens (step compression {report['step_compression']:.2f}x), {seconds:.2f} s"
+        )
         if out is not None:
             print(report.get("note") or f"wrote {len(prompts)} image(s) and prompts.jsonl to {out}")
     return 0
@@ -142,17 +155,26 @@ def ar_estimate(backbone, sampling, batch: int, length: int, start: dict) -> flo
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="decode images for a prompt and write a PNG grid",
-                       description="Decode images for a prompt and write a PNG grid.",
-                       epilog="`pardecode list` shows every strategy and backbone with its options, types and defaults.")
+    p = sub.add_parser(
+        "generate",
+        help="decode images for a prompt and write a PNG grid",
+        description="Decode images for a prompt and write a PNG grid.",
+        epilog="`pardecode list` shows every strategy and backbone with its options, types and defaults.",
+    )
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--prompt",
-                      help="what to draw (the default model knows the ten Fashion-MNIST classes, e.g. 'a sneaker')")
-    what.add_argument("--prompts-file", metavar="FILE",
-                      help="one image per prompt (.txt: one per line; .jsonl: a prompt field), --batch prompts per "
-                           "decode; --out is then a directory of PNGs and prompts.jsonl")
+    what.add_argument(
+        "--prompt", help="what to draw (the default model knows the ten Fashion-MNIST classes, e.g. 'a sneaker')"
+    )
+    what.add_argument(
+        "--prompts-file",
+        metavar="FILE",
+        help="one image per prompt (.txt: one per line; .jsonl: a prompt field), --batch prompts per "
+        "decode; --out is then a directory of PNGs and prompts.jsonl",
+    )
     add_decode_options(p, default_backbone="fashion", default_strategy=None)
-    p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
+    p.add_argument(
+        "--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]"
+    )
     p.add_argument("--out", help="PNG grid to write (with --prompts-file: a directory)")
     p.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG grid (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

@@ -14,8 +14,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
-    for kind, where in (("strategies", "-S KEY=VALUE"), ("backbones", "-B KEY=VALUE"),
-                        ("metrics", "a suite's metrics = [{ name, options }]")):
+    for kind, where in (
+        ("strategies", "-S KEY=VALUE"),
+        ("backbones", "-B KEY=VALUE"),
+        ("metrics", "a suite's metrics = [{ name, options }]"),
+    ):
         entries = listing[kind]
         print(f"{kind} (options: {where}):")
         width = max((len(e["name"]) for e in entries), default=0)
@@ -37,7 +40,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def describe_option(option: dict[str, Any]) -> str:
     """`name: type = default`, or `name: type (required)`."""
     kind = f": {option['type']}" if option["type"] else ""
-    return f"{option['name']}{kind} (required)" if option["required"] else f"{option['name']}{kind} = {option['default']!r}"
+    return (
+        f"{option['name']}{kind} (required)"
+        if option["required"]
+        else f"{option['name']}{kind} = {option['default']!r}"
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

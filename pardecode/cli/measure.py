@@ -12,9 +12,8 @@ from .arguments import add_decode_options, build, key_values
 
 def cmd_profile(args: argparse.Namespace) -> int:
     """Measure and store the cost of one pass by batch size and window (`pardecode.planning`)."""
-    import torch
-
     import attrs
+    import torch
 
     from ..planning import measure, with_stored
 
@@ -24,8 +23,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if any(b < 1 for b in args.batches):
         raise PardecodeError(f"--batches values must be >= 1, got {args.batches}")
     start = key_values(args.start_option, "--start-option")
-    profile = with_stored(measure(backbone, sorted(set(args.batches)), sampling=sampling, start_options=start,
-                                  rounds=args.rounds))
+    profile = with_stored(
+        measure(backbone, sorted(set(args.batches)), sampling=sampling, start_options=start, rounds=args.rounds)
+    )
     path = profile.save()
     if args.write_prior:  # the same figures, keyed to no machine: what a backbone ships as its prior
         prior = attrs.evolve(profile, key={}, source="prior", observed=0)
@@ -34,8 +34,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"path": str(path), **attrs.asdict(profile)}))
         return 0
-    print(f"ms per pass on {args.backbone} ({profile.key['device']}, {profile.key['dtype']}, "
-          f"{profile.key['threads']} threads, guidance {'on' if profile.key['guidance'] else 'off'}):")
+    print(
+        f"ms per pass on {args.backbone} ({profile.key['device']}, {profile.key['dtype']}, "
+        f"{profile.key['threads']} threads, guidance {'on' if profile.key['guidance'] else 'off'}):"
+    )
     print("  batch " + "".join(f"{'W=' + str(w):>9}" for w in profile.windows))
     for b, row in zip(profile.batches, profile.seconds):
         print(f"  {b:>5} " + "".join(f"{1e3 * t:>9.2f}" for t in row))
@@ -59,9 +61,13 @@ def cmd_overhead(args: argparse.Namespace) -> int:
     forward = statistics.median(s for t in runs for s in t.forward_seconds)
     overhead = statistics.median(s - f for t in runs for s, f in zip(t.step_seconds, t.forward_seconds))
     report = {
-        "backbone": args.backbone, "strategy": strategy.name, "window": getattr(strategy, "window", 0),
-        "batch": args.batch, "passes": sum(t.forward_passes for t in runs),
-        "forward_ms_median": round(forward * 1e3, 4), "overhead_ms_median": round(overhead * 1e3, 4),
+        "backbone": args.backbone,
+        "strategy": strategy.name,
+        "window": getattr(strategy, "window", 0),
+        "batch": args.batch,
+        "passes": sum(t.forward_passes for t in runs),
+        "forward_ms_median": round(forward * 1e3, 4),
+        "overhead_ms_median": round(overhead * 1e3, 4),
         "overhead_to_forward": round(overhead / forward, 4),
     }
     if args.json:
@@ -91,8 +97,13 @@ def register_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8], metavar="B", help="batch sizes to measure")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
-    p.add_argument("--write-prior", metavar="PATH",
-                   help="also write the profile as a prior to ship beside a checkpoint (cost_prior.json)")
+    p.add_argument(
+        "--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]"
+    )
+    p.add_argument(
+        "--write-prior",
+        metavar="PATH",
+        help="also write the profile as a prior to ship beside a checkpoint (cost_prior.json)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_profile)

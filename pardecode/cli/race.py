@@ -52,7 +52,10 @@ def cmd_race(args: argparse.Namespace) -> int:
             print(f"round {r}: " + ", ".join(f"{n} {seconds[n][-1]:.2f} s" for n in racers), flush=True)
     ar_s, other_s = (statistics.median(seconds[n]) for n in racers)
     report = {
-        "backbone": args.backbone, "batch": args.batch, "rounds": args.rounds, "strategy": strategy.name,
+        "backbone": args.backbone,
+        "batch": args.batch,
+        "rounds": args.rounds,
+        "strategy": strategy.name,
         **({"chosen": why.removeprefix("strategy: ")} if why else {}),
         "seconds_median": {n: round(statistics.median(seconds[n]), 4) for n in racers},
         "forward_passes": {n: results[n].forward_passes for n in racers},
@@ -69,22 +72,29 @@ def cmd_race(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     name = strategy.name
-    print(f"{args.batch} image(s) of {prompts[0]!r} on {args.backbone}, median of {args.rounds} rounds: "
-          f"ar {ar_s:.2f} s ({report['forward_passes']['ar']} passes), {name} {other_s:.2f} s "
-          f"({report['forward_passes'][name]} passes): {name} is {ar_s / other_s:.2f}x as fast as AR")
+    print(
+        f"{args.batch} image(s) of {prompts[0]!r} on {args.backbone}, median of {args.rounds} rounds: "
+        f"ar {ar_s:.2f} s ({report['forward_passes']['ar']} passes), {name} {other_s:.2f} s "
+        f"({report['forward_passes'][name]} passes): {name} is {ar_s / other_s:.2f}x as fast as AR"
+    )
     if args.out:
         print(report.get("note") or f"wrote {report['out']} (top: ar, bottom: {name})")
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("race", help="AR against a parallel setting: same prompts and seeds, timed side by side",
-                       description=__doc__.splitlines()[0])
+    p = sub.add_parser(
+        "race",
+        help="AR against a parallel setting: same prompts and seeds, timed side by side",
+        description=__doc__.splitlines()[0],
+    )
     p.add_argument("--prompt", required=True, help="what to draw (e.g. 'a sneaker')")
     add_decode_options(p, default_backbone="fashion", default_strategy=None)
     p.add_argument("--rounds", type=int, default=3, help="timed rounds after one warm-up (default: %(default)s)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]")
+    p.add_argument(
+        "--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]"
+    )
     p.add_argument("--out", help="PNG: AR's images on top, the other setting's below")
     p.add_argument("--scale", type=int, default=4, help="upscale factor of the PNG (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")

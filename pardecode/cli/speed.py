@@ -42,10 +42,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("speed", help="seconds per image side by side with AR, by batch size and threads")
     p.add_argument("--backbone", default="fashion", help="registered backbone name (default: %(default)s)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8], help="batch sizes (default: 1 4 8)")
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 0], help="torch threads; 0 = torch's default (default: 1 0)")
-    p.add_argument("--windows", type=int, nargs="+", default=[1, 2, 4, 8, 16], help="fixed sjd windows to compare (default: 1 2 4 8 16)")
-    p.add_argument("--also", nargs="+", default=[], metavar="NAME[:KEY=VALUE,...]",
-                   help="other strategy settings to time beside AR, e.g. zipar:window=1 pjd:mask=causal sjd_pac_tree")
+    p.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 0], help="torch threads; 0 = torch's default (default: 1 0)"
+    )
+    p.add_argument(
+        "--windows",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8, 16],
+        help="fixed sjd windows to compare (default: 1 2 4 8 16)",
+    )
+    p.add_argument(
+        "--also",
+        nargs="+",
+        default=[],
+        metavar="NAME[:KEY=VALUE,...]",
+        help="other strategy settings to time beside AR, e.g. zipar:window=1 pjd:mask=causal sjd_pac_tree",
+    )
     p.add_argument("--repeats", type=int, default=5, help="timed rounds after one warm-up (default: %(default)s)")
-    p.add_argument("--out", default="runs/speed", help="directory for speed.md, speed.json and cost-profile.png (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default="runs/speed",
+        help="directory for speed.md, speed.json and cost-profile.png (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_speed)

@@ -13,15 +13,29 @@ def cmd_train_demo(args: argparse.Namespace) -> int:
 
     overrides = {
         k: v
-        for k, v in {"steps": args.steps, "time_budget_s": args.time_budget, "threads": args.threads,
-                     "limit": args.limit, "seed": args.seed, "eval_limit": args.eval_limit}.items()
+        for k, v in {
+            "steps": args.steps,
+            "time_budget_s": args.time_budget,
+            "threads": args.threads,
+            "limit": args.limit,
+            "seed": args.seed,
+            "eval_limit": args.eval_limit,
+        }.items()
         if v is not None
     }
     config = attrs.evolve(RecipeConfig(), **overrides)
-    model_dir = train_default_model(args.out, config, data_dir=args.data_dir, progress=not args.quiet, resume=not args.fresh)
+    model_dir = train_default_model(
+        args.out, config, data_dir=args.data_dir, progress=not args.quiet, resume=not args.fresh
+    )
     metrics = json.loads((model_dir.parent / "metrics.json").read_text())
-    print(json.dumps({"model": str(model_dir), **{k: metrics[k] for k in sorted(metrics) if not isinstance(metrics[k], dict)}}))
-    print(f"decode with it: pardecode generate --backbone fashion -B path={model_dir} --prompt 'a sneaker' --out grid.png")
+    print(
+        json.dumps(
+            {"model": str(model_dir), **{k: metrics[k] for k in sorted(metrics) if not isinstance(metrics[k], dict)}}
+        )
+    )
+    print(
+        f"decode with it: pardecode generate --backbone fashion -B path={model_dir} --prompt 'a sneaker' --out grid.png"
+    )
     return 0
 
 

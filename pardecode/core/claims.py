@@ -60,7 +60,9 @@ class Claim:
 
     def __attrs_post_init__(self):
         if (self.kind == "exact_at") != bool(self.knobs):
-            raise ConfigError(f"a claim of kind {self.kind!r} {'needs' if self.kind == 'exact_at' else 'takes no'} knobs")
+            raise ConfigError(
+                f"a claim of kind {self.kind!r} {'needs' if self.kind == 'exact_at' else 'takes no'} knobs"
+            )
 
     @classmethod
     def exact(cls, note: str = "") -> Claim:
@@ -85,8 +87,11 @@ class Claim:
         if self.kind == "exact_at":
             knobs = ", ".join(f"{k} {v}" if _bound(v) is not None else f"{k} = {v!r}" for k, v in self.knobs)
             return f"exact at {knobs}, lossy elsewhere"
-        return {"exact": "exact (AR's distribution)", "greedy": "greedy AR, token for token (temperature 0 only)",
-                "lossy": "lossy"}[self.kind]
+        return {
+            "exact": "exact (AR's distribution)",
+            "greedy": "greedy AR, token for token (temperature 0 only)",
+            "lossy": "lossy",
+        }[self.kind]
 
     def settings(self, columns: int) -> dict[str, Any]:
         """The options that put a strategy at its knob (the smallest bound that holds) on a span whose
@@ -106,7 +111,11 @@ class Claim:
             if bound is None:
                 if value != condition:
                     return False
-            elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < (columns if bound == COLUMNS else bound):
+            elif (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or value < (columns if bound == COLUMNS else bound)
+            ):
                 return False
         return True
 

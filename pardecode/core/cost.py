@@ -98,8 +98,13 @@ class CostProfile:
             return other
         rows = dict(zip(self.batches, self.seconds)) | dict(zip(other.batches, other.seconds))
         batches = sorted(rows)
-        return attrs.evolve(self, batches=batches, seconds=[rows[b] for b in batches],
-                            tokens=other.tokens or self.tokens, tokens_by=self.tokens_by | other.tokens_by)
+        return attrs.evolve(
+            self,
+            batches=batches,
+            seconds=[rows[b] for b in batches],
+            tokens=other.tokens or self.tokens,
+            tokens_by=self.tokens_by | other.tokens_by,
+        )
 
     # --- storage ------------------------------------------------------------------------------
     @staticmethod
@@ -139,5 +144,3 @@ def increasing_fit(values: Sequence[float]) -> list[float]:
             (m1, n1), (m2, n2) = blocks.pop(-2), blocks.pop()
             blocks.append([(m1 * n1 + m2 * n2) / (n1 + n2), n1 + n2])
     return [m for m, n in blocks for _ in range(n)]
-
-

@@ -39,7 +39,9 @@ class Grid:
                 f"cols={self.cols}, stride={self.stride}, start={self.start}"
             )
         if self.start + (self.rows - 1) * self.stride + self.cols > self.length:
-            raise ConfigError(f"a {self.rows}x{self.cols} grid (stride {self.stride}) does not fit a span of {self.length}")
+            raise ConfigError(
+                f"a {self.rows}x{self.cols} grid (stride {self.stride}) does not fit a span of {self.length}"
+            )
         cells = torch.zeros(self.length, dtype=torch.bool)
         offsets = self.start + torch.arange(self.rows)[:, None] * self.stride + torch.arange(self.cols)
         cells[offsets.flatten()] = True
@@ -157,7 +159,6 @@ class GridLayout(TokenLayout):
         return tokens[:, : self.image_length].reshape(-1, self.rows, self.cols + 1)[..., : self.cols]
 
 
-
 @attrs.frozen(eq=False)
 class ImageGridLayout(TokenLayout):
     """`rows` rows of `cols` image tokens and nothing else: no end-of-line, no end token.
@@ -179,7 +180,9 @@ class ImageGridLayout(TokenLayout):
         ids = self.image_tokens.tolist()
         bad = [i for i in ids if not 0 <= i < self.vocab_size]
         if bad or not ids:
-            raise ConfigError(f"image token ids must be non-empty and inside [0, {self.vocab_size}), got {bad[:5] or ids}")
+            raise ConfigError(
+                f"image token ids must be non-empty and inside [0, {self.vocab_size}), got {bad[:5] or ids}"
+            )
         mask = torch.zeros(self.vocab_size, dtype=torch.bool)
         mask[self.image_tokens] = True
         object.__setattr__(self, "_mask", None if bool(mask.all()) else mask)

@@ -33,7 +33,12 @@ from .trace import DecodeResult, Trace
 from .windows import WindowPlanner
 
 __all__ = [
-    "HOLE_FRACTION", "Decoder", "allowed_lookup", "check_proposal", "compact_holes", "decode",
+    "HOLE_FRACTION",
+    "Decoder",
+    "allowed_lookup",
+    "check_proposal",
+    "compact_holes",
+    "decode",
 ]
 
 
@@ -45,7 +50,12 @@ class Decoder:
     """
 
     def __init__(
-        self, backbone: Backbone, session: Session, strategy: Strategy, sampling: SamplingConfig, seed: int,
+        self,
+        backbone: Backbone,
+        session: Session,
+        strategy: Strategy,
+        sampling: SamplingConfig,
+        seed: int,
         profile: CostProfile | None = None,
     ):
         """`profile` sizes automatic windows; a strategy with an "auto" option needs one."""
@@ -175,7 +185,11 @@ class Decoder:
                 raise BackboneError(f"decode did not finish within {limit} forward passes")
             self.step()
         trace = Trace(
-            self.widths, torch.stack(self.counts).cpu(), self.forward_seconds, self.step_seconds, 0.0,
+            self.widths,
+            torch.stack(self.counts).cpu(),
+            self.forward_seconds,
+            self.step_seconds,
+            0.0,
             self._diagnostics(),
         )
         return DecodeResult(self.ctx.tokens[:, : self.ctx.length].clone(), trace, self.session)

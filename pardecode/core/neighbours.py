@@ -15,7 +15,7 @@ import torch
 
 from .errors import ConfigError
 
-_CACHE: "weakref.WeakKeyDictionary[object, dict[int, tuple[torch.Tensor, torch.Tensor]]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[object, dict[int, tuple[torch.Tensor, torch.Tensor]]] = weakref.WeakKeyDictionary()
 
 
 def nearest(ids: torch.Tensor, embeddings: torch.Tensor, vocab: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,7 +35,11 @@ def nearest(ids: torch.Tensor, embeddings: torch.Tensor, vocab: int, k: int) -> 
 
 
 def neighbours(
-    codebook: Callable[[], tuple[torch.Tensor, torch.Tensor] | None], vocab: int, k: int, device: torch.device, what: str
+    codebook: Callable[[], tuple[torch.Tensor, torch.Tensor] | None],
+    vocab: int,
+    k: int,
+    device: torch.device,
+    what: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`nearest` for the backbone behind `codebook` (DecodeContext.image_codebook), cached per backbone and k."""
     owner = getattr(codebook, "__self__", None)
@@ -43,7 +47,9 @@ def neighbours(
     if k not in cache:
         entry = codebook()
         if entry is None:
-            raise ConfigError(f"{what} needs the backbone's image codebook (Backbone.image_codebook); this backbone has none")
+            raise ConfigError(
+                f"{what} needs the backbone's image codebook (Backbone.image_codebook); this backbone has none"
+            )
         ids, table = entry
         cache[k] = nearest(ids.long().cpu(), table.float().cpu(), vocab, k)
     index, valid = cache[k]

@@ -91,7 +91,7 @@ class NoiseConditioning(nn.Module):
         nn.init.zeros_(self.time[-1].bias)
 
     @classmethod
-    def for_embeddings(cls, table: torch.Tensor, **kwargs) -> "NoiseConditioning":
+    def for_embeddings(cls, table: torch.Tensor, **kwargs) -> NoiseConditioning:
         """A module normalising with the per-dimension mean and std of `table` [N, D] (image tokens)."""
         table = table.detach().float()
         return cls(table.shape[1], table.mean(0), table.std(0), **kwargs)
@@ -127,7 +127,7 @@ class NoiseConditioning(nn.Module):
         (directory / f"{name}.json").write_text(json.dumps(self.config(), indent=2) + "\n")
 
     @classmethod
-    def load(cls, directory: str | Path, name: str = "noise_conditioning") -> "NoiseConditioning | None":
+    def load(cls, directory: str | Path, name: str = "noise_conditioning") -> NoiseConditioning | None:
         """The module saved in `directory`, or None if the checkpoint has none."""
         from safetensors.torch import load_file
 

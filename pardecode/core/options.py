@@ -50,8 +50,14 @@ def options_of(factory: Callable[..., Any]) -> tuple[list[Option], bool]:
             if isinstance(default, attrs.Factory):  # type: ignore[arg-type]
                 default = default.factory() if not default.takes_self else None
             name = f.alias or f.name
-            out.append(Option(name, _type_name(f.type if f.type is not None else _REQUIRED),
-                              None if default is attrs.NOTHING else default, default is attrs.NOTHING))
+            out.append(
+                Option(
+                    name,
+                    _type_name(f.type if f.type is not None else _REQUIRED),
+                    None if default is attrs.NOTHING else default,
+                    default is attrs.NOTHING,
+                )
+            )
         return out, False
     try:
         signature = inspect.signature(factory)
@@ -75,7 +81,9 @@ def check_options(kind: str, name: str, factory: Callable[..., Any], given: Mapp
     unknown = [k for k in given if k not in known]
     if unknown and not open_:
         listed = ", ".join(known) or "none"
-        raise ConfigError(f"unknown option(s) {', '.join(map(repr, unknown))} for {kind} {name!r}; its options: {listed}")
+        raise ConfigError(
+            f"unknown option(s) {', '.join(map(repr, unknown))} for {kind} {name!r}; its options: {listed}"
+        )
     missing = [o.name for o in options if o.required and o.name not in given]
     if missing:
         raise ConfigError(f"{kind} {name!r} needs option(s) {', '.join(map(repr, missing))}")

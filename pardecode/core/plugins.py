@@ -140,10 +140,14 @@ class Registry:
                 raise ConfigError(f"{self.kind} {name!r} registered twice ({held}, then by {plugin})")
             for alias in aliases:
                 if not _identifier_like(alias):
-                    raise ConfigError(f"{self.kind} {name!r}: an alias must be an identifier-like string, got {alias!r}")
+                    raise ConfigError(
+                        f"{self.kind} {name!r}: an alias must be an identifier-like string, got {alias!r}"
+                    )
                 held = self._taken(alias) or ("the name itself" if alias == name else None)
                 if held or aliases.count(alias) > 1:
-                    raise ConfigError(f"{self.kind} {name!r}: alias {alias!r} is already taken ({held or 'listed twice'})")
+                    raise ConfigError(
+                        f"{self.kind} {name!r}: alias {alias!r} is already taken ({held or 'listed twice'})"
+                    )
             if not callable(factory):
                 raise ConfigError(f"{self.kind} {name!r}: the factory must be callable, got {type(factory).__name__}")
             if self.base is not None and inspect.isclass(factory) and not issubclass(factory, self.base):

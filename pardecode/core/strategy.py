@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .layout import Grid, TokenLayout
 
 
-def _placement(proposal: "Proposal", attribute, value) -> None:
+def _placement(proposal: Proposal, attribute, value) -> None:
     if value is None:
         return
     if attribute.name == "attends" and proposal.offsets is None:
@@ -30,7 +30,9 @@ def _placement(proposal: "Proposal", attribute, value) -> None:
     b, w = proposal.tokens.shape[:2]
     shape, dtype = ((b, w), torch.long) if attribute.name == "offsets" else ((b, w, w), torch.bool)
     if tuple(value.shape) != shape or value.dtype != dtype:
-        raise ConfigError(f"Proposal.{attribute.name} must be {dtype} {list(shape)}, got {value.dtype} {list(value.shape)}")
+        raise ConfigError(
+            f"Proposal.{attribute.name} must be {dtype} {list(shape)}, got {value.dtype} {list(value.shape)}"
+        )
 
 
 AUTO_WIDEST = 64  # the widest window an automatic choice may take
@@ -68,7 +70,7 @@ class Verdict:
 
 
 def _long_matrix(name: str):
-    def check(commits: "Commits", attribute, value) -> None:
+    def check(commits: Commits, attribute, value) -> None:
         if not isinstance(value, torch.Tensor) or value.dim() != 2 or value.dtype != torch.long:
             raise ConfigError(f"Commits.{name} must be a Long[B, K] tensor, got {getattr(value, 'dtype', type(value))}")
         if value.shape != commits.offsets.shape:
@@ -91,12 +93,12 @@ class Commits:
     source: torch.Tensor = attrs.field(validator=_long_matrix("source"))
 
     @classmethod
-    def none(cls, batch: int, device: torch.device | str = "cpu") -> "Commits":
+    def none(cls, batch: int, device: torch.device | str = "cpu") -> Commits:
         empty = torch.zeros(batch, 0, dtype=torch.long, device=device)
         return cls(empty, empty, empty)
 
     @classmethod
-    def cat(cls, *parts: "Commits") -> "Commits":
+    def cat(cls, *parts: Commits) -> Commits:
         return cls(*(torch.cat([getattr(p, f) for p in parts], 1) for f in ("offsets", "tokens", "source")))
 
 
@@ -215,7 +217,7 @@ class Strategy(abc.ABC):
     #: tests it. Defaults to exact when `lossless` is True, lossy when it is False.
     claim: ClassVar[Claim] = ClaimFromLossless()  # type: ignore[assignment]
 
-    def reset(self, ctx: DecodeContext) -> None:
+    def reset(self, ctx: DecodeContext) -> None:  # noqa: B027 (a hook: most strategies keep no state)
         """Forget per-decode state before a new decode starts."""
 
     def auto_sized(self) -> bool:

@@ -82,7 +82,10 @@ def acceptance_probability(
 
 
 def correction_distribution(
-    p: torch.Tensor, drafts: torch.Tensor, q: torch.Tensor | None, accepted: torch.Tensor,
+    p: torch.Tensor,
+    drafts: torch.Tensor,
+    q: torch.Tensor | None,
+    accepted: torch.Tensor,
     given: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Float[B, V]: the distribution of the token after `accepted` drafts.
@@ -223,5 +226,7 @@ def multi_draft_accept(
         u = torch.rand(a.shape, generator=generator, device=p.device, dtype=p.dtype)
         chosen = torch.where((chosen < 0) & (u < a), k, chosen)
         r = torch.where((chosen < 0).unsqueeze(-1), residual_distribution(r, q_k), r)
-    token = torch.where(chosen >= 0, candidates.gather(1, chosen.clamp(min=0).unsqueeze(1)).squeeze(1), sample(r, generator))
+    token = torch.where(
+        chosen >= 0, candidates.gather(1, chosen.clamp(min=0).unsqueeze(1)).squeeze(1), sample(r, generator)
+    )
     return chosen, token

@@ -29,7 +29,9 @@ def check_known(prompts: list[str], name: str) -> None:
     """A ConfigError naming the first prompt that asks for no garment the model was trained on."""
     for prompt in check_prompts(prompts):
         if vocab.class_of_prompt(prompt) is None:
-            nouns = ", ".join(repr(p) for phrasings in vocab.PROMPTS_BY_CLASS.values() for p in phrasings[: len(phrasings) // 4])
+            nouns = ", ".join(
+                repr(p) for phrasings in vocab.PROMPTS_BY_CLASS.values() for p in phrasings[: len(phrasings) // 4]
+            )
             raise ConfigError(
                 f"the {name!r} model does not know the prompt {prompt!r}; it draws the ten Fashion-MNIST "
                 f"classes, asked for as {nouns} (optionally 'a photo of ...', 'a picture of ...', 'an image of ...')"

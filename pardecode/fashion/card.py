@@ -55,7 +55,12 @@ def measure(backbone, per_class: int = 16, seed: int = 0, batch: int = 40, strat
         result = decode(backbone, probe, prompts[i : i + batch], seed=seed + i)
         passes += result.forward_passes
         pil = backbone.images(result.tokens, result.session)
-        images.append(torch.stack([torch.tensor(list(im.getdata()), dtype=torch.float32).reshape(im.height, im.width) for im in pil]) / 255)
+        images.append(
+            torch.stack(
+                [torch.tensor(list(im.getdata()), dtype=torch.float32).reshape(im.height, im.width) for im in pil]
+            )
+            / 255
+        )
     images = torch.cat(images)
     evaluator = default_evaluator()
     report = evaluator.evaluate(images, classes)

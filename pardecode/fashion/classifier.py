@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import attrs
 import numpy as np
@@ -24,8 +24,8 @@ N_CLASSES = len(CLASS_NAMES)
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "assets" / "classifier.safetensors"
 FORMAT = "pardecode.fashion.classifier/1"
 
-ImagesLike = Union[torch.Tensor, np.ndarray]
-ClassesLike = Union[torch.Tensor, np.ndarray, "list[int]"]
+ImagesLike = torch.Tensor | np.ndarray
+ClassesLike = torch.Tensor | np.ndarray | list[int]
 _RANGE_TOLERANCE = 1e-4  # float images may stray this far outside [0, 1] through rounding
 
 
@@ -48,20 +48,25 @@ class ClassifierConfig:
 
     def __attrs_post_init__(self):
         _check(
-            isinstance(self.channels, tuple) and len(self.channels) == 2
+            isinstance(self.channels, tuple)
+            and len(self.channels) == 2
             and all(_is_int(c) and c >= 1 for c in self.channels),
             f"channels must be a tuple of 2 positive integers, got {self.channels!r}",
         )
-        _check(_is_int(self.feature_dim) and self.feature_dim >= 2,
-               f"feature_dim must be an integer >= 2, got {self.feature_dim!r}")
-        _check(_is_int(self.n_classes) and self.n_classes >= 2,
-               f"n_classes must be an integer >= 2, got {self.n_classes!r}")
+        _check(
+            _is_int(self.feature_dim) and self.feature_dim >= 2,
+            f"feature_dim must be an integer >= 2, got {self.feature_dim!r}",
+        )
+        _check(
+            _is_int(self.n_classes) and self.n_classes >= 2,
+            f"n_classes must be an integer >= 2, got {self.n_classes!r}",
+        )
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "ClassifierConfig":
+    def from_json(cls, text: str) -> ClassifierConfig:
         raw = json.loads(text)
         return cls(channels=tuple(raw["channels"]), feature_dim=raw["feature_dim"], n_classes=raw["n_classes"])
 
@@ -82,8 +87,14 @@ class FashionClassifier(nn.Module):
         self.register_buffer("pixel_mean", torch.tensor(0.0))
         self.register_buffer("pixel_std", torch.tensor(1.0))
         self.body = nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(1, c1, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.Flatten(),
         )
         self.embed = nn.Linear(c2 * (IMAGE_SIZE // 4) ** 2, config.feature_dim)
@@ -110,9 +121,7 @@ def as_images(images: ImagesLike) -> torch.Tensor:
         if images.dtype == np.uint8 or np.issubdtype(images.dtype, np.floating):
             images = torch.from_numpy(np.ascontiguousarray(images) if images.flags.writeable else images.copy())
         else:
-            raise ConfigError(
-                f"images must be float in [0, 1] or uint8, got a numpy array of dtype {images.dtype}"
-            )
+            raise ConfigError(f"images must be float in [0, 1] or uint8, got a numpy array of dtype {images.dtype}")
     if not isinstance(images, torch.Tensor):
         raise ConfigError(f"images must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
     shape = tuple(images.shape)
@@ -161,9 +170,7 @@ def as_classes(classes: ClassesLike, n: int) -> torch.Tensor:
     return tensor
 
 
-def save_classifier(
-    model: FashionClassifier, path: str | os.PathLike, metrics: dict[str, Any] | None = None
-) -> None:
+def save_classifier(model: FashionClassifier, path: str | os.PathLike, metrics: dict[str, Any] | None = None) -> None:
     """Weights as safetensors; config and metrics go in its string metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -177,8 +184,7 @@ def load_classifier(path: str | os.PathLike) -> tuple[FashionClassifier, dict[st
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
-            f"classifier weights not found at {path}; "
-            "reproduce them with `python -m pardecode.fashion.evaluator train`"
+            f"classifier weights not found at {path}; reproduce them with `python -m pardecode.fashion.evaluator train`"
         )
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -188,8 +194,7 @@ def load_classifier(path: str | os.PathLike) -> tuple[FashionClassifier, dict[st
         raise CheckpointError(f"cannot read classifier weights {path}: {error}") from error
     if raw.get("format") != FORMAT:
         raise CheckpointError(
-            f"{path} is not a pardecode Fashion-MNIST classifier "
-            f"(format {raw.get('format')!r}, expected {FORMAT!r})"
+            f"{path} is not a pardecode Fashion-MNIST classifier (format {raw.get('format')!r}, expected {FORMAT!r})"
         )
     config = ClassifierConfig.from_json(raw["config"])
     model = FashionClassifier(config)

@@ -41,15 +41,23 @@ class TrainConfig:
 
     def __attrs_post_init__(self):
         _check(_is_int(self.epochs) and self.epochs >= 1, f"epochs must be an integer >= 1, got {self.epochs!r}")
-        _check(_is_int(self.batch_size) and self.batch_size >= 1,
-               f"batch_size must be an integer >= 1, got {self.batch_size!r}")
-        _check(isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
-               f"lr must be a finite number > 0, got {self.lr!r}")
-        _check(isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay)
-               and self.weight_decay >= 0, f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        _check(
+            _is_int(self.batch_size) and self.batch_size >= 1,
+            f"batch_size must be an integer >= 1, got {self.batch_size!r}",
+        )
+        _check(
+            isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0,
+            f"lr must be a finite number > 0, got {self.lr!r}",
+        )
+        _check(
+            isinstance(self.weight_decay, (int, float)) and math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+            f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}",
+        )
         _check(_is_int(self.seed) and self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
-        _check(_is_int(self.max_shift) and 0 <= self.max_shift < IMAGE_SIZE // 2,
-               f"max_shift must be an integer in [0, {IMAGE_SIZE // 2 - 1}] (0 = off), got {self.max_shift!r}")
+        _check(
+            _is_int(self.max_shift) and 0 <= self.max_shift < IMAGE_SIZE // 2,
+            f"max_shift must be an integer in [0, {IMAGE_SIZE // 2 - 1}] (0 = off), got {self.max_shift!r}",
+        )
         _check(isinstance(self.flip, bool), f"flip must be a bool, got {self.flip!r}")
 
 
@@ -125,7 +133,8 @@ def train_classifier(
             print(
                 f"epoch {epoch + 1}/{recipe.epochs}: loss {total_loss / len(x_all):.4f}, "
                 f"augmented train accuracy {total_correct / len(x_all):.4f}, {time.time() - start:.0f}s",
-                file=sys.stderr, flush=True,
+                file=sys.stderr,
+                flush=True,
             )
     test_predicted = _predict_all(model, test_images)
     per_class = np.array([(test_predicted[test_labels == c] == c).mean() for c in range(N_CLASSES)])

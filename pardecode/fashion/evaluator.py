@@ -45,11 +45,31 @@ from .classifier_training import TrainConfig, train_classifier
 from .frechet import frechet_distance, frechet_distance_from_stats, gaussian_stats
 
 __all__ = [
-    "CLASS_NAMES", "DEFAULT_WEIGHTS", "FORMAT", "IMAGE_SIZE", "N_CLASSES", "REFERENCES", "ClassesLike",
-    "ClassifierConfig", "Evaluator", "FashionClassifier", "ImagesLike", "QualityReport", "ReferenceSpread",
-    "TrainConfig", "as_classes", "as_images", "default_evaluator", "evaluate", "frechet_distance",
-    "frechet_distance_from_stats", "gaussian_stats", "load_classifier", "main", "prompt_agreement",
-    "save_classifier", "train_classifier",
+    "CLASS_NAMES",
+    "DEFAULT_WEIGHTS",
+    "FORMAT",
+    "IMAGE_SIZE",
+    "N_CLASSES",
+    "REFERENCES",
+    "ClassesLike",
+    "ClassifierConfig",
+    "Evaluator",
+    "FashionClassifier",
+    "ImagesLike",
+    "QualityReport",
+    "ReferenceSpread",
+    "TrainConfig",
+    "as_classes",
+    "as_images",
+    "default_evaluator",
+    "evaluate",
+    "frechet_distance",
+    "frechet_distance_from_stats",
+    "gaussian_stats",
+    "load_classifier",
+    "prompt_agreement",
+    "save_classifier",
+    "train_classifier",
 ]
 
 REFERENCES = ("test", "train")
@@ -100,17 +120,17 @@ class Evaluator:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     batch_size: int = 1000
     data_dir: str | os.PathLike | None = None
-    _reference_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = attrs.field(
-        factory=dict, init=False, repr=False
-    )
+    _reference_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = attrs.field(factory=dict, init=False, repr=False)
 
     def __attrs_post_init__(self):
-        _check(_is_int(self.batch_size) and self.batch_size >= 1,
-               f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        _check(
+            _is_int(self.batch_size) and self.batch_size >= 1,
+            f"batch_size must be an integer >= 1, got {self.batch_size!r}",
+        )
         self.model.eval()
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> "Evaluator":
+    def load(cls, path: str | os.PathLike | None = None, data_dir: str | os.PathLike | None = None) -> Evaluator:
         """Load classifier weights (default: the shipped assets/classifier.safetensors)."""
         model, metadata = load_classifier(path or DEFAULT_WEIGHTS)
         return cls(model, metadata, data_dir=data_dir)
@@ -177,8 +197,10 @@ class Evaluator:
         total = len(features)
         _check(_is_int(n) and n >= 2, f"n must be an integer >= 2, got {n!r}")
         _check(_is_int(repeats) and repeats >= 1, f"repeats must be an integer >= 1, got {repeats!r}")
-        _check(n * repeats <= total and total - n >= 2,
-               f"n * repeats disjoint subsets must fit in the {total} test images, got n={n}, repeats={repeats}")
+        _check(
+            n * repeats <= total and total - n >= 2,
+            f"n * repeats disjoint subsets must fit in the {total} test images, got n={n}, repeats={repeats}",
+        )
         _check(_is_int(seed) and seed >= 0, f"seed must be an integer >= 0, got {seed!r}")
         order = torch.from_numpy(np.random.default_rng(seed).permutation(total))
         with torch.inference_mode():

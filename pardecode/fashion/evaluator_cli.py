@@ -94,8 +94,10 @@ def main(argv: list[str] | None = None) -> None:
     with torch.inference_mode():
         predicted = evaluator.model.classify(features).argmax(1)
     per_class = [float((predicted[labels == c] == c).double().mean()) for c in range(N_CLASSES)]
-    print(f"test images: {len(labels)}; accuracy {float((predicted == labels).double().mean()):.4f}; "
-          f"per-class accuracy averaged {np.mean(per_class):.4f}")
+    print(
+        f"test images: {len(labels)}; accuracy {float((predicted == labels).double().mean()):.4f}; "
+        f"per-class accuracy averaged {np.mean(per_class):.4f}"
+    )
     print("per class: " + ", ".join(f"{name} {a:.3f}" for name, a in zip(CLASS_NAMES, per_class)))
     print()
     print(_reference_table(evaluator, args.sizes, args.repeats, args.seed))

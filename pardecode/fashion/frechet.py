@@ -29,9 +29,7 @@ def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
 
 
-def frechet_distance_from_stats(
-    mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray
-) -> float:
+def frechet_distance_from_stats(mean_a: np.ndarray, cov_a: np.ndarray, mean_b: np.ndarray, cov_b: np.ndarray) -> float:
     """||mu_a - mu_b||^2 + Tr(A) + Tr(B) - 2 Tr((A B)^1/2).
 
     Tr((A B)^1/2) = Tr((A^1/2 B A^1/2)^1/2), and A^1/2 B A^1/2 is symmetric PSD, so two `eigh` calls

@@ -37,7 +37,9 @@ def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Pat
 
 def load_fashion_sjd2(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
     """The default model after next-clean-token fine-tuning: reads noisy inputs, so `sjd2` runs on it."""
-    return load_fashion(dtype=dtype, device=device, path=path if path is not None else FASHION_SJD2_DIR, name="fashion-sjd2")
+    return load_fashion(
+        dtype=dtype, device=device, path=path if path is not None else FASHION_SJD2_DIR, name="fashion-sjd2"
+    )
 
 
 @hookimpl

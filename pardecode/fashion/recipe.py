@@ -69,7 +69,9 @@ class RecipeConfig:
     limit: int | None = attrs.field(default=None, validator=_positive(int, allow_none=True))
     eval_limit: int | None = attrs.field(default=2000, validator=_positive(int, allow_none=True))
     cfg_scale: float = attrs.field(default=3.0, validator=_positive(float))
-    top_k: int = attrs.field(default=0, validator=attrs.validators.and_(attrs.validators.instance_of(int), attrs.validators.ge(0)))
+    top_k: int = attrs.field(
+        default=0, validator=attrs.validators.and_(attrs.validators.instance_of(int), attrs.validators.ge(0))
+    )
     threads: int = attrs.field(default=2, validator=_positive(int))
 
     def __attrs_post_init__(self) -> None:
@@ -104,8 +106,14 @@ def build_model(config: RecipeConfig):
         eos_token_id=V.EOS_ID,
         vocabulary_map=V.vocabulary(config.codebook_size),
         vq_config=dict(
-            embed_dim=4, num_embeddings=4, latent_channels=4, in_channels=3, base_channels=32,
-            channel_multiplier=[1], num_res_blocks=1, resolution=8,
+            embed_dim=4,
+            num_embeddings=4,
+            latent_channels=4,
+            in_channels=3,
+            base_channels=32,
+            channel_multiplier=[1],
+            num_res_blocks=1,
+            resolution=8,
         ),
     )
     torch.manual_seed(config.seed)
@@ -239,8 +247,13 @@ def _save_state(path: Path, model, optim, step: int, elapsed: float, config: Rec
     tmp = path / (STATE_FILE + ".tmp")
     torch.save(
         {
-            "model": model.state_dict(), "optim": optim.state_dict(), "step": step, "elapsed": elapsed,
-            "rng": _rng_state(), "config": attrs.asdict(config), "train_loss": train_loss,
+            "model": model.state_dict(),
+            "optim": optim.state_dict(),
+            "step": step,
+            "elapsed": elapsed,
+            "rng": _rng_state(),
+            "config": attrs.asdict(config),
+            "train_loss": train_loss,
         },
         tmp,
     )
@@ -281,7 +294,7 @@ def evaluate(model, codes: torch.Tensor, labels: torch.Tensor, seed: int, batch:
     """Teacher-forced held-out NLL (nats) per image token (codebook ids only) and per span token."""
     model.eval()
     seq, start = tokenise(codes, labels, 0.0, torch.Generator().manual_seed(seed + 7))
-    img_nll, img_n, span_nll, span_n, entropy = 0.0, 0, 0.0, 0, 0.0
+    img_nll, img_n, span_nll, span_n = 0.0, 0, 0.0, 0
     for i in range(0, len(seq), batch):
         nll, targets = image_span_loss(model, seq[i : i + batch], start[i : i + batch], reduction="none")
         is_img = targets >= V.IMAGE_TOKEN_LO
@@ -290,8 +303,11 @@ def evaluate(model, codes: torch.Tensor, labels: torch.Tensor, seed: int, batch:
         span_nll += float(nll.sum())
         span_n += nll.numel()
     model.train()
-    return {"test_nll_per_image_token": img_nll / img_n, "test_nll_per_span_token": span_nll / span_n,
-            "test_images": len(seq)}
+    return {
+        "test_nll_per_image_token": img_nll / img_n,
+        "test_nll_per_span_token": span_nll / span_n,
+        "test_images": len(seq),
+    }
 
 
 def train_default_model(
@@ -326,7 +342,8 @@ def train_default_model(
     other = [p for n, p in model.named_parameters() if p.ndim < 2 and "vqmodel" not in n]
     optim = torch.optim.AdamW(
         [{"params": decay, "weight_decay": config.weight_decay}, {"params": other, "weight_decay": 0.0}],
-        lr=config.lr, betas=(0.9, 0.95),
+        lr=config.lr,
+        betas=(0.9, 0.95),
     )
     step, elapsed, ema = 0, 0.0, float("nan")
     state_path = ckpt_dir / STATE_FILE
@@ -400,10 +417,15 @@ def train_default_model(
 
     model_dir = write_model_dir(model, codebook, config, out / "model")
     metrics = {
-        "steps": step, "steps_planned": config.steps, "train_seconds": elapsed, "train_loss_ema": ema,
+        "steps": step,
+        "steps_planned": config.steps,
+        "train_seconds": elapsed,
+        "train_loss_ema": ema,
         "tokens_per_second": tokens_seen / max(1e-9, time.perf_counter() - t_run) if tokens_seen else None,
-        "parameters": count_parameters(model), "codebook_size": codebook.size,
-        "codebook_test_mse": recon["mse"], "codebook_test_psnr_db": recon["psnr_db"],
+        "parameters": count_parameters(model),
+        "codebook_size": codebook.size,
+        "codebook_test_mse": recon["mse"],
+        "codebook_test_psnr_db": recon["psnr_db"],
         "config": attrs.asdict(config),
     }
     metrics.update(evaluate(model, codebook.encode(test_x), torch.tensor(np.asarray(test_y)).long(), config.seed))

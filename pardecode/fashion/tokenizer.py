@@ -27,7 +27,11 @@ def to_patches(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         raise ConfigError(f"images must be [N, H, W] with H and W multiples of {PATCH}, got shape {tuple(x.shape)}")
     x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
     n, h, w = x.shape
-    return x.reshape(n, h // PATCH, PATCH, w // PATCH, PATCH).permute(0, 1, 3, 2, 4).reshape(n, h // PATCH, w // PATCH, PATCH * PATCH)
+    return (
+        x.reshape(n, h // PATCH, PATCH, w // PATCH, PATCH)
+        .permute(0, 1, 3, 2, 4)
+        .reshape(n, h // PATCH, w // PATCH, PATCH * PATCH)
+    )
 
 
 def from_patches(patches: torch.Tensor) -> torch.Tensor:
@@ -63,9 +67,7 @@ def _kmeans_pp(points: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tens
     return centroids
 
 
-def kmeans(
-    points: torch.Tensor, k: int, iters: int = 25, seed: int = 0, init_sample: int = 50_000
-) -> torch.Tensor:
+def kmeans(points: torch.Tensor, k: int, iters: int = 25, seed: int = 0, init_sample: int = 50_000) -> torch.Tensor:
     """Full-batch Lloyd k-means with k-means++ seeding; empty clusters move to the worst-fit points."""
     gen = torch.Generator().manual_seed(seed)
     init_idx = torch.randperm(len(points), generator=gen)[: min(init_sample, len(points))]
@@ -109,7 +111,7 @@ class PatchTokenizer:
         iters: int = 25,
         seed: int = 0,
         max_patches: int = 1_000_000,
-    ) -> "PatchTokenizer":
+    ) -> PatchTokenizer:
         """Fit a `size`-entry codebook on (a seeded sample of at most `max_patches` of) the images' patches."""
         if not isinstance(size, int) or size < 2:
             raise ConfigError(f"codebook size must be an int >= 2, got {size!r}")
@@ -144,7 +146,7 @@ class PatchTokenizer:
         save_file({"codebook": self.codebook.contiguous()}, str(path), metadata={"patch": str(PATCH)})
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PatchTokenizer":
+    def load(cls, path: str | os.PathLike) -> PatchTokenizer:
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"codebook file {path} does not exist")

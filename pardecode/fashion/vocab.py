@@ -32,9 +32,15 @@ DEFAULT_SIZE = (28, 28)
 PROMPT_TEMPLATE = "Generate an image of {width}x{height} according to the following prompt:\n{prompt}"
 
 SPECIAL_NAMES = {
-    PAD_ID: "<pad>", BOS_ID: "<s>", EOS_ID: "</s>", UNK_ID: "<unk>",
-    SEPARATOR_ID: "<sep>", START_OF_IMAGE_ID: "<soi>", END_OF_IMAGE_ID: "<eoi>",
-    END_OF_LINE_ID: "<eol>", IMAGE_PLACEHOLDER_ID: "<image>",
+    PAD_ID: "<pad>",
+    BOS_ID: "<s>",
+    EOS_ID: "</s>",
+    UNK_ID: "<unk>",
+    SEPARATOR_ID: "<sep>",
+    START_OF_IMAGE_ID: "<soi>",
+    END_OF_IMAGE_ID: "<eoi>",
+    END_OF_LINE_ID: "<eol>",
+    IMAGE_PLACEHOLDER_ID: "<image>",
 }
 
 _NOUNS: dict[int, tuple[str, ...]] = {
@@ -121,8 +127,15 @@ def build_text_tokenizer(codebook_size: int):
         single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", BOS_ID)]
     )
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-        additional_special_tokens=[SPECIAL_NAMES[i] for i in (SEPARATOR_ID, START_OF_IMAGE_ID, END_OF_IMAGE_ID, END_OF_LINE_ID, IMAGE_PLACEHOLDER_ID)],
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        additional_special_tokens=[
+            SPECIAL_NAMES[i]
+            for i in (SEPARATOR_ID, START_OF_IMAGE_ID, END_OF_IMAGE_ID, END_OF_LINE_ID, IMAGE_PLACEHOLDER_ID)
+        ],
     )
 
 

@@ -27,12 +27,15 @@ class TrainingSet:
 
     def __attrs_post_init__(self):
         if self.ids.shape != self.valid.shape or self.noisable.shape != (self.ids.shape[1],):
-            raise ConfigError(f"inconsistent training set shapes {tuple(self.ids.shape)}, {tuple(self.valid.shape)}, {tuple(self.noisable.shape)}")
+            raise ConfigError(
+                f"inconsistent training set shapes {tuple(self.ids.shape)}, {tuple(self.valid.shape)}, "
+                f"{tuple(self.noisable.shape)}"
+            )
 
     def __len__(self) -> int:
         return self.ids.shape[0]
 
-    def batch(self, index: torch.Tensor) -> "TrainingSet":
+    def batch(self, index: torch.Tensor) -> TrainingSet:
         return TrainingSet(self.ids[index], self.valid[index], self.noisable, self.span)
 
     @property
@@ -85,7 +88,9 @@ def training_set(
     return TrainingSet(ids, torch.cat([valid, torch.ones_like(spans, dtype=torch.bool)], 1), noisable, layout.length)
 
 
-def fashion_spans(backbone, split: str, limit: int | None = None, seed: int = 0, data_dir=None) -> tuple[list[str], torch.Tensor]:
+def fashion_spans(
+    backbone, split: str, limit: int | None = None, seed: int = 0, data_dir=None
+) -> tuple[list[str], torch.Tensor]:
     """(prompts, spans) of Fashion-MNIST `split`, tokenised with the backbone's own codebook."""
     from ..fashion import CLASS_NAMES, vocab
     from ..fashion.data import load

@@ -59,7 +59,9 @@ def _inputs(backbone, noise: NoiseConditioning, batch: TrainingSet, sigma: torch
     return noise.inputs_embeds(clean, NoisyInputs(z, sigma))
 
 
-def span_nll(backbone, noise: NoiseConditioning | None, batch: TrainingSet, sigma: torch.Tensor | None = None, generator=None) -> torch.Tensor:
+def span_nll(
+    backbone, noise: NoiseConditioning | None, batch: TrainingSet, sigma: torch.Tensor | None = None, generator=None
+) -> torch.Tensor:
     """Mean cross-entropy of the span's next clean tokens, under noise levels `sigma` (None = clean)."""
     from ..adapters.hf import additive_mask
 
@@ -70,7 +72,9 @@ def span_nll(backbone, noise: NoiseConditioning | None, batch: TrainingSet, sigm
     valid = batch.valid
     positions = (valid.long().cumsum(1) - 1).clamp(min=0)
     mask = additive_mask(valid, valid.shape[1], inputs.dtype) if not bool(valid.all()) else None
-    hidden = backbone.body(inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=False).last_hidden_state
+    hidden = backbone.body(
+        inputs_embeds=inputs, attention_mask=mask, position_ids=positions, use_cache=False
+    ).last_hidden_state
     targets = batch.targets
     logits = backbone.head(hidden[:, :-1][:, targets])
     return F.cross_entropy(logits.float().flatten(0, 1), batch.ids[:, 1:][:, targets].flatten())
@@ -164,9 +168,17 @@ def finetune_sjd2(
 
     def save_state():
         torch.save(
-            {"model": backbone.model.state_dict(), "noise": noise.state_dict(), "optim": optim.state_dict(),
-             "generator": generator.get_state(), "step": step, "elapsed": elapsed, "losses": losses,
-             "base_nll": base_nll, "config": attrs.asdict(config, recurse=True)},
+            {
+                "model": backbone.model.state_dict(),
+                "noise": noise.state_dict(),
+                "optim": optim.state_dict(),
+                "generator": generator.get_state(),
+                "step": step,
+                "elapsed": elapsed,
+                "losses": losses,
+                "base_nll": base_nll,
+                "config": attrs.asdict(config, recurse=True),
+            },
             state_path,
         )
 
@@ -209,8 +221,12 @@ def finetune_sjd2(
     }
     if held_out is not None:
         tuned = clean_nll(backbone, held_out)
-        metrics |= {"held_out_sequences": len(held_out), "base_clean_nll": round(base_nll, 5),
-                    "tuned_clean_nll": round(tuned, 5), "relative_change": round(tuned / base_nll - 1, 5)}
+        metrics |= {
+            "held_out_sequences": len(held_out),
+            "base_clean_nll": round(base_nll, 5),
+            "tuned_clean_nll": round(tuned, 5),
+            "relative_change": round(tuned / base_nll - 1, 5),
+        }
     save_checkpoint(backbone, out / "model")
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     return metrics

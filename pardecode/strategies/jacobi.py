@@ -45,7 +45,9 @@ class Jacobi(Strategy):
             self.drafts = fresh_tokens(ctx, ctx.offsets(width), None, self.init)
         have = self.drafts.shape[1]
         if width > have:  # an automatic window grew: new slots start fresh
-            self.widen(ctx, fresh_tokens(ctx, ctx.offsets(width - have, start=have), self._left_of(ctx, have), self.init))
+            self.widen(
+                ctx, fresh_tokens(ctx, ctx.offsets(width - have, start=have), self._left_of(ctx, have), self.init)
+            )
         self.narrow(width)
         return Proposal(self.drafts)
 

@@ -48,16 +48,17 @@ PJD_INITS = ("above", "random")
 PJD_MASKS = ("row", "causal")
 
 
-
-
 @attrs.define
 class PJD(Strategy):
     """Row-parallel speculative Jacobi: a window per active image row, row-causal mask (lossy; exact at rows=1)."""
 
     name = "pjd"
     claim = Claim.exact_at(rows=1)
-    approximation = ("rows below the topmost active one are verified against a context that lacks the undecided rest of the rows above "
-                     "(in an image-only span a row's first cell also reads a stand-in for the last cell of the row above)")
+    approximation = (
+        "rows below the topmost active one are verified against a context that lacks the undecided rest "
+        "of the rows above "
+        "(in an image-only span a row's first cell also reads a stand-in for the last cell of the row above)"
+    )
 
     # defaults chosen with the `fronts` benchmark suite on the default model (docs/results.md)
     window: int = attrs.field(default=4, validator=positive_int("window"))
@@ -80,8 +81,12 @@ class PJD(Strategy):
     _pass: dict | None = attrs.field(default=None, init=False, repr=False)  # this pass's fronts
     #: Bool[B, R] rows started (image-only spans; with an end-of-line per row it is read off the span)
     _started: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
-    _ends: RowEnds | None = attrs.field(default=None, init=False, repr=False)  # forced tokens, with an end-of-line per row
-    _uniform: UniformDraws | None = attrs.field(default=None, init=False, repr=False)  # first drafts under `init="random"`
+    _ends: RowEnds | None = attrs.field(
+        default=None, init=False, repr=False
+    )  # forced tokens, with an end-of-line per row
+    _uniform: UniformDraws | None = attrs.field(
+        default=None, init=False, repr=False
+    )  # first drafts under `init="random"`
 
     @property
     def lossless(self) -> bool:  # one active row: every verification sees its whole context
@@ -174,12 +179,16 @@ class PJD(Strategy):
             pend_off, pend_tok = pending(ctx, also=committed_after(torch.zeros_like(done), start - 1, fed))
         p_count = pend_off.shape[1]
         slot_of = torch.full((b, ctx.length + 1), -1, dtype=torch.long, device=ctx.device)
-        slot_of.scatter_(1, torch.where(pend_off >= 0, pend_off, ctx.length), torch.arange(p_count, device=ctx.device).expand(b, -1))
+        slot_of.scatter_(
+            1, torch.where(pend_off >= 0, pend_off, ctx.length), torch.arange(p_count, device=ctx.device).expand(b, -1)
+        )
         input_slot = slot_of.gather(1, before)
         stand_count = 0
         # one stand-in slot per front (-1: none), right after the pending ones (image-only spans only)
         if self._ends is None and bool(stand_in.any()):
-            need = torch.zeros(b, grid.rows + 1, dtype=torch.bool, device=ctx.device).scatter(1, row, stand_in)[:, : grid.rows]
+            need = torch.zeros(b, grid.rows + 1, dtype=torch.bool, device=ctx.device).scatter(1, row, stand_in)[
+                :, : grid.rows
+            ]
             stand_off, stand_tok = stand_ins(ctx, grid, need)
             stand_off = torch.where(stand_in, stand_off.gather(1, at_row), -1)
             stand_tok = stand_tok.gather(1, at_row)
@@ -194,7 +203,9 @@ class PJD(Strategy):
         if stand_count:
             offsets = torch.cat([pend_off, stand_off, slot_offs], 1)
             tokens = torch.cat([pend_tok, stand_tok, drafts.reshape(b, f * w)], 1)
-            front = torch.cat([torch.full_like(pend_off, -1), torch.arange(f, device=ctx.device).expand(b, -1), draft_front], 1)
+            front = torch.cat(
+                [torch.full_like(pend_off, -1), torch.arange(f, device=ctx.device).expand(b, -1), draft_front], 1
+            )
         else:
             offsets = torch.cat([pend_off, slot_offs], 1)
             tokens = torch.cat([pend_tok, drafts.reshape(b, f * w)], 1)
@@ -216,10 +227,19 @@ class PJD(Strategy):
             is_stand = torch.zeros_like(used)
             is_stand[:, p_count : p_count + f] = stand_off >= 0
             attends &= ~((is_stand[:, None, :] | is_stand[:, :, None]) & other_front)
-            own = torch.where(front >= 0, stand_off.gather(1, front.clamp(min=0)), -1)  # Long[B, W]: the slot's stand-in offset
+            own = torch.where(
+                front >= 0, stand_off.gather(1, front.clamp(min=0)), -1
+            )  # Long[B, W]: the slot's stand-in offset
             attends &= ~((own[:, :, None] >= 0) & (offsets[:, None, :] == own[:, :, None]) & ~is_stand[:, None, :])
-        self._pass = dict(row=row, front_ok=front_ok, start=start, ok=ok, drafts=drafts, entries=entries,
-                          column=start - at_row * stride)
+        self._pass = dict(
+            row=row,
+            front_ok=front_ok,
+            start=start,
+            ok=ok,
+            drafts=drafts,
+            entries=entries,
+            column=start - at_row * stride,
+        )
         return Proposal(tokens, offsets=offsets, attends=attends)
 
     def _store(self, row, front_ok, drafts) -> None:
@@ -244,7 +264,9 @@ class PJD(Strategy):
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
         grid = ctx.grid
         s = self._pass
-        row, front_ok, start, ok, drafts, entries = (s[k] for k in ("row", "front_ok", "start", "ok", "drafts", "entries"))
+        row, front_ok, start, ok, drafts, entries = (
+            s[k] for k in ("row", "front_ok", "start", "ok", "drafts", "entries")
+        )
         b, f, w = drafts.shape
         v = ctx.vocab_size
         pf = p.gather(1, entries.view(b, -1, 1).expand(-1, -1, v)).view(b * f, w + 1, v)

@@ -22,10 +22,15 @@ def row_parallel_grid(ctx: DecodeContext, name: str) -> Grid:
     end-of-line (`GridLayout`) nor image cells only (cell (r, c) at offset r * cols + c)."""
     grid = ctx.grid
     if grid is None:
-        raise ConfigError(f"strategy {name!r} decodes image rows in parallel; backbone {ctx.backbone!r} has a span with no image grid")
+        raise ConfigError(
+            f"strategy {name!r} decodes image rows in parallel; backbone {ctx.backbone!r} has a span with no image grid"
+        )
     if not has_row_ends(ctx) and (grid.start or grid.stride != grid.cols or grid.length != grid.rows * grid.cols):
-        raise ConfigError(f"strategy {name!r} decodes rows closed by an end-of-line or image-only spans; backbone {ctx.backbone!r} "
-                          f"has a {grid.rows}x{grid.cols} grid at offset {grid.start}, stride {grid.stride}, in a span of {grid.length}")
+        raise ConfigError(
+            f"strategy {name!r} decodes rows closed by an end-of-line or image-only spans; backbone {ctx.backbone!r} "
+            f"has a {grid.rows}x{grid.cols} grid at offset {grid.start}, stride {grid.stride}, "
+            f"in a span of {grid.length}"
+        )
     return grid
 
 
@@ -74,15 +79,17 @@ class RowEnds:
         self.grid = layout.image_grid()
         self.eol = torch.arange(layout.rows, device=device) * (layout.cols + 1) + layout.cols
         self.tail = torch.arange(layout.image_length, ctx.length, device=device)
-        tokens = torch.cat([self.eol.new_full((layout.rows,), layout.end_of_line), torch.tensor(layout.end_tokens, device=device)])
+        tokens = torch.cat(
+            [self.eol.new_full((layout.rows,), layout.end_of_line), torch.tensor(layout.end_tokens, device=device)]
+        )
         self.tokens = tokens.expand(ctx.batch, -1)
         self.source = torch.full_like(self.tokens, -1)
         self.cells = layout.rows * layout.cols
 
     def commits(self, done: torch.Tensor, start_rows: torch.Tensor, cells: torch.Tensor | None = None) -> Commits:
-        """Forced commits, from no distribution (source -1): the end-of-line of every row in `start_rows` (Bool[B, rows]) and,
-        once every cell is committed, the end tokens. `cells` (Long[B, rows], committed cells per row
-        of `done`) saves recounting them when the caller has it."""
+        """Forced commits, from no distribution (source -1): the end-of-line of every row in
+        `start_rows` (Bool[B, rows]) and, once every cell is committed, the end tokens. `cells`
+        (Long[B, rows], committed cells per row of `done`) saves recounting them when the caller has it."""
         if cells is None:
             cells = row_cells(done, self.grid)
         eol_use = start_rows & ~done[:, self.eol]

@@ -6,7 +6,8 @@ later slots from this pass's p (which becomes their q). Fresh drafts count as gi
 (q one-hot), as in the reference implementation. The reference redraws independently every pass
 (`coupling="independent"`, the default); `coupling="gumbel"` couples redraws across passes so
 drafts stop churning (the idea of coupled speculative decoding), still exactly;
-`coupling="maximal"` keeps each previous draft with the largest probability any coupling allows, min(1, p(x)/q(x)), and redraws from max(0, p - q) otherwise (maximal coupling,
+`coupling="maximal"` keeps each previous draft with the largest probability any coupling allows,
+min(1, p(x)/q(x)), and redraws from max(0, p - q) otherwise (maximal coupling,
 as in speculative coupled decoding, arXiv 2510.24211).
 """
 
@@ -76,4 +77,3 @@ class SJD(Jacobi):
         if self._coupled is not None:
             self._coupled.advance(accepted)
         return stale
-

@@ -28,8 +28,14 @@ from ..core.claims import Claim
 from ..core.errors import ConfigError
 from ..core.noise import NoiseSchedule, ddim_step, vp_coefficients
 from ..core.strategy import AUTO_WIDEST, DecodeContext, Proposal, Strategy, Verdict, positive_int, window_size
-from ..core.verify import acceptance_probability, correction_distribution, first_false, maximal_redraw, sample
-from ..core.verify import take_per_row
+from ..core.verify import (
+    acceptance_probability,
+    correction_distribution,
+    first_false,
+    maximal_redraw,
+    sample,
+    take_per_row,
+)
 from .drafting import CoupledDraws, auto_or, carry_over, check_coupling, narrowed, random_tokens
 
 
@@ -112,7 +118,9 @@ class SJD2(Strategy):
             self._tokens, self._q, self._k, self._z = self._fresh(ctx, ctx.offsets(width), slots)
         have = self._tokens.shape[1]
         if width > have:  # an automatic window grew: the new slots start as fresh noise
-            fresh = self._fresh(ctx, ctx.offsets(width - have, start=have), torch.arange(have, width, device=ctx.device))
+            fresh = self._fresh(
+                ctx, ctx.offsets(width - have, start=have), torch.arange(have, width, device=ctx.device)
+            )
             state = (self._tokens, self._q, self._k, self._z)
             self._tokens, self._q, self._k, self._z = (torch.cat([old, new], 1) for old, new in zip(state, fresh))
         self._tokens, self._q, self._k, self._z = narrowed(width, self._tokens, self._q, self._k, self._z)

@@ -25,7 +25,6 @@ import attrs
 import torch
 
 from ..core.claims import Claim
-from ..core.strategy import DecodeContext
 from ..core.verify import sample
 from .drafting import check_coupling, restricted
 from .sjd import SJD

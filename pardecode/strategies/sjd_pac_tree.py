@@ -35,10 +35,18 @@ import torch
 from ..core.claims import Claim
 from ..core.fronts import Commits
 from ..core.strategy import DecodeContext, Proposal, Strategy, non_negative_int, one_of, positive_int
-from ..core.verify import acceptance_probability, correction_distribution, first_false
-from ..core.verify import multi_draft_accept, residual_distribution, sample, sample_with, take_per_row, uniforms
+from ..core.verify import (
+    acceptance_probability,
+    correction_distribution,
+    first_false,
+    multi_draft_accept,
+    residual_distribution,
+    sample,
+    sample_with,
+    take_per_row,
+    uniforms,
+)
 from .drafting import restricted
-
 
 SIBLINGS = ("top", "sampled")
 
@@ -168,7 +176,7 @@ class SJDPACTree(Strategy):
         """Next drafts: for each next offset, a draw from the newest prediction of it (the kept branch,
         else the main chain), maximally coupled with the draft it replaces; fresh slots are drafted
         from the pass's furthest prediction. Each draft's q is the distribution it was drawn from."""
-        b, w, v = drafts.shape[0], self.window, ctx.vocab_size
+        w, v = self.window, ctx.vocab_size
         rel = shift.unsqueeze(1) + torch.arange(w, device=ctx.device)  # new slots, relative to the old start
         source = rel - 1  # the slot whose output predicts each new slot's offset
         reach = torch.where(branch == 0, w - 1, self._tail)
@@ -179,7 +187,9 @@ class SJDPACTree(Strategy):
         at = rel.clamp(max=w - 1)
         prev = drafts.gather(1, at)
         prev_q = q.gather(1, at.unsqueeze(-1).expand(-1, -1, v))
-        stay = torch.rand(prev.shape, generator=ctx.generator, device=ctx.device) < acceptance_probability(src_p, prev, prev_q)
+        stay = torch.rand(prev.shape, generator=ctx.generator, device=ctx.device) < acceptance_probability(
+            src_p, prev, prev_q
+        )
         furthest = p[:, base + w - 1 : base + w].expand(-1, w, -1)  # the main chain's last prediction
         fresh_q = restricted(furthest, ctx.allowed(w, start=shift))
         # each slot keeps one of three draws (the residual's, src_p's, fresh_q's): their uniforms are

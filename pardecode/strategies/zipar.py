@@ -55,11 +55,15 @@ class ZipAR(Strategy):
     name = "zipar"
     claim = Claim.exact_at(window=">= columns")
     lossless = False
-    approximation = ("a token is sampled before the rows above it are complete: its context lacks their remaining tokens "
-                     "(in an image-only span a row's first token also reads a stand-in for the last cell of the row above)")
+    approximation = (
+        "a token is sampled before the rows above it are complete: its context lacks their remaining tokens "
+        "(in an image-only span a row's first token also reads a stand-in for the last cell of the row above)"
+    )
 
     window: int = attrs.field(default=4, validator=positive_int("window"))
-    _ends: RowEnds | None = attrs.field(default=None, init=False, repr=False)  # forced tokens, with an end-of-line per row
+    _ends: RowEnds | None = attrs.field(
+        default=None, init=False, repr=False
+    )  # forced tokens, with an end-of-line per row
 
     def reset(self, ctx: DecodeContext) -> None:
         row_parallel_grid(ctx, self.name)
@@ -67,7 +71,9 @@ class ZipAR(Strategy):
 
     def _started(self, grid: Grid, cells: torch.Tensor) -> torch.Tensor:
         """Bool[B, R]: rows that may sample (row 0, and every row whose row above has `window` cells)."""
-        return torch.cat([torch.ones_like(cells[:, :1], dtype=torch.bool), cells[:, :-1] >= min(self.window, grid.cols)], 1)
+        return torch.cat(
+            [torch.ones_like(cells[:, :1], dtype=torch.bool), cells[:, :-1] >= min(self.window, grid.cols)], 1
+        )
 
     def propose(self, ctx: DecodeContext) -> Proposal:
         if ctx.done is None:  # first pass: the prompt alone predicts offset 0
@@ -81,7 +87,12 @@ class ZipAR(Strategy):
         grid = ctx.grid
         cells = row_cells(ctx.done, grid)
         before = torch.arange(grid.rows, device=ctx.device) * grid.stride - 1
-        need = self._started(grid, cells) & (cells == 0) & (before >= 0) & ~ctx.done.gather(1, before.clamp(min=0).expand(ctx.batch, -1))
+        need = (
+            self._started(grid, cells)
+            & (cells == 0)
+            & (before >= 0)
+            & ~ctx.done.gather(1, before.clamp(min=0).expand(ctx.batch, -1))
+        )
         if not bool(need.any()):
             return Proposal(tokens, offsets=offsets)
         stand_off, stand_tok = packed(*stand_ins(ctx, grid, need))
@@ -89,7 +100,9 @@ class ZipAR(Strategy):
         used = offsets >= 0
         hidden = torch.cat([torch.zeros_like(used[:, : used.shape[1] - stand_off.shape[1]]), stand_off >= 0], 1)
         # every slot sees the used slots at smaller offsets, except a stand-in, which only it sees
-        attends = (offsets[:, None, :] < offsets[:, :, None]) & used[:, None, :] & used[:, :, None] & ~hidden[:, None, :]
+        attends = (
+            (offsets[:, None, :] < offsets[:, :, None]) & used[:, None, :] & used[:, :, None] & ~hidden[:, None, :]
+        )
         return Proposal(tokens, offsets=offsets, attends=attends)
 
     def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
@@ -98,8 +111,14 @@ class ZipAR(Strategy):
         first = ctx.step == 0
         lead = offs.new_full((ctx.batch, 1), 0 if first else -2)  # entry 0: the prompt's, first pass only
         targets = torch.cat([lead, offs + 1], 1)
-        done = ctx.done if ctx.done is not None else torch.zeros(ctx.batch, ctx.length, dtype=torch.bool, device=ctx.device)
-        wanted = grid.is_cell(targets) & (offs.new_ones(1, 1, dtype=torch.bool) if first else torch.cat([lead >= 0, offs >= 0], 1))
+        done = (
+            ctx.done
+            if ctx.done is not None
+            else torch.zeros(ctx.batch, ctx.length, dtype=torch.bool, device=ctx.device)
+        )
+        wanted = grid.is_cell(targets) & (
+            offs.new_ones(1, 1, dtype=torch.bool) if first else torch.cat([lead >= 0, offs >= 0], 1)
+        )
         wanted &= ~done.gather(1, targets.clamp(0, ctx.length - 1))
         if not has_row_ends(ctx):  # a slot before a row's first cell samples it only once the row has started
             row = targets.clamp(min=0).div(grid.stride, rounding_mode="floor").clamp(max=grid.rows - 1)

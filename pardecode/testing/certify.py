@@ -50,16 +50,28 @@ class Certification:
         return "\n".join(head + [self.report.table()])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"strategy": self.strategy, "claim": self.claim.to_dict(), "options": self.options, "mode": self.mode,
-                "notes": list(self.notes), "report": self.report.to_dict()}
+        return {
+            "strategy": self.strategy,
+            "claim": self.claim.to_dict(),
+            "options": self.options,
+            "mode": self.mode,
+            "notes": list(self.notes),
+            "report": self.report.to_dict(),
+        }
 
 
 def _format(options: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in options.items())
 
 
-def certify(name: str, options: Mapping[str, Any] | None = None, *, samples: int = DEFAULT_SAMPLES, seed: int = 0,
-            alpha: float = ALPHA) -> Certification:
+def certify(
+    name: str,
+    options: Mapping[str, Any] | None = None,
+    *,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = 0,
+    alpha: float = ALPHA,
+) -> Certification:
     """Certify the registered strategy `name` (built with `options`) against its claim (module docstring)."""
     from ..api import get_strategy
 
@@ -72,15 +84,23 @@ def certify(name: str, options: Mapping[str, Any] | None = None, *, samples: int
         knob = {k: v for k, v in claim.settings(columns).items() if k not in given}
         if knob:
             strategy = get_strategy(name, **given, **knob)
-            notes.append(f"certified at its exact knob: {_format(knob)} (grids of the references have at most {columns} "
-                         "columns); give -S KEY=VALUE to certify another setting")
+            notes.append(
+                f"certified at its exact knob: {_format(knob)} (grids of the references have at most {columns} "
+                "columns); give -S KEY=VALUE to certify another setting"
+            )
         if not claim.holds(strategy_options(strategy), columns):
-            notes.append(f"{_format({k: getattr(strategy, k, None) for k, _ in claim.knobs})} lies outside the exact knob "
-                         f"({claim.text}): a detected deviation is the expected finding")
+            notes.append(
+                f"{_format({k: getattr(strategy, k, None) for k, _ in claim.knobs})} lies outside the exact knob "
+                f"({claim.text}): a detected deviation is the expected finding"
+            )
     elif claim.kind == "lossy":
-        notes.append("the strategy claims to be lossy: certify measures whether its deviation shows at this sample size")
+        notes.append(
+            "the strategy claims to be lossy: certify measures whether its deviation shows at this sample size"
+        )
     if claim.kind == "greedy":
-        notes.append("the strategy claims greedy AR: its tokens are compared with greedy AR's at temperature 0, token for token")
+        notes.append(
+            "the strategy claims greedy AR: its tokens are compared with greedy AR's at temperature 0, token for token"
+        )
         report, mode = check_greedy(strategy, seed=seed), "greedy"
     else:
         report, mode = check_exact(strategy, samples=samples, seed=seed, alpha=alpha), "exact"

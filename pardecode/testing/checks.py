@@ -130,15 +130,40 @@ class _Findings:
         for (name, method, fit, ppt), p, exact in zip(self.fits, asymptotic, self.exact_p_values(asymptotic, level)):
             stat = fit.chi2 if method == "chi-square" else fit.g
             tv = detectable_tv(fit.samples, fit.df, level, POWER, fit.pooled_mass)
-            tests.append(TestResult(name, method, fit.samples, stat, fit.df, exact, p, tv, fit.pooled_mass,
-                                    fit.impossible, ppt, fit.parts))
+            tests.append(
+                TestResult(
+                    name,
+                    method,
+                    fit.samples,
+                    stat,
+                    fit.df,
+                    exact,
+                    p,
+                    tv,
+                    fit.pooled_mass,
+                    fit.impossible,
+                    ppt,
+                    fit.parts,
+                )
+            )
         checks = list(self.checks)
         if self.decodes:
             detail = f"{self.decodes} decodes" if not self.miscounted else "; ".join(self.miscounted[:3])
-            checks.insert(0, CheckResult("forward passes = reference session's forward calls", not self.miscounted, detail))
+            checks.insert(
+                0, CheckResult("forward passes = reference session's forward calls", not self.miscounted, detail)
+            )
         checks += [CheckResult("decode finishes", False, f) for f in self.failures]
-        return Report(strategy.name, strategy_options(strategy), self.alpha, tuple(tests), tuple(checks),
-                      tuple(self.skipped), seconds, passes, tuple(notes))
+        return Report(
+            strategy.name,
+            strategy_options(strategy),
+            self.alpha,
+            tuple(tests),
+            tuple(checks),
+            tuple(self.skipped),
+            seconds,
+            passes,
+            tuple(notes),
+        )
 
 
 def _seeds(seed: int) -> Iterator[int]:
@@ -188,8 +213,9 @@ def check_exact(
     return found.report(strategy, time.perf_counter() - start, passes)
 
 
-def _large_batches(found: _Findings, strategy: Strategy, refs: Sequence[Reference], samples: int,
-                   seeds: Iterator[int]) -> list[tuple[Reference, SamplingConfig]]:
+def _large_batches(
+    found: _Findings, strategy: Strategy, refs: Sequence[Reference], samples: int, seeds: Iterator[int]
+) -> list[tuple[Reference, SamplingConfig]]:
     """A batch of `samples` rows per reference and setting (and the row-pair test on the first);
     returns the (reference, setting) pairs that ran."""
     ran = []
@@ -207,8 +233,9 @@ def _large_batches(found: _Findings, strategy: Strategy, refs: Sequence[Referenc
     return ran
 
 
-def _prompt_batch(found: _Findings, strategy: Strategy, ref: Reference, sampling: SamplingConfig, samples: int,
-                  seeds: Iterator[int]) -> None:
+def _prompt_batch(
+    found: _Findings, strategy: Strategy, ref: Reference, sampling: SamplingConfig, samples: int, seeds: Iterator[int]
+) -> None:
     """A batch cycling through the reference's prompts: each prompt's rows against its own distribution."""
     label = f"{ref.name}, {describe(sampling)}"
     k = len(ref.prompts)
@@ -217,7 +244,9 @@ def _prompt_batch(found: _Findings, strategy: Strategy, ref: Reference, sampling
     if r is not None:
         tokens = r.result.tokens
         fits = [goodness_of_fit(ref.counts(tokens[i::k]), ref.exact(p, sampling)) for i, p in enumerate(ref.prompts)]
-        found.fit(f"{label}, batch of {k} prompts (each row against its own)", combined(fits), passes_per_token(r.result))
+        found.fit(
+            f"{label}, batch of {k} prompts (each row against its own)", combined(fits), passes_per_token(r.result)
+        )
 
 
 def _batch_one(found: _Findings, strategy: Strategy, ref: Reference, single: int, seeds: Iterator[int]) -> float | None:
@@ -231,8 +260,11 @@ def _batch_one(found: _Findings, strategy: Strategy, ref: Reference, single: int
         counts += ref.counts(r.result.tokens)
         per_token.append(passes_per_token(r.result))
     passes = float(np.mean(per_token))
-    found.fit(f"{ref.name}, {describe(sampling)}, {single} batch-1 decodes", goodness_of_fit(counts, ref.exact(prompt, sampling)),
-              passes)
+    found.fit(
+        f"{ref.name}, {describe(sampling)}, {single} batch-1 decodes",
+        goodness_of_fit(counts, ref.exact(prompt, sampling)),
+        passes,
+    )
     return passes
 
 
@@ -246,8 +278,15 @@ def _pairs(ref: Reference, tokens, exact: np.ndarray) -> Fit:
     return goodness_of_fit(np.bincount(joint, minlength=len(prefix) ** 2), np.outer(prefix, prefix).ravel())
 
 
-def _changing_windows(found: _Findings, strategy: Strategy, ref: Reference, sampling: SamplingConfig, samples: int,
-                      seeds: Iterator[int], schedule: Sequence[int] | None) -> None:
+def _changing_windows(
+    found: _Findings,
+    strategy: Strategy,
+    ref: Reference,
+    sampling: SamplingConfig,
+    samples: int,
+    seeds: Iterator[int],
+    schedule: Sequence[int] | None,
+) -> None:
     """Windows that change mid-decode: automatic (a cost profile that makes the planner switch), and
     set by pass number when a schedule is given."""
     label = f"{ref.name}, {describe(sampling)}"
@@ -258,20 +297,34 @@ def _changing_windows(found: _Findings, strategy: Strategy, ref: Reference, samp
         r = found.attempt(f"{label}, automatic window", ref, auto, prompts, sampling, next(seeds))
         if r is not None:
             widths = sorted(r.widths)
-            found.fit(f"{label}, automatic window ({len(widths)} widths: {widths[0]}..{widths[-1]})",
-                      goodness_of_fit(ref.counts(r.result.tokens), exact), passes_per_token(r.result))
+            found.fit(
+                f"{label}, automatic window ({len(widths)} widths: {widths[0]}..{widths[-1]})",
+                goodness_of_fit(ref.counts(r.result.tokens), exact),
+                passes_per_token(r.result),
+            )
     else:
-        found.skipped.append(Skipped(f"{label}, automatic window", "the strategy takes no window='auto'; "
-                                     "check_exact(window_schedule=...) sets a plain window by pass number"))
+        found.skipped.append(
+            Skipped(
+                f"{label}, automatic window",
+                "the strategy takes no window='auto'; "
+                "check_exact(window_schedule=...) sets a plain window by pass number",
+            )
+        )
     if schedule:
-        r = found.attempt(f"{label}, window by pass number", ref, strategy, prompts, sampling, next(seeds), schedule=schedule)
+        r = found.attempt(
+            f"{label}, window by pass number", ref, strategy, prompts, sampling, next(seeds), schedule=schedule
+        )
         if r is not None:
-            found.fit(f"{label}, window by pass number {list(schedule)}", goodness_of_fit(ref.counts(r.result.tokens), exact),
-                      passes_per_token(r.result))
+            found.fit(
+                f"{label}, window by pass number {list(schedule)}",
+                goodness_of_fit(ref.counts(r.result.tokens), exact),
+                passes_per_token(r.result),
+            )
 
 
-def _greedy_checks(found: _Findings, strategy: Strategy, seed: int, references: Sequence[Reference],
-                   schedule: Sequence[int] | None) -> None:
+def _greedy_checks(
+    found: _Findings, strategy: Strategy, seed: int, references: Sequence[Reference], schedule: Sequence[int] | None
+) -> None:
     """One check per reference: at temperature 0 (with and without guidance) the strategy's tokens
     equal greedy AR's, for a batch of different prompts, two of them alone, an automatic window and
     a scheduled one (where the strategy takes them)."""

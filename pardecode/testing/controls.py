@@ -47,7 +47,9 @@ class SkipResidual(SJD):
         accepted, next_token = super().accept(ctx, drafts, p)
         rows = torch.arange(ctx.batch, device=ctx.device)
         plain = sample(p[rows, accepted], ctx.generator)
-        skip = (accepted < drafts.shape[1]) & (torch.rand(ctx.batch, generator=ctx.generator, device=ctx.device) < self.strength)
+        skip = (accepted < drafts.shape[1]) & (
+            torch.rand(ctx.batch, generator=ctx.generator, device=ctx.device) < self.strength
+        )
         return accepted, torch.where(skip, plain, next_token)
 
 

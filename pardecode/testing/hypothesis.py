@@ -19,7 +19,9 @@ from collections.abc import Sequence
 try:
     from hypothesis import strategies as st
 except ModuleNotFoundError as err:  # an optional dependency: say which package to install
-    raise ModuleNotFoundError("pardecode.testing.hypothesis needs the hypothesis package: pip install 'pardecode[test]'") from err
+    raise ModuleNotFoundError(
+        "pardecode.testing.hypothesis needs the hypothesis package: pip install 'pardecode[test]'"
+    ) from err
 
 from ..adapters.toy import ToyBackbone
 from ..core.config import SamplingConfig
@@ -43,17 +45,28 @@ def reference_backbones(draw, max_sequences: int = 20_000, layouts: Sequence[str
         shape = {"vocab_size": vocab, "length": length}
     elif layout == "grid":  # rows x cols cells, an end-of-line per row, one end token
         vocab = draw(st.integers(3, 5))
-        rows, cols = draw(st.sampled_from([(r, c) for r in (1, 2, 3) for c in (1, 2, 3)
-                                           if _fits(vocab, r * (c + 1) + 1, max_sequences)] or [(1, 1)]))
+        rows, cols = draw(
+            st.sampled_from(
+                [(r, c) for r in (1, 2, 3) for c in (1, 2, 3) if _fits(vocab, r * (c + 1) + 1, max_sequences)]
+                or [(1, 1)]
+            )
+        )
         shape = {"vocab_size": vocab, "grid": (rows, cols)}
     else:
         vocab = draw(st.integers(2, 4))
-        rows, cols = draw(st.sampled_from([(r, c) for r in (1, 2, 3) for c in (1, 2, 3)
-                                           if _fits(vocab, r * c, max_sequences)] or [(1, 1)]))
+        rows, cols = draw(
+            st.sampled_from(
+                [(r, c) for r in (1, 2, 3) for c in (1, 2, 3) if _fits(vocab, r * c, max_sequences)] or [(1, 1)]
+            )
+        )
         shape = {"vocab_size": vocab, "grid": (rows, cols), "image_only": True}
     backbone = ToyBackbone(
-        **shape, sharpness=draw(st.sampled_from([0.5, 1.0, 2.0, 3.0])), seed=draw(st.integers(0, 2**16)),
-        period=draw(st.integers(1, 4)), modulus=draw(st.integers(1, 6)), noise_dim=NOISE_DIM,
+        **shape,
+        sharpness=draw(st.sampled_from([0.5, 1.0, 2.0, 3.0])),
+        seed=draw(st.integers(0, 2**16)),
+        period=draw(st.integers(1, 4)),
+        modulus=draw(st.integers(1, 6)),
+        noise_dim=NOISE_DIM,
     )
     prompts = draw(st.lists(st.text("abcdefgh", min_size=1, max_size=4), min_size=1, max_size=3, unique=True))
     return Reference(f"random {layout}", backbone, (PLAIN,), tuple(prompts))
@@ -62,5 +75,10 @@ def reference_backbones(draw, max_sequences: int = 20_000, layouts: Sequence[str
 def sampling_configs(greedy: bool = False) -> st.SearchStrategy[SamplingConfig]:
     """Random sampling settings: temperature, top-k, top-p and guidance (temperature 0 with `greedy`)."""
     temperature = st.just(0.0) if greedy else st.sampled_from([0.5, 0.8, 1.0, 1.5])
-    return st.builds(SamplingConfig, temperature=temperature, top_k=st.integers(0, 3),
-                     top_p=st.sampled_from([0.7, 0.9, 1.0]), cfg_scale=st.sampled_from([1.0, 1.5, 3.0]))
+    return st.builds(
+        SamplingConfig,
+        temperature=temperature,
+        top_k=st.integers(0, 3),
+        top_p=st.sampled_from([0.7, 0.9, 1.0]),
+        cfg_scale=st.sampled_from([1.0, 1.5, 3.0]),
+    )

@@ -98,7 +98,10 @@ class Report:
         failed = self.failed_checks
         flagged = sum(p <= self.alpha for p in self.adjusted)
         if failed or flagged:
-            parts = [f"{flagged} test(s) reject" if flagged else "", f"{len(failed)} exact check(s) fail" if failed else ""]
+            parts = [
+                f"{flagged} test(s) reject" if flagged else "",
+                f"{len(failed)} exact check(s) fail" if failed else "",
+            ]
             return "DEVIATION DETECTED: " + " and ".join(p for p in parts if p)
         smallest = min(self.adjusted, default=1.0)
         return f"no deviation detected (smallest Holm-adjusted p {smallest:.3g} > alpha {self.alpha:g})"
@@ -107,24 +110,32 @@ class Report:
         """The human-readable verdict table."""
         lines = []
         if self.tests:
-            lines.append(f"{len(self.tests)} tests against exact AR distributions, family-wise false-alarm rate "
-                         f"{self.alpha:g} (Holm over exact, simulated p-values: the smallest must reach "
-                         f"{self.per_test_alpha:.2g}); 'detects' = the smallest total variation deviation found "
-                         "with probability 0.9")
+            lines.append(
+                f"{len(self.tests)} tests against exact AR distributions, family-wise false-alarm rate "
+                f"{self.alpha:g} (Holm over exact, simulated p-values: the smallest must reach "
+                f"{self.per_test_alpha:.2g}); 'detects' = the smallest total variation deviation found "
+                "with probability 0.9"
+            )
             width = max(len(t.name) + len(t.method) + 2 for t in self.tests)
-            lines.append(f"  {'test':<{width}} {'n':>7} {'statistic':>16} {'p':>9} {'asympt. p':>9} {'Holm p':>9} "
-                         f"{'detects':>8}  {'passes/token':>12}  verdict")
+            lines.append(
+                f"  {'test':<{width}} {'n':>7} {'statistic':>16} {'p':>9} {'asympt. p':>9} {'Holm p':>9} "
+                f"{'detects':>8}  {'passes/token':>12}  verdict"
+            )
             for t, adj in zip(self.tests, self.adjusted):
                 stat = f"{t.statistic:.1f} (df {t.df})" if not t.impossible else f"{t.impossible} impossible"
                 detects = "-" if t.detectable_tv is None else f"{t.detectable_tv:.3f}"
                 verdict = "DEVIATES" if adj <= self.alpha else "ok" if t.p_value is not None else "not simulated"
-                lines.append(f"  {t.name + ': ' + t.method:<{width}} {t.samples:>7} {stat:>16} {_p(t.p_value):>9} "
-                             f"{_p(t.asymptotic_p):>9} {_p(adj):>9} {detects:>8}  {t.passes_per_token:>12.3f}  {verdict}")
+                lines.append(
+                    f"  {t.name + ': ' + t.method:<{width}} {t.samples:>7} {stat:>16} {_p(t.p_value):>9} "
+                    f"{_p(t.asymptotic_p):>9} {_p(adj):>9} {detects:>8}  {t.passes_per_token:>12.3f}  {verdict}"
+                )
         if self.checks:
             lines.append("exact checks (must hold with no sampling error):")
             width = max(len(c.name) for c in self.checks)
             for c in self.checks:
-                lines.append(f"  {c.name:<{width}}  {'ok' if c.passed else 'FAILED'}" + (f"  ({c.detail})" if c.detail else ""))
+                lines.append(
+                    f"  {c.name:<{width}}  {'ok' if c.passed else 'FAILED'}" + (f"  ({c.detail})" if c.detail else "")
+                )
         if self.skipped:
             lines.append("not run:")
             lines.extend(f"  {s.name}: {s.reason}" for s in self.skipped)
@@ -137,14 +148,23 @@ class Report:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        tests = [attrs.asdict(t, filter=lambda a, _: a.name != "bins") | {"holm_p": adj, "deviates": adj <= self.alpha}
-                 for t, adj in zip(self.tests, self.adjusted)]
+        tests = [
+            attrs.asdict(t, filter=lambda a, _: a.name != "bins") | {"holm_p": adj, "deviates": adj <= self.alpha}
+            for t, adj in zip(self.tests, self.adjusted)
+        ]
         return {
-            "strategy": self.strategy, "options": self.options, "alpha": self.alpha,
-            "per_test_alpha": self.per_test_alpha, "deviation_detected": self.deviation_detected,
-            "verdict": self.verdict(), "tests": tests, "checks": [attrs.asdict(c) for c in self.checks],
-            "skipped": [attrs.asdict(s) for s in self.skipped], "notes": list(self.notes),
-            "passes_per_token": self.passes_per_token, "seconds": self.seconds,
+            "strategy": self.strategy,
+            "options": self.options,
+            "alpha": self.alpha,
+            "per_test_alpha": self.per_test_alpha,
+            "deviation_detected": self.deviation_detected,
+            "verdict": self.verdict(),
+            "tests": tests,
+            "checks": [attrs.asdict(c) for c in self.checks],
+            "skipped": [attrs.asdict(s) for s in self.skipped],
+            "notes": list(self.notes),
+            "passes_per_token": self.passes_per_token,
+            "seconds": self.seconds,
         }
 
 

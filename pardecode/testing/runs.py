@@ -92,8 +92,15 @@ class Run:
         return set(self.result.trace.widths)
 
 
-def run(reference: Reference, strategy: Strategy, prompts: Sequence[str], sampling: SamplingConfig, seed: int,
-        schedule: Sequence[int] | None = None, profile: CostProfile | None = None) -> Run:
+def run(
+    reference: Reference,
+    strategy: Strategy,
+    prompts: Sequence[str],
+    sampling: SamplingConfig,
+    seed: int,
+    schedule: Sequence[int] | None = None,
+    profile: CostProfile | None = None,
+) -> Run:
     """Decode `prompts` on the reference; NotApplicable if the strategy refuses it in `reset`.
 
     Automatic windows are sized by `profile`, by default `swinging_profile`: never this machine's

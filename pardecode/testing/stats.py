@@ -185,20 +185,27 @@ def goodness_of_fit(counts: np.ndarray, probs: np.ndarray, minimum: float = MIN_
     bins = Bins.of(probs, int(n), minimum)
     observed = bins.observed(counts)
     impossible = int(counts[~bins.possible].sum())
-    return Fit(int(n), float(bins.pearson(observed)), float(bins.g(observed)), bins.df, bins.pooled_mass, impossible,
-               (bins,))
+    return Fit(
+        int(n), float(bins.pearson(observed)), float(bins.g(observed)), bins.df, bins.pooled_mass, impossible, (bins,)
+    )
 
 
 def combined(fits: Sequence[Fit]) -> Fit:
     """Independent fits as one: statistics and degrees of freedom add up."""
     return Fit(
-        min(f.samples for f in fits), sum(f.chi2 for f in fits), sum(f.g for f in fits), sum(f.df for f in fits),
-        max(f.pooled_mass for f in fits), sum(f.impossible for f in fits), tuple(b for f in fits for b in f.parts),
+        min(f.samples for f in fits),
+        sum(f.chi2 for f in fits),
+        sum(f.g for f in fits),
+        sum(f.df for f in fits),
+        max(f.pooled_mass for f in fits),
+        sum(f.impossible for f in fits),
+        tuple(b for f in fits for b in f.parts),
     )
 
 
-def null_statistics(parts: Sequence[Bins], draws: int, rng: np.random.Generator,
-                    chunk: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
+def null_statistics(
+    parts: Sequence[Bins], draws: int, rng: np.random.Generator, chunk: int = 50_000
+) -> tuple[np.ndarray, np.ndarray]:
     """(Pearson, G) Float64[draws]: the statistics of `draws` samples of an exact sampler, binned as
     `parts` are (summed over them), drawn exactly (multinomial over each part's bins). What a test's
     asymptotic p-values are checked against (`perf/certify_power.py null`)."""
@@ -212,8 +219,9 @@ def null_statistics(parts: Sequence[Bins], draws: int, rng: np.random.Generator,
     return pearson, g
 
 
-def simulated_p(parts: Sequence[Bins], statistic: float, method: str, draws: int, rng: np.random.Generator,
-                stop: int = 5) -> float:
+def simulated_p(
+    parts: Sequence[Bins], statistic: float, method: str, draws: int, rng: np.random.Generator, stop: int = 5
+) -> float:
     """The Monte Carlo p-value of `statistic` ("chi-square": Pearson's, or "G", summed over `parts`)
     under an exact sampler: the share of exact draws whose statistic reaches it. It is exact at any
     sample size, where the chi-square approximation is not: its far tail, at the levels a

@@ -38,15 +38,26 @@ RENAMES = [
     ("gen_head.output_mlp_projector.", "model.generation_head.proj_out."),
     ("gen_head.vision_head.", "model.generation_head.vision_head."),
 ]
-TEXT_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-             "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "pad_token_id",
-             "bos_token_id", "eos_token_id")
+TEXT_KEYS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "rope_theta",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+)
 
 
 def renamed(key: str) -> str:
     for old, new in RENAMES:
         if key.startswith(old):
-            return new + key[len(old):]
+            return new + key[len(old) :]
     raise KeyError(f"no transformers name for {key}")
 
 
@@ -57,12 +68,28 @@ def config_of(official: dict) -> JanusConfig:
     depth = official["gen_aligner_config"]["params"]["depth"]
     return JanusConfig(
         text_config=dict(model_type="llama", **text),
-        vision_config=dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37,
-                           image_size=16, patch_size=4, num_image_tokens=16, projection_dim=32, depth=1),
-        vq_config=dict(embed_dim=code_dim, num_embeddings=gen["image_token_size"], latent_channels=code_dim,
-                       base_channels=32, channel_multiplier=[1, 1], num_res_blocks=1,
-                       projection_dim=gen["image_token_embed"], image_token_embed_dim=gen["n_embed"],
-                       num_hidden_layers=depth),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=37,
+            image_size=16,
+            patch_size=4,
+            num_image_tokens=16,
+            projection_dim=32,
+            depth=1,
+        ),
+        vq_config=dict(
+            embed_dim=code_dim,
+            num_embeddings=gen["image_token_size"],
+            latent_channels=code_dim,
+            base_channels=32,
+            channel_multiplier=[1, 1],
+            num_res_blocks=1,
+            projection_dim=gen["image_token_embed"],
+            image_token_embed_dim=gen["n_embed"],
+            num_hidden_layers=depth,
+        ),
         image_token_id=4,
         tie_word_embeddings=False,  # Janus keeps its text embeddings and lm_head apart
     )
@@ -72,9 +99,16 @@ def save_tokenizer(path: Path, specials: list[str], vocab: dict[str, int]) -> No
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.add_special_tokens(specials)
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", bos_token=specials[1], eos_token=specials[2], pad_token=specials[0],
-        extra_special_tokens={"image_token": "<image_placeholder>", "boi_token": "<begin_of_image>",
-                              "eoi_token": "<end_of_image>"},
+        tokenizer_object=tok,
+        unk_token="<unk>",
+        bos_token=specials[1],
+        eos_token=specials[2],
+        pad_token=specials[0],
+        extra_special_tokens={
+            "image_token": "<image_placeholder>",
+            "boi_token": "<begin_of_image>",
+            "eoi_token": "<end_of_image>",
+        },
     ).save_pretrained(path)
 
 

@@ -38,8 +38,15 @@ from pathlib import Path
 import common
 
 SPECIALS = [
-    "<｜▁pad▁｜>", "<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<unk>", "<image_placeholder>",
-    "<begin_of_image>", "<end_of_image>", "<|User|>", "<|Assistant|>",
+    "<｜▁pad▁｜>",
+    "<｜begin▁of▁sentence｜>",
+    "<｜end▁of▁sentence｜>",
+    "<unk>",
+    "<image_placeholder>",
+    "<begin_of_image>",
+    "<end_of_image>",
+    "<|User|>",
+    "<|Assistant|>",
 ]
 TEXT = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;*!?'-\n"
 HIDDEN, CODEBOOK, CODE_DIM, TOKENS = 32, 32, 8, 16  # 16 image tokens: a 4 x 4 grid
@@ -71,20 +78,36 @@ def build_model():
 
     mlp = dict(projector_type="mlp_gelu", depth=2)
     config = MultiModalityConfig(
-        vision_config=dict(cls="CLIPVisionTower", model_type="vision",
-                           params=dict(model_name="siglip_large_patch16_384", image_size=16, select_feature="same",
-                                       select_layer=1)),
+        vision_config=dict(
+            cls="CLIPVisionTower",
+            model_type="vision",
+            params=dict(model_name="siglip_large_patch16_384", image_size=16, select_feature="same", select_layer=1),
+        ),
         aligner_config=dict(cls="MlpProjector", model_type="aligner", params=dict(mlp, input_dim=1024, n_embed=HIDDEN)),
-        gen_vision_config=dict(cls="VQ-16", model_type="gen_vision",
-                               params=dict(image_token_size=CODEBOOK, n_embed=CODE_DIM)),
-        gen_aligner_config=dict(cls="MlpProjector", model_type="gen_aligner",
-                                params=dict(mlp, input_dim=CODE_DIM, n_embed=HIDDEN)),
-        gen_head_config=dict(cls="vision_head", model_type="gen_head",
-                             params=dict(image_token_embed=HIDDEN, image_token_size=CODEBOOK, n_embed=HIDDEN)),
-        language_config=dict(vocab_size=len(vocabulary()), hidden_size=HIDDEN, intermediate_size=37,
-                             num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                             max_position_embeddings=512, initializer_range=0.3, pad_token_id=0, bos_token_id=1,
-                             eos_token_id=2),
+        gen_vision_config=dict(
+            cls="VQ-16", model_type="gen_vision", params=dict(image_token_size=CODEBOOK, n_embed=CODE_DIM)
+        ),
+        gen_aligner_config=dict(
+            cls="MlpProjector", model_type="gen_aligner", params=dict(mlp, input_dim=CODE_DIM, n_embed=HIDDEN)
+        ),
+        gen_head_config=dict(
+            cls="vision_head",
+            model_type="gen_head",
+            params=dict(image_token_embed=HIDDEN, image_token_size=CODEBOOK, n_embed=HIDDEN),
+        ),
+        language_config=dict(
+            vocab_size=len(vocabulary()),
+            hidden_size=HIDDEN,
+            intermediate_size=37,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=512,
+            initializer_range=0.3,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
     )
     torch.manual_seed(0)
     return MultiModalityCausalLM(config).float().eval()
@@ -100,8 +123,14 @@ def official_generate(official: Path, torch):
     source = (official / "generation_inference.py").read_text()
     tree = ast.parse(source)
     function = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "generate")
-    namespace = {"torch": GreedyTorch(torch), "np": np, "os": os, "PIL": PIL,
-                 "MultiModalityCausalLM": MultiModalityCausalLM, "VLChatProcessor": VLChatProcessor}
+    namespace = {
+        "torch": GreedyTorch(torch),
+        "np": np,
+        "os": os,
+        "PIL": PIL,
+        "MultiModalityCausalLM": MultiModalityCausalLM,
+        "VLChatProcessor": VLChatProcessor,
+    }
     code = compile(ast.Module(body=[function], type_ignores=[]), str(official / "generation_inference.py"), "exec")
     exec(code, namespace)  # noqa: S102 (the official function, run as written)
     return namespace["generate"]
@@ -176,7 +205,8 @@ def official_case(generate, model, processor, prompt: str, cfg: float) -> dict:
 
     conversation = [{"role": "<|User|>", "content": prompt}, {"role": "<|Assistant|>", "content": ""}]
     text = processor.apply_sft_template_for_multi_turn_prompts(
-        conversations=conversation, sft_format=processor.sft_format, system_prompt="")
+        conversations=conversation, sft_format=processor.sft_format, system_prompt=""
+    )
     text = text + processor.image_start_tag
     seen: dict = {}
 
@@ -197,8 +227,17 @@ def official_case(generate, model, processor, prompt: str, cfg: float) -> dict:
     hooks = [model.gen_head.register_forward_hook(head_hook), embed.register_forward_hook(rows_hook)]
     model.gen_vision_model.decode_code = intercept
     try:
-        generate(model, processor, text, temperature=1, parallel_size=1, cfg_weight=cfg,
-                 image_token_num_per_image=TOKENS, img_size=TOKENS // 4 * 16, patch_size=16)
+        generate(
+            model,
+            processor,
+            text,
+            temperature=1,
+            parallel_size=1,
+            cfg_weight=cfg,
+            image_token_num_per_image=TOKENS,
+            img_size=TOKENS // 4 * 16,
+            patch_size=16,
+        )
         raise RuntimeError("the official loop finished without decoding its tokens")
     except Decoded as done:
         tokens = done.tokens[0].tolist()
@@ -207,7 +246,11 @@ def official_case(generate, model, processor, prompt: str, cfg: float) -> dict:
             h.remove()
     cond, uncond = seen["rows"]
     return {
-        "prompt": prompt, "size": None, "cfg_scale": cfg, "cond_row": cond, "uncond_row": uncond,
+        "prompt": prompt,
+        "size": None,
+        "cfg_scale": cfg,
+        "cond_row": cond,
+        "uncond_row": uncond,
         "image_tokens": tokens,
         "first_step_guided_logits": common.top_logits(seen["first"].float(), torch.arange(CODEBOOK)),
     }
@@ -237,15 +280,22 @@ def main() -> None:
     state = {k: v.contiguous() for k, v in model.state_dict().items() if k.startswith(GENERATION_KEYS)}
     save_file(state, args.out / "official_weights.safetensors", metadata={"format": "pt"})
     (args.out / "official_config.json").write_text(model.config.to_json_string(use_diff=False))
-    common.write_fixture(args.out, {
-        "family": "janus",
-        "checkpoint": "Janus-Pro-tiny",
-        "official": {"repository": "deepseek-ai/Janus", "commit": common.official_commit(official, args.commit),
-                     "generation": "generation_inference.py generate() with argmax for torch.multinomial"},
-        "versions": common.versions(torch, transformers),
-        "stored_dtype": "float32", "compute_dtype": "float32",
-        "cases": cases,
-    })
+    common.write_fixture(
+        args.out,
+        {
+            "family": "janus",
+            "checkpoint": "Janus-Pro-tiny",
+            "official": {
+                "repository": "deepseek-ai/Janus",
+                "commit": common.official_commit(official, args.commit),
+                "generation": "generation_inference.py generate() with argmax for torch.multinomial",
+            },
+            "versions": common.versions(torch, transformers),
+            "stored_dtype": "float32",
+            "compute_dtype": "float32",
+            "cases": cases,
+        },
+    )
     print(json.dumps({"cases": len(cases), "out": str(args.out)}))
 
 

@@ -12,8 +12,9 @@ Run it in the virtualenv docs/checkpoints.md gives (the official code's versions
   character-level tokenizer; saves it in bfloat16 in 3 shards with an index, as published;
 - reloads it as the official solver does (`model.chameleon.ChameleonForConditionalGeneration`, in
   float32) and builds each prompt with the official item processor (`FlexARItemProcessor`'s
-  conversation template and tokenizer wrapper; its VQGAN, needed for pixels only, is not loaded), then appends [start-of-image, h, w] (the official solver samples the two
-  size tokens; pardecode asks for a size, so the fixture gives them);
+  conversation template and tokenizer wrapper; its VQGAN, needed for pixels only, is not loaded),
+  then appends [start-of-image, h, w] (the official solver samples the two size tokens; pardecode
+  asks for a size, so the fixture gives them);
 - decodes greedily with `model.generate(do_sample=False)` and the official solver's own logits
   processors (`create_logits_processor`: unbatched CFG on [soi, h, w], the layout constraints, image
   top-k), one prompt at a time as the solver does, and records the tokens, the two rows the model saw
@@ -76,12 +77,30 @@ def build(path: Path) -> None:
 
     vocab = vocabulary()
     config = ChameleonXLLMXConfig(
-        vocab_size=len(vocab), hidden_size=16, intermediate_size=24, num_hidden_layers=2,
-        num_attention_heads=HEADS, num_key_value_heads=HEADS, model_parallel_size=SHARDS,
-        max_position_embeddings=512, initializer_range=0.1, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        vocabulary_map=vocab, mask_image_logits=False,
-        vq_config=dict(embed_dim=4, num_embeddings=8, latent_channels=4, in_channels=3, base_channels=32,
-                       channel_multiplier=[1, 1], num_res_blocks=1, attn_resolutions=[]),
+        vocab_size=len(vocab),
+        hidden_size=16,
+        intermediate_size=24,
+        num_hidden_layers=2,
+        num_attention_heads=HEADS,
+        num_key_value_heads=HEADS,
+        model_parallel_size=SHARDS,
+        max_position_embeddings=512,
+        initializer_range=0.1,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        vocabulary_map=vocab,
+        mask_image_logits=False,
+        vq_config=dict(
+            embed_dim=4,
+            num_embeddings=8,
+            latent_channels=4,
+            in_channels=3,
+            base_channels=32,
+            channel_multiplier=[1, 1],
+            num_res_blocks=1,
+            attn_resolutions=[],
+        ),
     )
     config.architectures = ["ChameleonXLLMXForConditionalGeneration"]
     torch.manual_seed(0)
@@ -116,8 +135,9 @@ def official_case(solver, item_processor, prompt: str, size: tuple[int, int], cf
 
     width, height = size
     text = f"Generate an image of {width}x{height} according to the following prompt:\n{prompt}"
-    row = item_processor.process_item({"image": [], "conversations": [
-        {"from": "human", "value": text}, {"from": "gpt", "value": None}]})
+    row = item_processor.process_item(
+        {"image": [], "conversations": [{"from": "human", "value": text}, {"from": "gpt", "value": None}]}
+    )
     grid = [SIZE_BASE + height // 32, SIZE_BASE + width // 32]
     row = [*row, SOI, *grid]
     processors = solver.create_logits_processor(cfg=cfg, image_top_k=2000)
@@ -139,17 +159,26 @@ def official_case(solver, item_processor, prompt: str, size: tuple[int, int], cf
         length = rows * (cols + 1) + 1
         ids = torch.tensor([row])
         out = solver.model.generate(
-            ids, do_sample=False, max_new_tokens=length, min_new_tokens=length, logits_processor=processors,
-            pad_token_id=0, eos_token_id=[SEP], attention_mask=torch.ones_like(ids),
+            ids,
+            do_sample=False,
+            max_new_tokens=length,
+            min_new_tokens=length,
+            logits_processor=processors,
+            pad_token_id=0,
+            eos_token_id=[SEP],
+            attention_mask=torch.ones_like(ids),
         )
     finally:
         type(guidance).__call__ = original
     assert layout.h_latent_dim == rows and layout.w_latent_dim == cols
     image = torch.arange(IMAGE_LO, IMAGE_LO + CODEBOOK)
     return {
-        "prompt": prompt, "size": [width, height], "cfg_scale": cfg,
-        "cond_row": row, "uncond_row": seen["uncond"],
-        "image_tokens": out[0, len(row):].tolist(),
+        "prompt": prompt,
+        "size": [width, height],
+        "cfg_scale": cfg,
+        "cond_row": row,
+        "uncond_row": seen["uncond"],
+        "image_tokens": out[0, len(row) :].tolist(),
         "first_step_guided_logits": common.top_logits(seen["first"].float(), image),
     }
 
@@ -180,17 +209,26 @@ def main() -> None:
     solver.item_processor = item_processor
     cases = [
         official_case(solver, item_processor, prompt, size, cfg)
-        for size in SIZES for cfg in CFGS for prompt in common.PROMPTS
+        for size in SIZES
+        for cfg in CFGS
+        for prompt in common.PROMPTS
     ]
-    common.write_fixture(args.out, {
-        "family": "lumina-mgpt",
-        "checkpoint": NAME,
-        "official": {"repository": "Alpha-VLLM/Lumina-mGPT", "commit": common.official_commit(official, args.commit),
-                     "generation": "FlexARInferenceSolver.create_logits_processor + model.generate(do_sample=False)"},
-        "versions": common.versions(torch, transformers),
-        "stored_dtype": "bfloat16", "compute_dtype": "float32",
-        "cases": cases,
-    })
+    common.write_fixture(
+        args.out,
+        {
+            "family": "lumina-mgpt",
+            "checkpoint": NAME,
+            "official": {
+                "repository": "Alpha-VLLM/Lumina-mGPT",
+                "commit": common.official_commit(official, args.commit),
+                "generation": "FlexARInferenceSolver.create_logits_processor + model.generate(do_sample=False)",
+            },
+            "versions": common.versions(torch, transformers),
+            "stored_dtype": "bfloat16",
+            "compute_dtype": "float32",
+            "cases": cases,
+        },
+    )
     print(json.dumps({"cases": len(cases), "out": str(args.out)}))
 
 

@@ -59,9 +59,13 @@ class PlacedSlots(PassKind):
 
     def __init__(self, ctx: DecodeContext, session: Session, strategy: Strategy, backbone_name: str):
         if ctx.step:
-            raise _refusal(strategy, "placed slots after single-window passes; a decode places them from its first pass or never")
+            raise _refusal(
+                strategy, "placed slots after single-window passes; a decode places them from its first pass or never"
+            )
         if not getattr(session, "supports_attention", False):
-            raise ConfigError(f"backbone {backbone_name!r} cannot score placed slots (its session lacks Window.attention)")
+            raise ConfigError(
+                f"backbone {backbone_name!r} cannot score placed slots (its session lacks Window.attention)"
+            )
         self.ctx, self.session, self.strategy = ctx, session, strategy
         batch, length, device = ctx.batch, ctx.length, ctx.device
         # every cached span slot: its offset (`length` for a hole: no slot ever sees it) and validity
@@ -123,8 +127,9 @@ class PlacedSlots(PassKind):
     def prepare(self, proposal: Proposal, active: torch.Tensor | None) -> Prepared:
         slots = self._slots(proposal)
         key_valid = torch.cat([self.valid, slots.used], 1)
-        window = Window(proposal.tokens, proposal.offsets, key_valid, self.ctx.step == 0, proposal.noisy, active,
-                        slots.attention)
+        window = Window(
+            proposal.tokens, proposal.offsets, key_valid, self.ctx.step == 0, proposal.noisy, active, slots.attention
+        )
         return Prepared(proposal, window, slots)
 
     def _slots(self, proposal: Proposal) -> Slots:
@@ -147,9 +152,18 @@ class PlacedSlots(PassKind):
             if proposal.attends is not None:
                 parts.append((among & ~earlier).any())
             counts = used.sum(1)
-            low, high, lowest, highest, stale_any, refed, pairs, *rest = torch.cat([torch.stack(parts), counts]).tolist()
+            low, high, lowest, highest, stale_any, refed, pairs, *rest = torch.cat(
+                [torch.stack(parts), counts]
+            ).tolist()
             attends_beyond, counts = rest[: len(parts) - 7], rest[len(parts) - 7 :]
-            if low < 0 or high >= ctx.vocab_size or lowest < -1 or highest >= length or stale_any or any(attends_beyond):
+            if (
+                low < 0
+                or high >= ctx.vocab_size
+                or lowest < -1
+                or highest >= length
+                or stale_any
+                or any(attends_beyond)
+            ):
                 self._explain_proposal(proposal)
             # used slots at distinct offsets are ordered: every pair counts once in `earlier`
             shared_offsets = pairs != sum(n * (n - 1) // 2 for n in counts)
@@ -174,13 +188,19 @@ class PlacedSlots(PassKind):
         stale = used & ctx.done.gather(1, at) & (ctx.tokens.gather(1, at) != tokens)
         if bool(stale.any()):
             b, j = (int(i) for i in stale.nonzero()[0])
-            raise _refusal(strategy, f"fed token {int(tokens[b, j])} at committed offset {int(offs[b, j])} of row {b}, "
-                                     f"which holds {int(ctx.tokens[b, offs[b, j]])}")
+            raise _refusal(
+                strategy,
+                f"fed token {int(tokens[b, j])} at committed offset {int(offs[b, j])} of row {b}, "
+                f"which holds {int(ctx.tokens[b, offs[b, j]])}",
+            )
         earlier = (offs[:, None, :] < offs[:, :, None]) & used[:, None, :] & used[:, :, None]
         if proposal.attends is not None and bool((proposal.attends & ~earlier).any()):
             b, i, j = (int(x) for x in (proposal.attends & ~earlier).nonzero()[0])
-            raise _refusal(strategy, f"let slot {i} (offset {int(offs[b, i])}) attend to slot {j} (offset {int(offs[b, j])}) "
-                                     f"of row {b}; a slot sees only used slots at smaller offsets")
+            raise _refusal(
+                strategy,
+                f"let slot {i} (offset {int(offs[b, i])}) attend to slot {j} (offset {int(offs[b, j])}) "
+                f"of row {b}; a slot sees only used slots at smaller offsets",
+            )
         raise RuntimeError("the placed-slot check flagged a proposal that no single check refuses; this is a bug")
 
     # --- targets: slot j's distribution is for offset offsets[j] + 1; p[:, 0] the prompt's -----------
@@ -200,7 +220,9 @@ class PlacedSlots(PassKind):
     def commit(self, prepared: Prepared, answer: Verdict | Commits, remaining: Sequence[int]) -> Committed:
         ctx, strategy, proposal, slots = self.ctx, self.strategy, prepared.proposal, prepared.details
         if not isinstance(answer, Commits):
-            raise _refusal(strategy, f"answered placed slots with a {type(answer).__name__}; expected core.fronts.Commits")
+            raise _refusal(
+                strategy, f"answered placed slots with a {type(answer).__name__}; expected core.fronts.Commits"
+            )
         off, tok, src = answer.offsets, answer.tokens, answer.source
         tokens, offs = proposal.tokens, proposal.offsets
         batch, width = tokens.shape
@@ -281,8 +303,14 @@ class PlacedSlots(PassKind):
             cover &= (seen[:, :, :length] <= 1).all(-1)
         return final & sees_final & cover
 
-    def _explain_commits(self, commits: Commits, proposal: Proposal, first: bool, done_before: torch.Tensor,
-                         complete: torch.Tensor | None) -> None:
+    def _explain_commits(
+        self,
+        commits: Commits,
+        proposal: Proposal,
+        first: bool,
+        done_before: torch.Tensor,
+        complete: torch.Tensor | None,
+    ) -> None:
         """Raise the ConfigError naming the first violation of commits flagged as invalid.
 
         `done_before` is Bool[B, K]: whether each entry's offset was committed before this pass;
@@ -302,13 +330,19 @@ class PlacedSlots(PassKind):
         slot = (src - 1).clamp(min=0, max=max(width - 1, 0))
         if width:
             src_off = proposal.offsets.gather(1, slot)
-            problems.append((use & (src >= 1) & ((src_off < 0) | (src_off + 1 != off)),
-                             "committed a token at an offset other than its source slot's offset + 1"))
+            problems.append(
+                (
+                    use & (src >= 1) & ((src_off < 0) | (src_off + 1 != off)),
+                    "committed a token at an offset other than its source slot's offset + 1",
+                )
+            )
         problems.append((use & (src == 0) & (off != 0), "committed from the prompt's p at an offset other than 0"))
         for bad, message in problems:
             if bool(bad.any()):
                 b, k = (int(i) for i in bad.nonzero()[0])
-                raise _refusal(strategy, f"{message} (row {b}, entry {k}: offset {int(off[b, k])}, source {int(src[b, k])})")
+                raise _refusal(
+                    strategy, f"{message} (row {b}, entry {k}: offset {int(off[b, k])}, source {int(src[b, k])})"
+                )
         counts = torch.zeros(ctx.batch, ctx.length + 1, dtype=torch.long, device=off.device)
         counts.scatter_add_(1, torch.where(use, off, ctx.length), torch.ones_like(off))
         if int(counts[:, : ctx.length].max()) > 1:
@@ -318,8 +352,10 @@ class PlacedSlots(PassKind):
         if allowed is not None:
             ok = allowed.gather(-1, tok.clamp(0, ctx.vocab_size - 1).unsqueeze(-1)).squeeze(-1)
             forced = allowed.sum(-1) == 1
-            for bad, message in ((use & ~ok, "committed a token the layout forbids"),
-                                 (use & (src == -1) & ~forced, "committed as forced (source -1) a token the layout does not force")):
+            for bad, message in (
+                (use & ~ok, "committed a token the layout forbids"),
+                (use & (src == -1) & ~forced, "committed as forced (source -1) a token the layout does not force"),
+            ):
                 if bool(bad.any()):
                     b, k = (int(i) for i in bad.nonzero()[0])
                     raise _refusal(strategy, f"{message} (row {b}, offset {int(off[b, k])}, token {int(tok[b, k])})")
@@ -330,7 +366,12 @@ class PlacedSlots(PassKind):
             bad = use & (src >= 1) & ~ok
             if bool(bad.any()):
                 b, k = (int(i) for i in bad.nonzero()[0])
-                kind = "a lossless strategy may not" if strategy.lossless else "a lossy one must name its `approximation`"
-                raise _refusal(strategy, f"committed offset {int(off[b, k])} of row {b} from a distribution whose context "
-                                         f"was not all committed; {kind}")
+                kind = (
+                    "a lossless strategy may not" if strategy.lossless else "a lossy one must name its `approximation`"
+                )
+                raise _refusal(
+                    strategy,
+                    f"committed offset {int(off[b, k])} of row {b} from a distribution whose context "
+                    f"was not all committed; {kind}",
+                )
         raise RuntimeError("the placed-slot check flagged commits that no single check refuses; this is a bug")
