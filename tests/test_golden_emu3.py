@@ -58,8 +58,15 @@ def golden():
 
 def run(backbone, strategy: str, size, cfg: float, cases: list[dict], **start):
     sampling = SamplingConfig(temperature=0, cfg_scale=cfg)
-    return decode(backbone, strategy, [c["prompt"] for c in cases], sampling=sampling,
-                  strategy_options=STRATEGY_OPTIONS.get(strategy), size=size, **start)
+    return decode(
+        backbone,
+        strategy,
+        [c["prompt"] for c in cases],
+        sampling=sampling,
+        strategy_options=STRATEGY_OPTIONS.get(strategy),
+        size=size,
+        **start,
+    )
 
 
 def matches(backbone, strategy: str = "ar", guided_only: bool = False, **start) -> bool:
@@ -100,8 +107,7 @@ def test_emu3_first_step_guided_logits_match_the_official_generator():
         sampling = SamplingConfig(temperature=0, cfg_scale=cfg)
         session = bb.start([c["prompt"] for c in cases], sampling, size=size)
         empty = torch.zeros(len(cases), 0, dtype=torch.long)
-        window = Window(tokens=empty, offsets=empty, key_valid=torch.ones(len(cases), 0, dtype=torch.bool),
-                        first=True)
+        window = Window(tokens=empty, offsets=empty, key_valid=torch.ones(len(cases), 0, dtype=torch.bool), first=True)
         guided = guided_logits(session.forward(window), sampling)[:, -1]
         for row, case in zip(guided, cases):
             want = case["first_step_guided_logits"]

@@ -26,13 +26,30 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer, models
 from transformers import Emu3Config, Emu3ForConditionalGeneration, PreTrainedTokenizerFast
 
-TEXT_FIELDS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-               "num_key_value_heads", "hidden_act", "max_position_embeddings", "rms_norm_eps", "pad_token_id",
-               "bos_token_id", "eos_token_id", "attention_dropout", "initializer_range")
+TEXT_FIELDS = (
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "hidden_act",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "attention_dropout",
+    "initializer_range",
+)
 #: the tokenizer roles of Emu3's transformers tokenizer (what Emu3Processor and pardecode read)
 ROLES = {"bos_token": "<|extra_203|>", "eos_token": "<|extra_204|>", "pad_token": "<|endoftext|>"}
-NAMED = {"boi_token": "<|image start|>", "eoi_token": "<|image end|>",
-         "image_wrapper_token": "<|image token|>", "eof_token": "<|extra_201|>"}
+NAMED = {
+    "boi_token": "<|image start|>",
+    "eoi_token": "<|image end|>",
+    "image_wrapper_token": "<|image token|>",
+    "eof_token": "<|extra_201|>",
+}
 
 
 def renamed(name: str) -> str:
@@ -49,8 +66,17 @@ def vocabulary(special_ids: dict[str, int]) -> dict[str, int]:
 def config_of(official: dict, vocab: dict[str, int], codebook: int) -> Emu3Config:
     text = {k: official[k] for k in TEXT_FIELDS}
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": official["rope_theta"]}
-    vq = dict(codebook_size=codebook, embed_dim=4, latent_channels=4, temporal_downsample_factor=1, base_channels=32,
-              channel_multiplier=[1, 1, 1], hidden_size=32, attn_resolutions=[], num_res_blocks=1)
+    vq = dict(
+        codebook_size=codebook,
+        embed_dim=4,
+        latent_channels=4,
+        temporal_downsample_factor=1,
+        base_channels=32,
+        channel_multiplier=[1, 1, 1],
+        hidden_size=32,
+        attn_resolutions=[],
+        num_res_blocks=1,
+    )
     return Emu3Config(text_config=text, vq_config=vq, vocabulary_map=vocab)
 
 

@@ -68,9 +68,18 @@ def build_model(vocab_size: int):
     from emu3.mllm.configuration_emu3 import Emu3Config
     from emu3.mllm.modeling_emu3 import Emu3ForCausalLM
 
-    config = Emu3Config(vocab_size=vocab_size, hidden_size=8, intermediate_size=19, num_hidden_layers=2,
-                        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
-                        initializer_range=0.5, image_area=16 * 16, attn_implementation="eager")
+    config = Emu3Config(
+        vocab_size=vocab_size,
+        hidden_size=8,
+        intermediate_size=19,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        initializer_range=0.5,
+        image_area=16 * 16,
+        attn_implementation="eager",
+    )
     torch.manual_seed(0)
     model = Emu3ForCausalLM(config).eval()
     with torch.no_grad():  # the stored (bfloat16) values, run in float32; buffers (the rope tables) stay float32
@@ -112,8 +121,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ranks, specials = write_vocabulary(Path(tmp))
         tokenizer = Emu3Tokenizer(str(ranks), str(specials), padding_side="left")
-    vq = types.SimpleNamespace(config=types.SimpleNamespace(ch_mult=[1] * 3, codebook_size=CODEBOOK),
-                               spatial_scale_factor=SPATIAL)
+    vq = types.SimpleNamespace(
+        config=types.SimpleNamespace(ch_mult=[1] * 3, codebook_size=CODEBOOK), spatial_scale_factor=SPATIAL
+    )
     processor = Emu3Processor(Emu3VisionVQImageProcessor(), vq, tokenizer)
     model = build_model(len(tokenizer))
     visual = torch.tensor(tokenizer.encode([visual_name(i) for i in range(CODEBOOK)]))
@@ -121,50 +131,74 @@ def main() -> None:
     cases = []
     for ratio, area in SIZES:
         for cfg in CFGS:
-            kwargs = dict(mode="G", ratio=[ratio] * len(common.PROMPTS), image_area=area, return_tensors="pt",
-                          padding="longest")
+            kwargs = dict(
+                mode="G", ratio=[ratio] * len(common.PROMPTS), image_area=area, return_tensors="pt", padding="longest"
+            )
             pos = processor(text=[p + POSITIVE for p in common.PROMPTS], **kwargs)
             neg = processor(text=[NEGATIVE] * len(common.PROMPTS), **kwargs)
             h, w = pos.image_size[:, 0], pos.image_size[:, 1]
             recorder = Recorder()
-            processors = LogitsProcessorList([
-                UnbatchedClassifierFreeGuidanceLogitsProcessor(cfg, model, unconditional_ids=neg.input_ids),
-                recorder,
-                PrefixConstrainedLogitsProcessor(processor.build_prefix_constrained_fn(h, w), num_beams=1),
-            ])
-            config = GenerationConfig(use_cache=True, eos_token_id=model.config.eos_token_id,
-                                      pad_token_id=model.config.pad_token_id, max_new_tokens=40960, do_sample=False)
+            processors = LogitsProcessorList(
+                [
+                    UnbatchedClassifierFreeGuidanceLogitsProcessor(cfg, model, unconditional_ids=neg.input_ids),
+                    recorder,
+                    PrefixConstrainedLogitsProcessor(processor.build_prefix_constrained_fn(h, w), num_beams=1),
+                ]
+            )
+            config = GenerationConfig(
+                use_cache=True,
+                eos_token_id=model.config.eos_token_id,
+                pad_token_id=model.config.pad_token_id,
+                max_new_tokens=40960,
+                do_sample=False,
+            )
             with torch.no_grad():
-                out = model.generate(pos.input_ids, config, logits_processor=processors,
-                                     attention_mask=pos.attention_mask)
+                out = model.generate(
+                    pos.input_ids, config, logits_processor=processors, attention_mask=pos.attention_mask
+                )
             rows, cols = int(h[0]), int(w[0])
             span = rows * (cols + 1)
             for b, prompt in enumerate(common.PROMPTS):
                 cond = pos.input_ids[b][pos.attention_mask[b].bool()].tolist()
-                generated = out[b, pos.input_ids.shape[1]:].tolist()
+                generated = out[b, pos.input_ids.shape[1] :].tolist()
                 grid = [t for t in generated[:span] if t != model.config.eol_token_id]
                 assert len(grid) == rows * cols and generated[span:] == [
-                    model.config.eof_token_id, model.config.eoi_token_id, model.config.eos_token_id], generated
-                cases.append({
-                    "prompt": prompt, "size": [cols * SPATIAL, rows * SPATIAL], "cfg_scale": cfg,
-                    "cond_row": cond, "uncond_row": neg.input_ids[b].tolist(),
-                    "image_tokens": generated,  # the rows with their end-of-line tokens, then EOF, EOI, EOS
-                    "first_step_guided_logits": common.top_logits(recorder.first[b].float(), visual),
-                })
+                    model.config.eof_token_id,
+                    model.config.eoi_token_id,
+                    model.config.eos_token_id,
+                ], generated
+                cases.append(
+                    {
+                        "prompt": prompt,
+                        "size": [cols * SPATIAL, rows * SPATIAL],
+                        "cfg_scale": cfg,
+                        "cond_row": cond,
+                        "uncond_row": neg.input_ids[b].tolist(),
+                        "image_tokens": generated,  # the rows with their end-of-line tokens, then EOF, EOI, EOS
+                        "first_step_guided_logits": common.top_logits(recorder.first[b].float(), visual),
+                    }
+                )
     args.out.mkdir(parents=True, exist_ok=True)
     state = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items()}
     save_file(state, args.out / "official_weights.safetensors", metadata={"format": "pt"})
     (args.out / "official_config.json").write_text(model.config.to_json_string(use_diff=False))
-    common.write_fixture(args.out, {
-        "family": "emu3",
-        "checkpoint": "Emu3-Gen-tiny",
-        "official": {"repository": "baaivision/Emu3", "commit": common.official_commit(args.official, args.commit),
-                     "generation": "image_generation.py's generate() call and logits processors, do_sample=False"},
-        "versions": common.versions(torch, transformers, tiktoken),
-        "stored_dtype": "bfloat16", "compute_dtype": "float32",
-        "special_ids": {name: i for name, i in tokenizer.special_tokens.items() if name not in UNUSED_SPECIALS},
-        "cases": cases,
-    })
+    common.write_fixture(
+        args.out,
+        {
+            "family": "emu3",
+            "checkpoint": "Emu3-Gen-tiny",
+            "official": {
+                "repository": "baaivision/Emu3",
+                "commit": common.official_commit(args.official, args.commit),
+                "generation": "image_generation.py's generate() call and logits processors, do_sample=False",
+            },
+            "versions": common.versions(torch, transformers, tiktoken),
+            "stored_dtype": "bfloat16",
+            "compute_dtype": "float32",
+            "special_ids": {name: i for name, i in tokenizer.special_tokens.items() if name not in UNUSED_SPECIALS},
+            "cases": cases,
+        },
+    )
     print(json.dumps({"cases": len(cases), "out": str(args.out)}))
 
 
