@@ -39,7 +39,12 @@ from pardecode.testing.references import describe
 
 CHUNK = 100_000  # rows decoded at once when estimating a deviation
 STRENGTHS = (0.05, 0.1, 0.2, 0.4, 1.0)
-EXACT = (("sjd", {}), ("sjd_pac_tree", {"window": 4, "branches": 3, "depth": 2}), ("zipar", {"window": 3}), ("pjd", {"rows": 1}))
+EXACT = (
+    ("sjd", {}),
+    ("sjd_pac_tree", {"window": 4, "branches": 3, "depth": 2}),
+    ("zipar", {"window": 3}),
+    ("pjd", {"rows": 1}),
+)
 
 
 def deviation(strategy, rows: int, seed: int = 10**6) -> tuple[float, str]:
@@ -74,7 +79,8 @@ def power(args) -> dict:
         for strength in args.strengths:
             control = cls(strength=strength)
             tv, where = deviation(control, args.tv_rows) if args.tv_rows else (float("nan"), "not estimated")
-            detected = [check_exact(control, samples=args.samples, seed=s).deviation_detected for s in range(args.seeds)]
+            detected = [check_exact(control, samples=args.samples, seed=s).deviation_detected
+                        for s in range(args.seeds)]
             rows.append({"control": cls.name, "strength": strength, "tv": tv, "where": where,
                          "detected": sum(detected), "seeds": args.seeds})
             print(f"| {cls.name} | {strength:g} | {tv:.4f} | {where} | {sum(detected)}/{args.seeds} |", flush=True)
@@ -83,7 +89,8 @@ def power(args) -> dict:
 
 def calibration(args) -> dict:
     rows = []
-    print(f"| strategy | false alarms ({args.samples} rows per run) | tests | p < 0.01 | p < 0.05 | seconds per certification |")
+    print(f"| strategy | false alarms ({args.samples} rows per run) | tests | p < 0.01 | p < 0.05 "
+          "| seconds per certification |")
     print("|---|---|---|---|---|---|")
     for name, options in EXACT:
         strategy = get_strategy(name, **options)
@@ -120,7 +127,8 @@ def times(args) -> dict:
         count = len(result.report.tests) or f"{len(result.report.checks)} checks"
         rows.append({"strategy": name, "claim": result.claim.text, "options": result.options, "mode": result.mode,
                      "deviation_detected": result.deviation_detected, "seconds": wall, "cpu_seconds": cpu})
-        print(f"| {name} | {result.claim.text} | {options} | {verdict} | {count} | {wall:.1f} | {cpu:.1f} |", flush=True)
+        print(f"| {name} | {result.claim.text} | {options} | {verdict} | {count} | {wall:.1f} | {cpu:.1f} |",
+              flush=True)
     return {"samples": args.samples, "threads": args.threads, "rows": rows}
 
 
@@ -136,7 +144,8 @@ def null(args) -> dict:
         pearson, g = null_statistics(tests[i].bins, args.draws, rng)
         p[:, i], p[:, i + 1] = chi2_sf_array(pearson, tests[i].df), chi2_sf_array(g, tests[i + 1].df)
     rows = []
-    print(f"{len(tests)} tests of `certify {args.strategy}` at {args.samples} rows, {args.draws} simulated certifications")
+    print(f"{len(tests)} tests of `certify {args.strategy}` at {args.samples} rows, "
+          f"{args.draws} simulated certifications")
     print("| alpha (Holm) | certifications flagged | per-test rejections at alpha / tests, worst (test) |")
     print("|---|---|---|")
     for alpha in args.alphas:
@@ -145,7 +154,8 @@ def null(args) -> dict:
         per_test = (p <= level).mean(0)
         worst = int(per_test.argmax())
         rows.append({"alpha": alpha, "flagged": rate, "per_test": per_test.tolist(), "level": level})
-        print(f"| {alpha:g} | {rate:.2e} ({rate / alpha:.2f} alpha) | {per_test[worst]:.1e} = {per_test[worst] / level:.1f} x "
+        print(f"| {alpha:g} | {rate:.2e} ({rate / alpha:.2f} alpha) | "
+              f"{per_test[worst]:.1e} = {per_test[worst] / level:.1f} x "
               f"({tests[worst].name}: {tests[worst].method}) |", flush=True)
     return {"strategy": args.strategy, "samples": args.samples, "draws": args.draws,
             "tests": [f"{t.name}: {t.method}" for t in tests], "rows": rows}

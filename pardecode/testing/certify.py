@@ -72,15 +72,18 @@ def certify(name: str, options: Mapping[str, Any] | None = None, *, samples: int
         knob = {k: v for k, v in claim.settings(columns).items() if k not in given}
         if knob:
             strategy = get_strategy(name, **given, **knob)
-            notes.append(f"certified at its exact knob: {_format(knob)} (grids of the references have at most {columns} "
-                         "columns); give -S KEY=VALUE to certify another setting")
+            notes.append(f"certified at its exact knob: {_format(knob)} (grids of the references have at most "
+                         f"{columns} columns); give -S KEY=VALUE to certify another setting")
         if not claim.holds(strategy_options(strategy), columns):
-            notes.append(f"{_format({k: getattr(strategy, k, None) for k, _ in claim.knobs})} lies outside the exact knob "
-                         f"({claim.text}): a detected deviation is the expected finding")
+            at = _format({k: getattr(strategy, k, None) for k, _ in claim.knobs})
+            notes.append(f"{at} lies outside the exact knob ({claim.text}): a detected deviation is the expected "
+                         "finding")
     elif claim.kind == "lossy":
-        notes.append("the strategy claims to be lossy: certify measures whether its deviation shows at this sample size")
+        notes.append("the strategy claims to be lossy: certify measures whether its deviation shows at this "
+                     "sample size")
     if claim.kind == "greedy":
-        notes.append("the strategy claims greedy AR: its tokens are compared with greedy AR's at temperature 0, token for token")
+        notes.append("the strategy claims greedy AR: its tokens are compared with greedy AR's at temperature 0, "
+                     "token for token")
         report, mode = check_greedy(strategy, seed=seed), "greedy"
     else:
         report, mode = check_exact(strategy, samples=samples, seed=seed, alpha=alpha), "exact"

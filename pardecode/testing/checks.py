@@ -135,7 +135,8 @@ class _Findings:
         checks = list(self.checks)
         if self.decodes:
             detail = f"{self.decodes} decodes" if not self.miscounted else "; ".join(self.miscounted[:3])
-            checks.insert(0, CheckResult("forward passes = reference session's forward calls", not self.miscounted, detail))
+            counted = CheckResult("forward passes = reference session's forward calls", not self.miscounted, detail)
+            checks.insert(0, counted)
         checks += [CheckResult("decode finishes", False, f) for f in self.failures]
         return Report(strategy.name, strategy_options(strategy), self.alpha, tuple(tests), tuple(checks),
                       tuple(self.skipped), seconds, passes, tuple(notes))
@@ -217,7 +218,8 @@ def _prompt_batch(found: _Findings, strategy: Strategy, ref: Reference, sampling
     if r is not None:
         tokens = r.result.tokens
         fits = [goodness_of_fit(ref.counts(tokens[i::k]), ref.exact(p, sampling)) for i, p in enumerate(ref.prompts)]
-        found.fit(f"{label}, batch of {k} prompts (each row against its own)", combined(fits), passes_per_token(r.result))
+        found.fit(f"{label}, batch of {k} prompts (each row against its own)", combined(fits),
+                  passes_per_token(r.result))
 
 
 def _batch_one(found: _Findings, strategy: Strategy, ref: Reference, single: int, seeds: Iterator[int]) -> float | None:
@@ -231,8 +233,8 @@ def _batch_one(found: _Findings, strategy: Strategy, ref: Reference, single: int
         counts += ref.counts(r.result.tokens)
         per_token.append(passes_per_token(r.result))
     passes = float(np.mean(per_token))
-    found.fit(f"{ref.name}, {describe(sampling)}, {single} batch-1 decodes", goodness_of_fit(counts, ref.exact(prompt, sampling)),
-              passes)
+    fit = goodness_of_fit(counts, ref.exact(prompt, sampling))
+    found.fit(f"{ref.name}, {describe(sampling)}, {single} batch-1 decodes", fit, passes)
     return passes
 
 
@@ -264,10 +266,11 @@ def _changing_windows(found: _Findings, strategy: Strategy, ref: Reference, samp
         found.skipped.append(Skipped(f"{label}, automatic window", "the strategy takes no window='auto'; "
                                      "check_exact(window_schedule=...) sets a plain window by pass number"))
     if schedule:
-        r = found.attempt(f"{label}, window by pass number", ref, strategy, prompts, sampling, next(seeds), schedule=schedule)
+        r = found.attempt(f"{label}, window by pass number", ref, strategy, prompts, sampling, next(seeds),
+                          schedule=schedule)
         if r is not None:
-            found.fit(f"{label}, window by pass number {list(schedule)}", goodness_of_fit(ref.counts(r.result.tokens), exact),
-                      passes_per_token(r.result))
+            found.fit(f"{label}, window by pass number {list(schedule)}",
+                      goodness_of_fit(ref.counts(r.result.tokens), exact), passes_per_token(r.result))
 
 
 def _greedy_checks(found: _Findings, strategy: Strategy, seed: int, references: Sequence[Reference],

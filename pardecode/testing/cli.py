@@ -47,7 +47,8 @@ def register(sub) -> None:
         description="Decode reference backbones whose distributions are known exactly and test what the strategy "
                     f"commits: chi-square and G tests, family-wise false-alarm rate {ALPHA:g} (Holm). Exit 0 when no "
                     "deviation is detected, 1 when one is, 2 for a usage error.",
-        epilog="docs/certify.md explains the tests, their power and the claims (`pardecode list` shows each strategy's).",
+        epilog="docs/certify.md explains the tests, their power and the claims "
+               "(`pardecode list` shows each strategy's).",
     )
     p.add_argument("name", help="registered strategy name (built-in or plugin), see `pardecode list`")
     p.add_argument("-S", "--strategy-option", action="append", metavar="KEY=VALUE",
@@ -57,6 +58,7 @@ def register(sub) -> None:
                    help="rows of each batched run (default: %(default)s; batch-1 decodes: 1 per 80, at least 100)")
     p.add_argument("--alpha", type=float, default=ALPHA,
                    help="family-wise false-alarm rate, split among the tests by Holm's method (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first run, the others follow from it (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the first run, the others follow from it (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_certify)

@@ -19,7 +19,9 @@ from collections.abc import Sequence
 try:
     from hypothesis import strategies as st
 except ModuleNotFoundError as err:  # an optional dependency: say which package to install
-    raise ModuleNotFoundError("pardecode.testing.hypothesis needs the hypothesis package: pip install 'pardecode[test]'") from err
+    raise ModuleNotFoundError(
+        "pardecode.testing.hypothesis needs the hypothesis package: pip install 'pardecode[test]'"
+    ) from err
 
 from ..adapters.toy import ToyBackbone
 from ..core.config import SamplingConfig
