@@ -38,7 +38,15 @@ from ..core.options import options_of
 from ..core.strategy import Strategy
 from .references import Reference, default_references, describe, greedy_references
 from .report import CheckResult, Report, Skipped, TestResult
-from .runs import NotApplicable, Run, first_mismatch, passes_per_token, run, takes_auto_window, with_auto_window
+from .runs import (
+    NotApplicable,
+    Run,
+    first_mismatch,
+    passes_per_token,
+    run,
+    takes_auto_window,
+    with_auto_window,
+)
 from .stats import Fit, combined, detectable_tv, goodness_of_fit, simulated_p
 
 ALPHA = 1e-3  # family-wise false-alarm rate of one certification
