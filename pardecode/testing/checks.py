@@ -17,8 +17,10 @@ test each, with a fixed seed:
 
 Exact checks ride along: every decode's forward passes equal the calls the reference session
 counted, every decode finishes, and at temperature 0 the tokens equal greedy AR's (`check_greedy`).
-The p-values are corrected together by Holm's method at the family-wise level `alpha`, so a
-correct strategy is flagged with probability at most `alpha` per certification.
+Each test's p-value is simulated from exact samples of its distribution (`stats.simulated_p`),
+so it is valid at any sample size, and the p-values are corrected together by Holm's method at
+the family-wise level `alpha`: a correct strategy is flagged with probability at most `alpha` per
+certification.
 """
 
 from __future__ import annotations
