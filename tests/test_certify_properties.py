@@ -33,11 +33,8 @@ def test_at_temperature_0_the_exact_distribution_is_greedy_ar(reference, samplin
 @settings(max_examples=10, deadline=None, derandomize=True)
 @given(reference_backbones())
 def test_exact_strategies_equal_greedy_ar_on_random_backbones(reference):
-    for name, options in (
-        ("sjd", {"window": 3}),
-        ("sjd2", {"window": 2}),
-        ("sjd_pac_tree", {"window": 3, "branches": 2}),
-    ):
+    strategies = (("sjd", {"window": 3}), ("sjd2", {"window": 2}), ("sjd_pac_tree", {"window": 3, "branches": 2}))
+    for name, options in strategies:
         report = check_greedy(get_strategy(name, **options), references=[reference])
         assert report.checks and not report.deviation_detected, report.table()
 

@@ -60,9 +60,8 @@ class Claim:
 
     def __attrs_post_init__(self):
         if (self.kind == "exact_at") != bool(self.knobs):
-            raise ConfigError(
-                f"a claim of kind {self.kind!r} {'needs' if self.kind == 'exact_at' else 'takes no'} knobs"
-            )
+            needs = "needs" if self.kind == "exact_at" else "takes no"
+            raise ConfigError(f"a claim of kind {self.kind!r} {needs} knobs")
 
     @classmethod
     def exact(cls, note: str = "") -> Claim:
@@ -112,8 +111,8 @@ class Claim:
                 if value != condition:
                     return False
             elif (
-                not isinstance(value, (int, float))
-                or isinstance(value, bool)
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
                 or value < (columns if bound == COLUMNS else bound)
             ):
                 return False

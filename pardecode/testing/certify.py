@@ -85,13 +85,13 @@ def certify(
         if knob:
             strategy = get_strategy(name, **given, **knob)
             notes.append(
-                f"certified at its exact knob: {_format(knob)} (grids of the references have at most {columns} "
-                "columns); give -S KEY=VALUE to certify another setting"
+                f"certified at its exact knob: {_format(knob)} (grids of the references have at most "
+                f"{columns} columns); give -S KEY=VALUE to certify another setting"
             )
         if not claim.holds(strategy_options(strategy), columns):
+            at = _format({k: getattr(strategy, k, None) for k, _ in claim.knobs})
             notes.append(
-                f"{_format({k: getattr(strategy, k, None) for k, _ in claim.knobs})} lies outside the exact knob "
-                f"({claim.text}): a detected deviation is the expected finding"
+                f"{at} lies outside the exact knob ({claim.text}): a detected deviation is the expected finding"
             )
     elif claim.kind == "lossy":
         notes.append(

@@ -17,8 +17,10 @@ test each, with a fixed seed:
 
 Exact checks ride along: every decode's forward passes equal the calls the reference session
 counted, every decode finishes, and at temperature 0 the tokens equal greedy AR's (`check_greedy`).
-The p-values are corrected together by Holm's method at the family-wise level `alpha`, so a
-correct strategy is flagged with probability at most `alpha` per certification.
+Each test's p-value is simulated from exact samples of its distribution (`stats.simulated_p`),
+so it is valid at any sample size, and the p-values are corrected together by Holm's method at
+the family-wise level `alpha`: a correct strategy is flagged with probability at most `alpha` per
+certification.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ from ..core.options import options_of
 from ..core.strategy import Strategy
 from .references import Reference, default_references, describe, greedy_references
 from .report import CheckResult, Report, Skipped, TestResult
-from .runs import NotApplicable, Run, first_mismatch, passes_per_token, run, takes_auto_window, with_auto_window
+from .runs import (
+    NotApplicable,
+    Run,
+    first_mismatch,
+    passes_per_token,
+    run,
+    takes_auto_window,
+    with_auto_window,
+)
 from .stats import Fit, combined, detectable_tv, goodness_of_fit, simulated_p
 
 ALPHA = 1e-3  # family-wise false-alarm rate of one certification
@@ -149,9 +159,8 @@ class _Findings:
         checks = list(self.checks)
         if self.decodes:
             detail = f"{self.decodes} decodes" if not self.miscounted else "; ".join(self.miscounted[:3])
-            checks.insert(
-                0, CheckResult("forward passes = reference session's forward calls", not self.miscounted, detail)
-            )
+            counted = CheckResult("forward passes = reference session's forward calls", not self.miscounted, detail)
+            checks.insert(0, counted)
         checks += [CheckResult("decode finishes", False, f) for f in self.failures]
         return Report(
             strategy.name,
@@ -260,11 +269,8 @@ def _batch_one(found: _Findings, strategy: Strategy, ref: Reference, single: int
         counts += ref.counts(r.result.tokens)
         per_token.append(passes_per_token(r.result))
     passes = float(np.mean(per_token))
-    found.fit(
-        f"{ref.name}, {describe(sampling)}, {single} batch-1 decodes",
-        goodness_of_fit(counts, ref.exact(prompt, sampling)),
-        passes,
-    )
+    fit = goodness_of_fit(counts, ref.exact(prompt, sampling))
+    found.fit(f"{ref.name}, {describe(sampling)}, {single} batch-1 decodes", fit, passes)
     return passes
 
 

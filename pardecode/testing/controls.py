@@ -47,9 +47,8 @@ class SkipResidual(SJD):
         accepted, next_token = super().accept(ctx, drafts, p)
         rows = torch.arange(ctx.batch, device=ctx.device)
         plain = sample(p[rows, accepted], ctx.generator)
-        skip = (accepted < drafts.shape[1]) & (
-            torch.rand(ctx.batch, generator=ctx.generator, device=ctx.device) < self.strength
-        )
+        coin = torch.rand(ctx.batch, generator=ctx.generator, device=ctx.device)
+        skip = (accepted < drafts.shape[1]) & (coin < self.strength)
         return accepted, torch.where(skip, plain, next_token)
 
 

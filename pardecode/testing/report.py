@@ -98,11 +98,9 @@ class Report:
         failed = self.failed_checks
         flagged = sum(p <= self.alpha for p in self.adjusted)
         if failed or flagged:
-            parts = [
-                f"{flagged} test(s) reject" if flagged else "",
-                f"{len(failed)} exact check(s) fail" if failed else "",
-            ]
-            return "DEVIATION DETECTED: " + " and ".join(p for p in parts if p)
+            parts = [f"{flagged} test(s) reject"] * bool(flagged)
+            parts += [f"{len(failed)} exact check(s) fail"] * bool(failed)
+            return "DEVIATION DETECTED: " + " and ".join(parts)
         smallest = min(self.adjusted, default=1.0)
         return f"no deviation detected (smallest Holm-adjusted p {smallest:.3g} > alpha {self.alpha:g})"
 
@@ -127,15 +125,15 @@ class Report:
                 verdict = "DEVIATES" if adj <= self.alpha else "ok" if t.p_value is not None else "not simulated"
                 lines.append(
                     f"  {t.name + ': ' + t.method:<{width}} {t.samples:>7} {stat:>16} {_p(t.p_value):>9} "
-                    f"{_p(t.asymptotic_p):>9} {_p(adj):>9} {detects:>8}  {t.passes_per_token:>12.3f}  {verdict}"
+                    f"{_p(t.asymptotic_p):>9} {_p(adj):>9} {detects:>8}  {t.passes_per_token:>12.3f}  "
+                    f"{verdict}"
                 )
         if self.checks:
             lines.append("exact checks (must hold with no sampling error):")
             width = max(len(c.name) for c in self.checks)
             for c in self.checks:
-                lines.append(
-                    f"  {c.name:<{width}}  {'ok' if c.passed else 'FAILED'}" + (f"  ({c.detail})" if c.detail else "")
-                )
+                detail = f"  ({c.detail})" if c.detail else ""
+                lines.append(f"  {c.name:<{width}}  {'ok' if c.passed else 'FAILED'}{detail}")
         if self.skipped:
             lines.append("not run:")
             lines.extend(f"  {s.name}: {s.reason}" for s in self.skipped)
