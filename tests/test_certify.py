@@ -5,9 +5,9 @@ the default 20,000, to keep this file near a minute): its large-batch tests then
 deviation of total variation 0.057 to 0.19 with probability 0.9, whatever its shape (each report
 states its tests' bounds), and the negative controls were measured to be detected in at least 9 of
 10 certifications from total variation 0.06 on (docs/certify.md). Seeds are fixed, so every run is
-the same; each certification's family-wise false-alarm rate is 1e-3 (Holm), so a correct build
-would fail one of the 27 expected-to-pass certifications here, over reseeding, with probability
-below 2.7%.
+the same; each certification's family-wise false-alarm rate is 1e-3 (simulated p-values, Holm), so
+a correct build would fail one of the 24 expected-to-pass certifications here, over reseeding, with
+probability below 2.4%.
 """
 
 import pytest

@@ -34,12 +34,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "certify",
         help="test that a strategy keeps AR's distribution (exit 0: no deviation, 1: deviation)",
         description="Decode reference backbones whose distributions are known exactly and test what the strategy "
-        f"commits: chi-square and G tests, family-wise false-alarm rate {ALPHA:g} (Holm). Exit 0 when no "
-        "deviation is detected, 1 when one is, 2 for a usage error.",
+        f"commits: chi-square and G tests with simulated p-values, family-wise false-alarm rate {ALPHA:g} "
+        "(Holm). Exit 0 when no deviation is detected, 1 when one is, 2 for a usage error.",
         epilog="docs/certify.md explains the tests, their power and the claims "
         "(`pardecode list` shows each strategy's).",
     )
-    p.add_argument("name", help="registered strategy name (built-in or plugin), see `pardecode list`")
+    p.add_argument("name", metavar="NAME", help="registered strategy name (built-in or plugin), see `pardecode list`")
     p.add_argument(
         "-S",
         "--strategy-option",
