@@ -42,10 +42,11 @@ def filter_logits(logits: torch.Tensor, allowed: torch.Tensor | None, sampling: 
     `allowed` must allow at least one token per position (the loop checks the layout once).
     """
     if allowed is not None:
-        logits = logits.masked_fill(~allowed, float("-inf"))
+        logits = torch.where(allowed, logits, float("-inf"))
     if sampling.greedy:
         return logits
-    logits = logits / sampling.temperature
+    if sampling.temperature != 1:  # x / 1 is x: one operation fewer per pass at the usual setting
+        logits = logits / sampling.temperature
     vocab = logits.shape[-1]
     if 0 < sampling.top_k < vocab:
         kth = torch.topk(logits, sampling.top_k, dim=-1).values[..., -1:]

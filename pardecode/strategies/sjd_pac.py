@@ -25,8 +25,17 @@ import attrs
 import torch
 
 from ..core.claims import Claim
-from ..core.verify import sample
-from .drafting import check_coupling, restricted
+from ..core.strategy import DecodeContext, Proposal, Verdict
+from ..core.verify import (
+    acceptance_probability,
+    first_false,
+    residual_distribution,
+    sample,
+    sample_with,
+    take_per_row,
+    uniforms,
+)
+from .drafting import carry_over, check_coupling, restricted
 from .sjd import SJD
 
 
@@ -39,9 +48,71 @@ class SJDPAC(SJD):
 
     coupling: str = attrs.field(default="maximal", validator=check_coupling)
     proactive: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    #: True while `given` is known to be all False (every draft's q is in `q`): known on the host, no sync
+    _explicit: bool = attrs.field(default=False, init=False, repr=False)
+
+    def reset(self, ctx: DecodeContext) -> None:
+        super().reset(ctx)
+        self._explicit = False
+
+    def widen(self, ctx: DecodeContext, fresh: torch.Tensor) -> None:
+        super().widen(ctx, fresh)
+        self._explicit = False  # the new slots are given
+
+    def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict:
+        fused = self.coupling == "maximal" and self.proactive and self.init == "random"
+        if fused and proposal.width:
+            return self._verify_fused(ctx, p)
+        return super().verify(ctx, proposal, p)
+
+    def _verify_fused(self, ctx: DecodeContext, p: torch.Tensor) -> Verdict:
+        """The default setting's whole pass (accept, correct, redraw, carry, draft) in few operations.
+
+        The same draws from the same random stream as the step-by-step path (`super().verify`), so
+        the outputs are bit-identical; what is saved is work done twice or thrown away there:
+        min(1, p/q) serves both the acceptance and the maximal coupling's stay, the residual of
+        every slot serves both the correction and the redraws, the fresh uniform drafts proactive
+        drafting replaces anyway are not computed (only their random numbers are drawn), and every
+        categorical draw of the pass runs as one inverse CDF.
+        """
+        drafts, gen = self.drafts, ctx.generator
+        b, w = drafts.shape
+        vocab = p.shape[-1]
+        q = self.q if self._explicit else self.draft_q(ctx, p.dtype)
+        p_slots = p[:, :w]
+        keep = acceptance_probability(p_slots, drafts, q)
+        accepted = first_false(torch.rand(drafts.shape, generator=gen, device=p.device, dtype=p.dtype) < keep)
+        residual = residual_distribution(p_slots, q)
+        rejected = (accepted < w).unsqueeze(-1)
+        after = torch.where(rejected, take_per_row(residual, accepted.clamp(max=w - 1)), take_per_row(p, accepted))
+        draws = [(after, uniforms(after, gen))]
+        stay = torch.rand(drafts.shape, generator=gen, device=p.device, dtype=p.dtype) < keep
+        draws += [(residual.reshape(-1, vocab), uniforms(residual, gen)), (p[:, w], uniforms(p[:, w:], gen))]
+        allowed = ctx.allowed(w, start=accepted + 1)
+        if allowed is None:  # the fresh drafts of the step-by-step path: only their random numbers
+            torch.randint(ctx.vocab_size, (b, w), generator=gen, device=ctx.device)
+        else:
+            uniforms(allowed, gen)
+        stale = accepted.unsqueeze(1) + torch.arange(1, w + 1, device=p.device) > w  # past the pass's reach
+        proactive = bool(stale.any())
+        if proactive:
+            latest = restricted(p[:, -1:].expand(-1, w, -1), allowed)
+            draws.append((latest.reshape(-1, vocab), uniforms(latest, gen)))
+        drawn = sample_with(torch.cat([d for d, _ in draws]), torch.cat([u for _, u in draws]))
+        redrawn = drawn[b : b + b * w].view(b, w)
+        outputs = torch.cat([torch.where(stay, drafts, redrawn), drawn[b + b * w : 2 * b + b * w, None]], 1)
+        self.drafts, _ = carry_over(outputs, accepted, w)
+        self.q, _ = carry_over(p, accepted, w)
+        if proactive:
+            self.drafts = torch.where(stale, drawn[2 * b + b * w :].view(b, w), self.drafts)
+            self.q = torch.where(stale.unsqueeze(-1), latest, self.q)
+        self.given = torch.zeros_like(stale)
+        self._explicit = True
+        return Verdict(accepted, drawn[:b])
 
     def redraft(self, ctx, outputs, p, accepted, next_token) -> torch.Tensor:
         stale = super().redraft(ctx, outputs, p, accepted, next_token)
+        self._explicit = self.proactive  # given is all False from here on: stale is empty, or zeroed below
         if not self.proactive or not bool(stale.any()):
             return stale
         width = stale.shape[1]
