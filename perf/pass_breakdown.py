@@ -32,6 +32,8 @@ SETTINGS = [  # (strategy, options, batch)
     ("sjd", {"window": 16}, 1),
     ("sjd", {"window": 4}, 8),
     ("sjd_pac", {"window": 16}, 1),
+    ("sjd_pac", {"window": 4}, 8),
+    ("sjd_pac", {"window": 8}, 8),
     ("zipar", {"window": 1}, 4),
     ("pjd", {}, 4),
     ("sjd_pac_tree", {"window": 32}, 1),

@@ -197,6 +197,9 @@ def test_speed_times_other_strategies_beside_ar_and_refuses_bad_ones(tmp_path):
     rows = {r["setting"]: r for r in report["rows"]}
     assert rows["sjd_pac_tree window=4, branches=2"]["passes"] < rows["ar"]["passes"]
     assert "| 1 | sjd_reuse |" in (tmp_path / "speed" / "speed.md").read_text()
+    default = rows["default"]  # the setting `generate` runs without --strategy, timed beside the others
+    assert default["chosen"] in ("ar", "sjd_pac", "sjd:maximal", "sjd:gumbel") and default["seconds_per_image"] > 0
+    assert f"| {default['chosen']}: " in (tmp_path / "speed" / "speed.md").read_text()
     for bad, says in (
         ("nosuch", "unknown strategy 'nosuch'"),
         ("sjd:bogus=1", "unknown option(s) 'bogus'"),

@@ -1,7 +1,8 @@
 """Seconds per image, side by side with AR: what a user of this machine waits.
 
-`pardecode speed` decodes the same prompts and seeds with `ar`, the automatic-window strategies, a
-ladder of fixed windows and any other strategy settings asked for (`--also`), at several batch
+`pardecode speed` decodes the same prompts and seeds with `ar`, the default setting (what
+`generate` runs without `--strategy`: the exact setting this machine's profile predicts fastest for
+the batch), the automatic-window strategies, a ladder of fixed windows and any other strategy settings asked for (`--also`), at several batch
 sizes and thread counts, interleaving the settings so that the machine's load falls on all of them
 alike. It reports medians of seconds per image, their
 ratio to AR's from the same run (> 1: faster than AR), step compression, and how close the
@@ -21,7 +22,7 @@ from typing import Any
 import attrs
 import torch
 
-from ..api import decode, get_backbone, get_strategy
+from ..api import choose_strategy, decode, get_backbone, get_strategy
 from ..planning import profile_for
 
 PROMPTS = (
@@ -49,6 +50,9 @@ class Setting:
         return f"{self.strategy} {opts}".strip()
 
 
+DEFAULT = "default"  # the label of the setting a decode without a named strategy runs (chosen per batch)
+
+
 def default_settings(windows: Sequence[int]) -> list[Setting]:
     return [Setting("ar"), Setting("sjd"), Setting("sjd", {"coupling": "gumbel"})] + [
         Setting("sjd", {"window": w}) for w in windows
@@ -74,36 +78,39 @@ def run_speed(
     rows = []
     for t in threads:
         torch.set_num_threads(t or default_threads)
+        chosen = {}
         for b in batches:  # profiles first: their measurement is not part of any timed decode
             profile_for(backbone, sampling, b, measure_missing=True)
+            chosen[b] = choose_strategy(backbone, b, sampling=sampling)
         times: dict[tuple[int, str], list[float]] = defaultdict(list)
         passes: dict[tuple[int, str], list[int]] = defaultdict(list)
         for r in range(repeats + 1):  # round 0 warms up
             prompt = PROMPTS[r % len(PROMPTS)]
             for b in batches:
-                for s in settings:
-                    result = decode(
-                        backbone, get_strategy(s.strategy, **s.options), [prompt] * b, sampling=sampling, seed=r
-                    )
+                for label, strategy in [(s.label, get_strategy(s.strategy, **s.options)) for s in settings] + [
+                    (DEFAULT, attrs.evolve(chosen[b].strategy))
+                ]:
+                    result = decode(backbone, strategy, [prompt] * b, sampling=sampling, seed=r)
                     if r:
-                        times[b, s.label].append(result.trace.seconds / b)
-                        passes[b, s.label].append(result.forward_passes)
+                        times[b, label].append(result.trace.seconds / b)
+                        passes[b, label].append(result.forward_passes)
             if progress:
                 print(f"  threads {t or default_threads}: round {r}/{repeats} done", flush=True)
         for b in batches:
             ar = statistics.median(times[b, "ar"])
-            for s in settings:
-                sec = statistics.median(times[b, s.label])
+            for label in [s.label for s in settings] + [DEFAULT]:
+                sec = statistics.median(times[b, label])
                 rows.append(
                     {
                         "threads": t or default_threads,
                         "threads_default": t == 0,
                         "batch": b,
-                        "setting": s.label,
+                        "setting": label,
+                        "chosen": chosen[b].label if label == DEFAULT else None,
                         "seconds_per_image": sec,
                         "speedup_vs_ar": ar / sec,
-                        "passes": statistics.mean(passes[b, s.label]),
-                        "step_compression": statistics.mean(passes[b, "ar"]) / statistics.mean(passes[b, s.label]),
+                        "passes": statistics.mean(passes[b, label]),
+                        "step_compression": statistics.mean(passes[b, "ar"]) / statistics.mean(passes[b, label]),
                     }
                 )
     torch.set_num_threads(default_threads)
@@ -137,14 +144,15 @@ def render(report: dict[str, Any]) -> str:
         lines += [
             f"## {threads} thread(s){' (torch default)' if default else ''}",
             "",
-            "| batch | ar s/image | sjd auto | sjd auto, gumbel | best fixed sjd window | auto / best fixed |",
-            "|---|---|---|---|---|---|",
+            "| batch | ar s/image | default (chosen setting) | sjd auto | sjd auto, gumbel | best fixed sjd window "
+            "| auto / best fixed |",
+            "|---|---|---|---|---|---|---|",
         ]
         for b in sorted({r["batch"] for r in rows}):
             at = {r["setting"]: r for r in rows if r["batch"] == b}
             fixed = [r for k, r in at.items() if k.startswith("sjd window=")]  # the ladder, not `--also`
             best = min(fixed, key=lambda r: r["seconds_per_image"])
-            auto, coupled = at["sjd"], at["sjd coupling=gumbel"]
+            auto, coupled, default = at["sjd"], at["sjd coupling=gumbel"], at.get(DEFAULT)
 
             def cell(r):
                 return (
@@ -152,8 +160,9 @@ def render(report: dict[str, Any]) -> str:
                     f"{r['step_compression']:.2f}x fewer passes)"
                 )
 
+            chosen = f"{default['chosen']}: {cell(default)}" if default else "-"  # reports before it existed
             lines.append(
-                f"| {b} | {at['ar']['seconds_per_image']:.4f} | {cell(auto)} | {cell(coupled)} | "
+                f"| {b} | {at['ar']['seconds_per_image']:.4f} | {chosen} | {cell(auto)} | {cell(coupled)} | "
                 f"{best['setting'].split('window=')[1]}: {cell(best)} | "
                 f"{best['seconds_per_image'] / auto['seconds_per_image']:.2f} |"
             )
@@ -170,8 +179,9 @@ def render(report: dict[str, Any]) -> str:
                 ]
             lines.append("")
     lines += [
-        "Ratios > 1 are faster than AR (same prompts, seeds and run). `auto / best fixed` > 1: the",
-        "automatic window beat every fixed window of the ladder.",
+        "Ratios > 1 are faster than AR (same prompts, seeds and run). The default is the exact setting",
+        "`generate` runs without `--strategy` at that batch. `auto / best fixed` > 1: the automatic sjd",
+        "window beat every fixed window of the ladder.",
         "",
     ]
     return "\n".join(lines)
