@@ -1,11 +1,11 @@
 """Seconds per image, side by side with AR: what a user of this machine waits.
 
 `pardecode speed` decodes the same prompts and seeds with `ar`, the default setting (what
-`generate` runs without `--strategy`: the exact setting this machine's profile predicts fastest for
-the batch), the automatic-window strategies, a ladder of fixed windows and any other strategy settings asked for (`--also`), at several batch
-sizes and thread counts, interleaving the settings so that the machine's load falls on all of them
-alike. It reports medians of seconds per image, their
-ratio to AR's from the same run (> 1: faster than AR), step compression, and how close the
+`generate` runs without `--strategy`: the exact setting this machine's profile predicts fastest
+for the batch), the automatic-window strategies, a ladder of fixed windows and any other strategy
+settings asked for (`--also`), at several batch sizes and thread counts, interleaving the settings
+so that the machine's load falls on all of them alike. It reports medians of seconds per image,
+their ratio to AR's from the same run (> 1: faster than AR), step compression, and how close the
 automatic window comes to the best fixed one. The cost profiles the automatic windows use are
 measured before timing starts, and their curves are plotted next to the report.
 """
