@@ -66,8 +66,9 @@ def target_probs(
 ) -> torch.Tensor:
     """Float[B, W+1, V] target distribution p of a forward pass's logits (one-hot when greedy)."""
     guided = guided_logits(scores, sampling)
-    # a non-finite logit in either branch makes the guided logits non-finite: one check per pass
-    if not bool(torch.isfinite(guided).all()):
+    # a non-finite logit in either branch makes the guided logits, and so their sum, non-finite: one
+    # reduction per pass; only a non-finite sum (or one that overflowed) pays for the full check
+    if not bool(guided.sum().isfinite()) and not bool(torch.isfinite(guided).all()):
         for name, logits in (("conditional", scores.cond), ("unconditional", scores.uncond)):
             if logits is not None:
                 check_finite(logits, f"forward pass {step} ({name} branch)")

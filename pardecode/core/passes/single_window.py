@@ -72,17 +72,22 @@ class SingleWindow(PassKind):
             ctx.tokens = torch.cat([ctx.tokens, ctx.tokens.new_zeros(ctx.batch, width + 1)], 1)
         slots = ctx.committed.unsqueeze(1) + torch.arange(width + 1, device=ctx.device)
         ctx.tokens.scatter_(1, slots, candidates)
-        self._keep_committed_inputs(prepared.window, taken)
+        self._keep_committed_inputs(prepared.window, take, taken)
         return Committed(take, taken, accepted, answer.diagnostics)
 
-    def _keep_committed_inputs(self, window: Window, taken: list[int]) -> None:
-        """Keep the cache slots of inputs that are now committed; the newest token stays pending."""
+    def _keep_committed_inputs(self, window: Window, take: torch.Tensor, taken: list[int]) -> None:
+        """Keep the cache slots of inputs that are now committed; the newest token stays pending.
+
+        `take` (Long[B]) and `taken` (its host copy) count each row's committed tokens: the pass fed
+        the pending token first (except the first pass), so a row keeps that many inputs (one fewer
+        at the first pass)."""
         fed = window.tokens.shape[1]
-        keep = [t - 1 + (0 if window.first else 1) if t > 0 else 0 for t in taken]
+        keep = [max(t - 1, 0) for t in taken] if window.first else taken
         kept = max(keep)
         if fed - kept:
             self.session.crop(fed - kept)
-        new_valid = torch.arange(kept, device=self.ctx.device) < torch.tensor(keep, device=self.ctx.device).unsqueeze(1)
+        per_row = (take - 1).clamp(min=0) if window.first else take
+        new_valid = torch.arange(kept, device=self.ctx.device) < per_row.unsqueeze(1)
         self.valid = torch.cat([self.valid, new_valid], 1)
         self.valid_counts = [c + k for c, k in zip(self.valid_counts, keep)]
         compacted = compact_holes(self.session, self.valid, self.valid_counts)
