@@ -21,6 +21,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent.parent
 SETTINGS = [  # (backbone, strategy, extra arguments)
     ("fashion", "ar", ["--batch", "1"]),
+    ("fashion", "ar", ["--batch", "8"]),
+    ("fashion", "sjd_pac", ["--batch", "1", "--window", "auto"]),  # the default setting at batch 1 and 8
+    ("fashion", "sjd_pac", ["--batch", "8", "--window", "auto"]),
     ("fashion", "sjd", ["--batch", "1", "--window", "16"]),
     ("fashion", "sjd", ["--batch", "8", "--window", "4"]),
     ("fashion", "pjd", ["--batch", "4"]),
