@@ -448,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tiny", action="store_true", help="a tiny model of the same layout (CPU smoke test)")
     parser.add_argument("--no-tests", action="store_true", help="skip the pytest step")
     parser.add_argument("--no-compile", action="store_true", help="skip the compiled static forward")
-    parser.add_argument("--budget", type=float, help="seconds for the run after start-up (default: 540, with --tiny 45)")
+    parser.add_argument("--budget", type=float, help="seconds after start-up (default: 540, with --tiny 45)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "gpu-check", help="report directory")
     args = parser.parse_args(argv)
     from pardecode.adapters.hf_loading import parse_device
