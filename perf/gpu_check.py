@@ -472,6 +472,10 @@ def main(argv: list[str] | None = None) -> int:
         report.add(report.section("Interrupted"), f"stopped by the user after {time.monotonic() - budget.start:.0f} s")
         print(report.markdown())
         return 130
+    except Exception as err:  # the measurements so far stay in the report, with what stopped the run
+        report.add(report.section("Failed"), failure(err))
+        print(report.markdown())
+        raise
     print(report.markdown())
     progress(f"done in {time.monotonic() - budget.start:.0f} s; report: {report.path}")
     return 0
