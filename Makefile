@@ -13,7 +13,7 @@ TORCH := torch==2.13.0
 EXTRAS := test,bench,vqgan,big,metrics
 LOWEST_EXTRAS := test,bench
 
-.PHONY: install data test test-lowest lint demo bench clean
+.PHONY: install data test test-lowest lint demo bench clean gpu-check
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,11 @@ test-lowest: $(LOWEST)/.installed data
 
 demo: install data
 	@$(BIN)/pardecode race --prompt "a sneaker" --batch 4 --rounds 3 --seed 0 --out grid.png
+
+# the GPU check (docs/gpu.md): under 10 minutes on one CUDA GPU; GPU_PYTHON: a Python whose torch is a CUDA build
+GPU_PYTHON ?= $(BIN)/python
+gpu-check:
+	$(GPU_PYTHON) perf/gpu_check.py --out runs/gpu-check
 
 clean:
 	rm -rf $(VENV) $(LOWEST) .pytest_cache .hypothesis

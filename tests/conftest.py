@@ -7,6 +7,23 @@ import torch
 torch.set_num_threads(int(os.environ.get("PARDECODE_TEST_THREADS", "1")))
 
 
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """Where device-independent tests run: $PARDECODE_TEST_DEVICE ("cuda", "cuda:1"; default "cpu").
+
+    `perf/gpu_check.py` runs the tests that take this fixture with it set to the GPU; a device this
+    machine lacks fails the test instead of quietly running it on the CPU.
+    """
+    from pardecode.adapters.hf_loading import parse_device
+    from pardecode.core.errors import ConfigError
+
+    name = os.environ.get("PARDECODE_TEST_DEVICE", "cpu")
+    try:
+        return parse_device(name)
+    except ConfigError as err:
+        pytest.fail(f"PARDECODE_TEST_DEVICE={name!r}: {err}")
+
+
 @pytest.fixture(autouse=True)
 def _fresh_plugins():
     """Each test sees the plugin registry as built from the current sys.path."""

@@ -228,11 +228,30 @@ def build_random(
     dtype: str | torch.dtype,
     device: str | torch.device,
 ) -> tuple[Any, Any]:
-    """(tokenizer, model): a randomly initialised `model_class` of `config`, which must be a `config_class`."""
+    """(tokenizer, model): a randomly initialised `model_class` of `config`, which must be a `config_class`.
+
+    On the CPU the model is drawn in float32 and then cast; on an accelerator it is built where it runs,
+    in its final dtype, so a 7B model never exists as a float32 copy (28 GB) anywhere.
+    """
     if not isinstance(config, config_class):
         raise ConfigError(f"config must be a transformers {config_class.__name__}, got {type(config).__name__}")
     device = parse_device(device)
     dtype = choose_dtype(dtype, device, None)
     tokenizer = load_tokenizer(tokenizer, family)
-    model = model_class(config).to(device=device, dtype=dtype)
-    return tokenizer, model
+    if device.type == "cpu":
+        model = model_class(config)
+    else:
+        with torch.device(device), _default_dtype(dtype):
+            model = model_class(config)
+    return tokenizer, model.to(device=device, dtype=dtype)
+
+
+@contextlib.contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    """New floating-point tensors are `dtype` inside (parameters created without an explicit dtype)."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)

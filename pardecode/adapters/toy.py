@@ -22,6 +22,7 @@ from ..core.errors import ConfigError
 from ..core.layout import FreeLayout, GridLayout, ImageGridLayout, TokenLayout
 from ..core.plugins import hookimpl
 from ..core.sampling import target_probs
+from .hf_loading import parse_device
 
 
 def _at_least(minimum: int):
@@ -52,6 +53,9 @@ class ToyBackbone(Backbone):
     #: is read as the token whose embedding is nearest, and the embeddings are its image codebook
     noise_dim: int = attrs.field(default=0, validator=_at_least(0))
     default_sampling: SamplingConfig = SamplingConfig()
+    #: where the tables live and the decode runs; the tables are drawn on the CPU first, so every
+    #: device holds the same toy
+    device: torch.device = attrs.field(default="cpu", converter=parse_device)
     table: torch.Tensor = attrs.field(init=False, repr=False)
     embeddings: torch.Tensor | None = attrs.field(init=False, repr=False, default=None)
 
@@ -64,9 +68,9 @@ class ToyBackbone(Backbone):
             )
         g = torch.Generator().manual_seed(self.seed)
         shape = (self.period, self.vocab_size, self.modulus, self.vocab_size)
-        self.table = torch.randn(shape, generator=g) * self.sharpness
+        self.table = (torch.randn(shape, generator=g) * self.sharpness).to(self.device)
         if self.noise_dim:
-            self.embeddings = torch.randn(self.vocab_size, self.noise_dim, generator=g)
+            self.embeddings = torch.randn(self.vocab_size, self.noise_dim, generator=g).to(self.device)
 
     def noise_ready(self) -> bool:
         return self.embeddings is not None
@@ -85,7 +89,7 @@ class ToyBackbone(Backbone):
         if self.embeddings is None:
             return None
         ids = torch.arange(self.vocab_size - (2 if self.grid is not None and not self.image_only else 0))
-        return ids, self.embeddings[ids]
+        return ids, self.embeddings[ids.to(self.device)]
 
     def read_noisy(self, tokens: torch.Tensor, window: Window) -> torch.Tensor:
         """The tokens the toy 'sees': at noisy positions, the token nearest to the noisy embedding."""
@@ -122,17 +126,18 @@ class ToyBackbone(Backbone):
         if v**layout.length > 1_000_000:
             raise ConfigError(f"{v}^{layout.length} sequences are too many to enumerate")
         seqs = torch.tensor(list(itertools.product(range(v), repeat=layout.length)), dtype=torch.long)
+        seqs = seqs.to(self.device)
 
         def branch(p: str | None) -> torch.Tensor:
-            head = torch.tensor(self.prompt_tokens(p)).expand(len(seqs), -1)
+            head = torch.tensor(self.prompt_tokens(p), device=self.device).expand(len(seqs), -1)
             history = torch.cat([head, seqs], 1)
             logits = self.logits_of(history, torch.ones_like(history, dtype=torch.bool))
             return logits[:, head.shape[1] - 1 : -1]
 
         scores = Scores(branch(prompt), branch(None) if sampling.uses_cfg else None)
-        offsets = torch.arange(layout.length).expand(len(seqs), -1)
+        offsets = torch.arange(layout.length, device=self.device).expand(len(seqs), -1)
         probs = target_probs(scores, layout.allowed(offsets), sampling)
-        return seqs, probs.gather(-1, seqs.unsqueeze(-1)).squeeze(-1).prod(-1)
+        return seqs.cpu(), probs.gather(-1, seqs.unsqueeze(-1)).squeeze(-1).prod(-1).cpu()
 
     # --- the backbone contract --------------------------------------------------------------
     def start(self, prompts: Sequence[str], sampling: SamplingConfig, **options) -> ToySession:
@@ -153,7 +158,8 @@ class ToyBackbone(Backbone):
         tokens = torch.tensor([[0] * (width - len(r)) + r for r in encoded])
         valid = torch.tensor([[False] * (width - len(r)) + [True] * len(r) for r in encoded])
         rows = torch.tensor(index)
-        return ToySession(self, len(prompts), self.layout(), tokens[rows], valid[rows])
+        prompt, prompt_valid = tokens[rows].to(self.device), valid[rows].to(self.device)
+        return ToySession(self, len(prompts), self.layout(), prompt, prompt_valid)
 
 
 class ToySession(Session):
@@ -163,8 +169,10 @@ class ToySession(Session):
         self, backbone: ToyBackbone, batch: int, layout: TokenLayout, prompt: torch.Tensor, valid: torch.Tensor
     ):
         self.backbone, self.batch, self.layout = backbone, batch, layout
+        self.device = backbone.device
         self.prompt, self.prompt_valid = prompt, valid
-        self.slots = torch.zeros(prompt.shape[0], 0, dtype=torch.long)  # the "KV cache": span inputs
+        # the "KV cache": span inputs
+        self.slots = torch.zeros(prompt.shape[0], 0, dtype=torch.long, device=self.device)
         self.calls = 0
 
     def forward(self, window: Window) -> Scores:

@@ -65,6 +65,11 @@ class Reference:
         grid = self.backbone.layout().image_grid()
         return grid.cols if grid is not None else 0
 
+    def on(self, device: str | torch.device) -> Reference:
+        """This reference with its toy on `device` (the same tables, drawn on the CPU; exact
+        distributions are enumerated there too and come back on the CPU)."""
+        return attrs.evolve(self, backbone=attrs.evolve(self.backbone, device=device))
+
     def exact(self, prompt: str, sampling: SamplingConfig) -> np.ndarray:
         """Float64[sequences]: the exact AR probability of every span sequence, indexed by `codes`."""
         key = (prompt, sampling)
