@@ -20,6 +20,7 @@ from pardecode.adapters.static_kv import WINDOW_BUCKETS, bucket_of
 from pardecode.core.backbone import Window
 from pardecode.core.config import SamplingConfig
 from pardecode.core.errors import ConfigError
+from pardecode.core.loop import Decoder
 from pardecode.planning import GENERIC_PRIOR, profile_key
 
 FAMILIES = ["chameleon", "emu3", "janus"]
@@ -48,18 +49,47 @@ def fashion_pair():
     return eager, static_twin(eager)
 
 
+#: strategies whose decisions rank near-equal probabilities (sjd_pac_tree's "top" siblings are the
+#: likeliest tokens of q): a last-bit difference can reorder two of them, so their tokens may part
+TIE_SENSITIVE = {"sjd_pac_tree"}
+
+
+def recorded_decode(backbone, strategy, options, prompts, sampling, **start):
+    """(tokens, [(window, scores)] of every pass) of one decode."""
+    session = backbone.start(prompts, sampling, **start)
+    passes, inner = [], session.forward
+
+    def forward(window):
+        scores = inner(window)
+        passes.append((window, scores))
+        return scores
+
+    session.forward = forward
+    strategy = pardecode.get_strategy(strategy, **options)
+    result = Decoder(backbone, session, strategy, sampling, 5, GENERIC_PRIOR).run()
+    return result.tokens, passes, session
+
+
 def same_tokens(eager, static, strategy, options, prompts, cfg, **start):
+    """Both passes score every window alike (to float rounding) and decode the same tokens.
+
+    Only a strategy in TIE_SENSITIVE may part, and only after a pass whose logits still agreed: a
+    rounding-level reordering of near-equal probabilities, never a different computation."""
     sampling = SamplingConfig(cfg_scale=cfg, top_k=eager.default_sampling.top_k)
-    runs = [
-        pardecode.decode(
-            bb, strategy, prompts, sampling=sampling, seed=5, strategy_options=options, profile=GENERIC_PRIOR, **start
-        )
-        for bb in (eager, static)
-    ]
-    assert isinstance(runs[0].session, HFSession) and not isinstance(runs[0].session, StaticSession)
-    assert isinstance(runs[1].session, StaticSession)
-    assert torch.equal(runs[0].tokens, runs[1].tokens)
-    assert runs[0].trace.widths == runs[1].trace.widths
+    (tokens_a, passes_a, session_a), (tokens_b, passes_b, session_b) = (
+        recorded_decode(bb, strategy, options, prompts, sampling, **start) for bb in (eager, static)
+    )
+    assert type(session_a) is HFSession and type(session_b) is StaticSession
+    for (wa, sa), (wb, sb) in zip(passes_a, passes_b):
+        if not (torch.equal(wa.tokens, wb.tokens) and torch.equal(wa.offsets, wb.offsets)):
+            break  # the decodes parted at the pass before
+        torch.testing.assert_close(sb.cond, sa.cond, atol=2e-5, rtol=1e-4)
+        if sa.uncond is not None:
+            torch.testing.assert_close(sb.uncond, sa.uncond, atol=2e-5, rtol=1e-4)
+    if not torch.equal(tokens_a, tokens_b):
+        assert strategy in TIE_SENSITIVE, f"{strategy} decoded other tokens with the static pass"
+        return
+    assert [w.tokens.shape for w, _ in passes_a] == [w.tokens.shape for w, _ in passes_b]
 
 
 @pytest.mark.parametrize("family", FAMILIES)

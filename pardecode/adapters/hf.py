@@ -77,6 +77,8 @@ __all__ = [
 ]
 
 _B = TypeVar("_B", bound="HFBackbone")
+#: graphs a static compiled forward may hold (window buckets x batch sizes x cache capacities)
+RECOMPILE_LIMIT = 64
 
 
 def tokenize(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
@@ -231,7 +233,8 @@ class HFBackbone(Backbone):
         Static pass (`static=True`): every pass after the prompt has fixed shapes, so the forward is
         compiled with `dynamic=False`, one graph per window bucket (`static_kv.WINDOW_BUCKETS`), with
         CUDA graphs on a GPU (`mode="reduce-overhead"`) and inductor's default on a CPU; the prompt
-        pass runs the eager forward. Figures: docs/design.md, "The static pass".
+        pass runs the eager forward. Raises dynamo's recompile limit to `RECOMPILE_LIMIT` (a
+        process-wide setting) so that many graphs stay compiled. Figures: docs/design.md, "The static pass".
 
         The cache keyword is read from the eager forward first.
         """
@@ -242,6 +245,8 @@ class HFBackbone(Backbone):
         eager = getattr(self.body, "_pardecode_eager_forward", None) or self.body.forward
         self.body._pardecode_eager_forward = eager
         mode = "reduce-overhead" if self.device.type == "cuda" else None
+        # one graph per bucket, batch and cache capacity: more than dynamo's default of 8 per function
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
         self.body.forward = torch.compile(eager, dynamic=False, mode=mode)
 
     def check_context(self, encoded: Encoded) -> None:

@@ -119,7 +119,8 @@ class StaticSession(HFSession):
     def _prompt_pass(self, window: Window) -> torch.Tensor:
         """The first pass, as `HFSession` runs it, into a freshly allocated static cache."""
         q, p = window.tokens.shape[1], self._prompt_ids.shape[1]
-        self._capacity = round_capacity(p + self.layout.length + max(q, FIRST_ROOM) + 1)
+        # the same capacity for every decode of a prompt width and layout: compiled graphs are reused
+        self._capacity = round_capacity(max(p + self.layout.length + FIRST_ROOM + 1, p + q))
         self._cache = static_cache(self.body.config, self._capacity, self._position)
         positions = torch.cat([self._prompt_pos, self._prompt_len + self._rows(window.offsets.to(self.device))], 1)
         if window.attention is not None:
