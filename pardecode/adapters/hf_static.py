@@ -34,7 +34,7 @@ from .hf_session import HFSession, _additive, additive_mask, placed_mask
 from .static_kv import StaticWindowLayer, WritePosition, bucket_of, round_capacity, static_cache
 
 #: room for a window this wide past the span, allocated at the first pass
-FIRST_ROOM = 64
+FIRST_ROOM = 65
 
 
 def static_mask(

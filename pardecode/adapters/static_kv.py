@@ -20,8 +20,9 @@ from transformers.cache_utils import Cache, DynamicCache, DynamicLayer, StaticLa
 
 from ..core.errors import ConfigError
 
-#: window widths a static pass is padded up to: one compiled graph per bucket
-WINDOW_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+#: window widths a static pass is padded up to, one compiled graph each: a power of two plus one,
+#: since a pass feeds the pending token before W drafts and windows are mostly powers of two
+WINDOW_BUCKETS = (1, 2, 3, 5, 9, 17, 33, 65, 129, 257)
 #: capacities are rounded up to a multiple of this, so a grown cache lands on few shapes
 CAPACITY_STEP = 64
 
@@ -59,7 +60,8 @@ class StaticWindowLayer(StaticLayer):
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
-        slots = self.position.at + torch.arange(key_states.shape[-2], device=self.keys.device)
+        device = self.keys.device  # layers may be spread over devices (a device_map)
+        slots = self.position.at.to(device) + torch.arange(key_states.shape[-2], device=device)
         self.keys.index_copy_(2, slots, key_states)
         self.values.index_copy_(2, slots, value_states)
         visible = self.position.visible
