@@ -200,12 +200,13 @@ def test_compile_with_the_static_pass_is_static_and_keeps_the_eager_prompt_pass(
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # inductor's own
 def test_compiled_static_forward_decodes_the_same_tokens():
-    """The real `torch.compile` on a tiny model (inductor on the CPU: some seconds per bucket)."""
+    """The real `torch.compile` on a tiny model (inductor on the CPU: some seconds per bucket, so
+    AR only: one graph, the prompt pass staying eager)."""
     from pardecode.adapters.chameleon import ChameleonBackbone
 
     eager = tiny_models.backbone("chameleon")
     compiled = ChameleonBackbone.from_pretrained(tiny_models.chameleon_dir(), static=True)
     compiled.compile()
-    for strategy, options in (("ar", {}), ("sjd", {"window": 2})):
-        same_tokens(eager, compiled, strategy, options, ["a red dress with long sleeves", "boot"], 3.0, size=(8, 8))
+    same_tokens(eager, compiled, "ar", {}, ["a red dress with long sleeves", "boot"], 3.0, size=(8, 8))
