@@ -103,6 +103,13 @@ def test_tiny_models_decode_the_same_tokens(family, strategy, options):
             same_tokens(eager, static, strategy, options, prompts, cfg, size=size)
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_noisy_windows_decode_the_same_tokens(family):
+    eager = tiny_models.noisy_backbone(family)
+    prompts = ["a red dress with long sleeves", "boot"]
+    same_tokens(eager, static_twin(eager), "sjd2", {"window": 4}, prompts, 3.0, size=tiny_models.SMALL_SIZE[family])
+
+
 @pytest.mark.parametrize("cfg", [1.0, 3.0])
 @pytest.mark.parametrize("strategy, options", STRATEGIES, ids=IDS)
 def test_default_model_decodes_the_same_tokens(strategy, options, cfg):
