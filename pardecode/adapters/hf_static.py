@@ -18,9 +18,10 @@ rows keep being computed (their logits are zeroed, as `HFSession` returns them):
 A cache that would overflow (many holes, a very wide window) is re-allocated larger, which costs
 one new graph.
 
-Tokens equal the eager pass's; logits may differ in the last bits from the first pass on, since
-reductions over a longer, masked key axis and a wider window round differently (the prompt pass
-itself is the eager one, to the bit).
+Logits differ from the eager pass's in the last bits after the prompt pass (which is the eager one,
+to the bit): reductions over a longer, masked key axis round differently. Tokens agree, except
+where a decision separates near-equal values (sjd_pac_tree's "top" siblings, entropy_sd's entropy
+threshold), which a last-bit difference can tip; docs/design.md, "The static pass".
 """
 
 from __future__ import annotations
