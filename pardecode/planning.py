@@ -58,7 +58,9 @@ EXACT_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
 def profile_key(
     backbone: Backbone, sampling: SamplingConfig, start_options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """What a profile's figures depend on."""
+    """What a profile's figures depend on; a backbone running the static pass (`HFBackbone`'s
+    `static`) adds `"pass": "static"` (or "static compiled"), since its passes cost differently (the
+    eager pass's key is unchanged)."""
     body = getattr(backbone, "body", None)
     config = getattr(body, "config", None)
     model = ""
@@ -66,6 +68,10 @@ def profile_key(
         shape = {k: v for k, v in config.to_dict().items() if k not in UNSHAPED_CONFIG_KEYS}
         model = hashlib.sha1(json.dumps(shape, sort_keys=True, default=str).encode()).hexdigest()[:10]
     first = next(body.parameters()) if body is not None else None
+    mode = {}
+    if getattr(backbone, "static", False) is True:
+        compiled = hasattr(body, "_pardecode_eager_forward")  # set by HFBackbone.compile
+        mode = {"pass": "static compiled" if compiled else "static"}
     return {
         "backbone": backbone.name,
         "model": model,
@@ -76,6 +82,7 @@ def profile_key(
         "start": json.dumps(start_options or {}, sort_keys=True, default=str),
         "pardecode": __version__,
         "calibration": CALIBRATION,
+        **mode,
     }
 
 

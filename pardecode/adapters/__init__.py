@@ -47,6 +47,7 @@ def _load_styled(
     device: str,
     device_map: Any,
     style: dict[str, Any],
+    static: bool = False,
 ):
     """A backbone of a family dressed by a style (Emu3, Janus): `backbone_class` loaded from the checkpoint
     `path`, or a random model of `config`, with `style_class(**style)`."""
@@ -56,14 +57,16 @@ def _load_styled(
     if unknown:
         raise ConfigError(
             f"unknown option(s) {', '.join(map(repr, unknown))} for backbone {family!r}; its options: path, "
-            f"config, tokenizer, dtype, device, and the style options {', '.join(known)}"
+            f"config, tokenizer, dtype, device, device_map, static, and the style options {', '.join(known)}"
         )
     settings = style_class(**style)
     if path is not None:
         return backbone_class.from_pretrained(
-            path, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, style=settings
+            path, tokenizer=tokenizer, dtype=dtype, device=device, device_map=device_map, style=settings, static=static
         )
-    return backbone_class.from_config(config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device)
+    return backbone_class.from_config(
+        config, tokenizer=tokenizer, style=settings, dtype=dtype, device=device, static=static
+    )
 
 
 def load_chameleon(
@@ -79,6 +82,7 @@ def load_chameleon(
     vqgan: str | Path | None = None,
     target_size: Any = None,
     guidance_row: str = "official",
+    static: bool = False,
 ):
     """Lumina-mGPT-style backbone from a checkpoint directory, or a random model from a ChameleonConfig.
 
@@ -88,7 +92,8 @@ def load_chameleon(
     checkpoint was trained for when its name does not say. `dtype`/`device` "auto": bfloat16 on CUDA
     when there is one, else the checkpoint's dtype on the CPU; `device_map` places a model too large
     for one device (accelerate). `guidance_row`: "official" (Lumina-mGPT's solver) or "sjd" (the SJD
-    authors' code; docs/checkpoints.md).
+    authors' code; docs/checkpoints.md). `static`: the static pass (fixed shapes after the prompt, for
+    `--compile`; `pardecode.adapters.hf_static`).
     """
     from .chameleon import ChameleonBackbone
 
@@ -106,6 +111,7 @@ def load_chameleon(
             image_decoder=image_decoder,
             target_size=target_size,
             guidance_row=guidance_row,
+            static=static,
         )
     return ChameleonBackbone.from_config(
         config,
@@ -115,6 +121,7 @@ def load_chameleon(
         device=device,
         image_decoder=image_decoder,
         guidance_row=guidance_row,
+        static=static,
     )
 
 
@@ -126,16 +133,19 @@ def load_emu3(
     dtype: str = "auto",
     device: str = "auto",
     device_map: Any = None,
+    static: bool = False,
     **style: Any,
 ):
     """Emu3 backbone from a checkpoint directory, or a random model from an Emu3Config.
 
     `style` overrides the reference prompt dressing (prompt_suffix, negative_prompt, image_area,
-    default_size, cfg_scale, top_k). dtype, device and device_map as for chameleon.
+    default_size, cfg_scale, top_k). dtype, device, device_map and static as for chameleon.
     """
     from .emu3 import Emu3Backbone, Emu3Style
 
-    return _load_styled("emu3", Emu3Backbone, Emu3Style, path, config, tokenizer, dtype, device, device_map, style)
+    return _load_styled(
+        "emu3", Emu3Backbone, Emu3Style, path, config, tokenizer, dtype, device, device_map, style, static
+    )
 
 
 def load_janus(
@@ -146,16 +156,20 @@ def load_janus(
     dtype: str = "auto",
     device: str = "auto",
     device_map: Any = None,
+    static: bool = False,
     **style: Any,
 ):
     """Janus / Janus-Pro backbone from a checkpoint directory, or a random model from a JanusConfig.
 
     `style` overrides the reference variant ("janus-pro" or "janus-1.3b", read from the checkpoint's
-    name by default), prompt_template, cfg_scale and top_k. dtype, device and device_map as for chameleon.
+    name by default), prompt_template, cfg_scale and top_k. dtype, device, device_map and static as for
+    chameleon.
     """
     from .janus import JanusBackbone, JanusStyle
 
-    return _load_styled("janus", JanusBackbone, JanusStyle, path, config, tokenizer, dtype, device, device_map, style)
+    return _load_styled(
+        "janus", JanusBackbone, JanusStyle, path, config, tokenizer, dtype, device, device_map, style, static
+    )
 
 
 @hookimpl

@@ -310,6 +310,7 @@ class ChameleonBackbone(hf.HFBackbone):
         root: Path | None = None,
         name: str = "chameleon",
         guidance_row: str = "official",
+        static: bool = False,
     ):
         if guidance_row not in GUIDANCE_ROWS:
             raise ConfigError(f"guidance_row must be one of {list(GUIDANCE_ROWS)}, got {guidance_row!r}")
@@ -320,6 +321,7 @@ class ChameleonBackbone(hf.HFBackbone):
             tokenizer=tokenizer,
             context=config.max_position_embeddings,
             pad_id=config.pad_token_id if config.pad_token_id is not None else spec.bos_id,
+            static=static,
         )
         spec.check_vocab(self.vocab_size)
         spec.grid(spec.default_size)
@@ -366,13 +368,14 @@ class ChameleonBackbone(hf.HFBackbone):
         target_size: Any = None,
         name: str = "chameleon",
         guidance_row: str = "official",
+        static: bool = False,
     ) -> ChameleonBackbone:
         """The checkpoint in directory `path`: transformers' layout or Lumina-mGPT's as published.
 
         `image_decoder` is a callable, a VQGAN directory or a file of `decoder_file`'s format; without one, a VQGAN
         directory in or beside the checkpoint is used (`VQGAN_PLACES`). `target_size` is the resolution
         the checkpoint was trained for, when neither pardecode.json nor its name states it. `guidance_row`
-        is one of GUIDANCE_ROWS.
+        is one of GUIDANCE_ROWS; `static` runs the static pass (`HFBackbone`).
         """
         from transformers import ChameleonForConditionalGeneration
 
@@ -392,7 +395,14 @@ class ChameleonBackbone(hf.HFBackbone):
         expand_norms(model, norms)
         spec = read_spec(root, tokenizer, model.config.vocabulary_map, target_size)
         backbone = cls(
-            model, tokenizer, spec, image_decoder=image_decoder, root=root, name=name, guidance_row=guidance_row
+            model,
+            tokenizer,
+            spec,
+            image_decoder=image_decoder,
+            root=root,
+            name=name,
+            guidance_row=guidance_row,
+            static=static,
         )
         return backbone.with_checkpoint_noise(root)
 
@@ -408,8 +418,10 @@ class ChameleonBackbone(hf.HFBackbone):
         image_decoder: ImageDecoder | None = None,
         name: str = "chameleon",
         guidance_row: str = "official",
+        static: bool = False,
     ) -> ChameleonBackbone:
-        """A randomly initialised model of `config` (tiny models for tests, experiments)."""
+        """A randomly initialised model of `config` (tiny models for tests, experiments); `static`
+        runs the static pass (`HFBackbone`)."""
         from transformers import ChameleonConfig, ChameleonForConditionalGeneration
 
         tokenizer, model = hf.build_random(
@@ -425,7 +437,9 @@ class ChameleonBackbone(hf.HFBackbone):
             spec = ChameleonSpec.lumina(tokenizer, config.vocabulary_map)
         elif isinstance(spec, dict):
             spec = ChameleonSpec.from_dict(spec)
-        return cls(model, tokenizer, spec, image_decoder=image_decoder, name=name, guidance_row=guidance_row)
+        return cls(
+            model, tokenizer, spec, image_decoder=image_decoder, name=name, guidance_row=guidance_row, static=static
+        )
 
     def size_tokens(self, rows: int, cols: int) -> list[int]:
         base, unit = self.spec.size_token_base, self.spec.tokens_per_grid_unit

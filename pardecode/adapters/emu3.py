@@ -87,7 +87,9 @@ class Emu3Backbone(hf.StyledBackbone):
     foreign_layouts = ORIGINAL_LAYOUT
     start_options = ("size", "negative_prompt")
 
-    def __init__(self, model: Any, tokenizer: Any, style: Emu3Style | None = None, *, name: str = "emu3"):
+    def __init__(
+        self, model: Any, tokenizer: Any, style: Emu3Style | None = None, *, name: str = "emu3", static: bool = False
+    ):
         text_config = model.config.text_config
         super().__init__(
             body=model.model.text_model,
@@ -95,6 +97,7 @@ class Emu3Backbone(hf.StyledBackbone):
             tokenizer=tokenizer,
             context=text_config.max_position_embeddings,
             pad_id=text_config.pad_token_id or 0,
+            static=static,
         )
         self.model, self.name, self.style = model.eval(), name, style or Emu3Style()
         self.default_sampling = SamplingConfig(temperature=1.0, top_k=self.style.top_k, cfg_scale=self.style.cfg_scale)

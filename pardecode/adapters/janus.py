@@ -90,7 +90,9 @@ class JanusBackbone(hf.StyledBackbone):
     foreign_layouts = ORIGINAL_LAYOUT
     start_options = ("size",)
 
-    def __init__(self, model: Any, tokenizer: Any, style: JanusStyle | None = None, *, name: str = "janus"):
+    def __init__(
+        self, model: Any, tokenizer: Any, style: JanusStyle | None = None, *, name: str = "janus", static: bool = False
+    ):
         text_config = model.config.text_config
         vq = model.model.vqmodel
         super().__init__(
@@ -101,6 +103,7 @@ class JanusBackbone(hf.StyledBackbone):
             pad_id=self._pad(tokenizer, text_config),
             vocab_size=vq.config.num_embeddings,
             span_embed=model.prepare_embeddings_for_image_generation,
+            static=static,
         )
         self.model, self.name, self.style = model.eval(), name, style or JanusStyle()
         self.default_sampling = SamplingConfig(temperature=1.0, top_k=self.style.top_k, cfg_scale=self.style.cfg_scale)

@@ -73,8 +73,9 @@ def add_decode_options(
     p.add_argument(
         "--compile",
         action="store_true",
-        help="run the backbone's forward through torch.compile (slower "
-        "on the default model on a CPU: measured in HFBackbone.compile's docstring)",
+        help="run the backbone's forward through torch.compile; with -B static=true (transformers "
+        "backbones) every pass after the prompt has fixed shapes, one graph per window bucket "
+        "(figures in HFBackbone.compile's docstring and docs/design.md)",
     )
     p.add_argument(
         "-S",

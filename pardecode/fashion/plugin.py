@@ -20,8 +20,16 @@ FASHION_SJD2_DIR = FASHION_DIR.with_name("fashion-t2i-sjd2")
 PRIOR_FILE = "cost_prior.json"
 
 
-def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, name: str = "fashion"):
-    """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call."""
+def load_fashion(
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    path: str | Path | None = None,
+    name: str = "fashion",
+    static: bool = False,
+):
+    """The project's default Fashion-MNIST text-to-image model (Chameleon architecture), loaded on call;
+    `static`: the static pass (fixed shapes after the prompt, for `--compile`; `pardecode.adapters.hf_static`)."""
     from .backbone import FashionBackbone
 
     root = Path(path) if path is not None else FASHION_DIR
@@ -30,15 +38,21 @@ def load_fashion(*, dtype: str = "float32", device: str = "cpu", path: str | Pat
             f"the {name!r} model is missing: no checkpoint at {str(root)!r}. It ships with the "
             "package once trained; until then use another backbone or pass path= to a trained copy."
         )
-    backbone = FashionBackbone.from_pretrained(root, dtype=dtype, device=device, name=name)
+    backbone = FashionBackbone.from_pretrained(root, dtype=dtype, device=device, name=name, static=static)
     backbone.prior_file = root / PRIOR_FILE
     return backbone
 
 
-def load_fashion_sjd2(*, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None):
+def load_fashion_sjd2(
+    *, dtype: str = "float32", device: str = "cpu", path: str | Path | None = None, static: bool = False
+):
     """The default model after next-clean-token fine-tuning: reads noisy inputs, so `sjd2` runs on it."""
     return load_fashion(
-        dtype=dtype, device=device, path=path if path is not None else FASHION_SJD2_DIR, name="fashion-sjd2"
+        dtype=dtype,
+        device=device,
+        path=path if path is not None else FASHION_SJD2_DIR,
+        name="fashion-sjd2",
+        static=static,
     )
 
 
