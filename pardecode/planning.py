@@ -174,11 +174,7 @@ def measure(
     draw = sampling if not sampling.greedy else attrs.evolve(sampling, temperature=1.0)
     registry = plugins().strategies
     # a window of drafts, and (where the backbone scores them) placed slots of as many positions
-    kinds = (
-        (False, True)
-        if getattr(backbone.start([prompt], draw, **start_options), "supports_attention", False)
-        else (False,)
-    )
+    kinds = (False, True) if scores_placed_slots(backbone, draw, start_options, prompt) else (False,)
     times: dict[tuple[int, int, bool], list[float]] = {(b, w, k): [] for b in batches for w in windows for k in kinds}
     for r in range(rounds):
         for b in batches:
@@ -238,6 +234,14 @@ def _timing(registry: Any, window: int, placed: bool) -> Strategy:
     return SkipAheadThen(registry.get("sjd").factory(window=window) if window else registry.get("ar").factory())
 
 
+def scores_placed_slots(
+    backbone: Backbone, sampling: SamplingConfig, start_options: dict[str, Any] | None, prompt: str | None = None
+) -> bool:
+    """Whether `backbone`'s sessions score placed slots (their passes are then timed too)."""
+    prompt = prompt or getattr(backbone, "example_prompt", PROMPT)
+    return bool(getattr(backbone.start([prompt], sampling, **(start_options or {})), "supports_attention", False))
+
+
 def calibration_rows(backbone: Backbone, prompt: str | None = None) -> list[str]:
     """The prompts of the calibration decodes, one per row: `prompt` (if given) or the backbone's
     `calibration_prompts`, else its example prompt; at least `CALIBRATION_ROWS` rows.
@@ -295,6 +299,8 @@ def profile_for(
         return attrs.evolve(prior, key=key, source="prior", observed=0)
     if stored is not None and stored.is_prior:
         stored = None  # a measurement replaces a prior whole
+    if stored is not None and not stored.placed_seconds and scores_placed_slots(backbone, sampling, start_options):
+        stored = None  # measured before placed passes were timed and tree shapes calibrated: measured again whole
     if stored is not None and rows in stored.batches and 1 in stored.batches:
         return stored
     wanted = sorted({1, rows} - set(stored.batches if stored else ()))
