@@ -34,6 +34,7 @@ from .core.loop import Decoder, decode
 from .core.plugins import plugins
 from .core.strategy import DecodeContext, Proposal, Strategy, Verdict
 from .core.trace import Trace
+from .core.windows import Shape
 from .strategies.sjd_pac_tree import TREE_SHAPES, shape_key
 from .version import __version__
 
@@ -53,7 +54,8 @@ UNSHAPED_CONFIG_KEYS = {
 }
 PROMPT = "a photo"  # any prompt will do: cost does not depend on content
 #: the exact settings a decode without a named strategy chooses among (label -> name, options), each
-#: with an automatic window; their calibrations are measured beside the reference SJD's
+#: with an automatic window; their calibrations are measured beside the reference SJD's (the
+#: automatic draft tree is weighed too, by its calibrated shapes: see `fastest_exact`)
 EXACT_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "sjd_pac": ("sjd_pac", {}),
     "sjd:maximal": ("sjd", {"coupling": "maximal"}),
@@ -376,12 +378,26 @@ class Choice:
         )
 
 
+def _best_tree_shape(profile: CostProfile, rows: int) -> tuple[float, Shape] | None:
+    """(tokens per second, shape) of the automatic tree's best calibrated shape, None without any."""
+    tree = plugins().strategies.get("sjd_pac_tree").factory(window="auto")
+    rates = [
+        (profile.shape_tokens[s.key] / profile.placed_pass_seconds(rows, s.positions), s)
+        for s in tree.candidate_shapes()
+        if s.key in profile.shape_tokens
+    ]
+    return max(rates, key=lambda r: r[0]) if rates else None
+
+
 def fastest_exact(profile: CostProfile, rows: int) -> Choice:
     """The exact setting with the most expected tokens per second at `rows` live rows: AR, or a
-    setting of `EXACT_SETTINGS` at its best window (AR unless one is predicted faster).
+    setting of `EXACT_SETTINGS` at its best window, or the automatic draft tree at its best shape
+    (AR unless one is predicted faster).
 
     A setting without its own calibration in the profile is ranked by the reference SJD's, so
-    with a profile calibrated for none the first setting listed (sjd_pac) is the one weighed.
+    with a profile calibrated for none the first setting listed (sjd_pac) is the one weighed. The
+    tree is weighed only where the profile calibrates its shapes (`shape_tokens`: measured
+    profiles, and priors that ship them), costed as placed passes; a decode never calibrates it.
     """
     ar_rate = 1.0 / profile.pass_seconds(rows, 0)
     best = (ar_rate, 0, "ar", "ar", {})
@@ -390,6 +406,9 @@ def fastest_exact(profile: CostProfile, rows: int) -> Choice:
         rate, window = max((curve.tokens_per_pass(w) / profile.pass_seconds(rows, w), w) for w in profile.windows if w)
         if rate > best[0]:
             best = (rate, window, label, name, options)
+    tree = _best_tree_shape(profile, rows)
+    if tree is not None and tree[0] > best[0]:
+        best = (tree[0], tree[1].window, "sjd_pac_tree", "sjd_pac_tree", {})
     rate, window, label, name, options = best
     factory = plugins().strategies.get(name).factory
     strategy = factory(**options, window="auto") if window else factory()

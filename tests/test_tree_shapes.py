@@ -149,3 +149,32 @@ def test_fixed_shapes_ignore_the_planner_and_the_default_model_decodes_with_an_a
     assert torch.equal(fixed.tokens, planned.tokens) and fixed.trace.widths == planned.trace.widths
     auto = decode(backbone, get_strategy("sjd_pac_tree", window="auto"), ["ab", "cd"], seed=0)
     assert auto.trace.placed and backbone.layout().is_valid(auto.tokens).all()
+
+
+def test_the_default_model_ships_placed_costs_and_every_tree_shape_calibrated():
+    from pardecode import get_backbone
+
+    prior = get_backbone("fashion").cost_prior()
+    assert len(prior.placed_seconds) == len(prior.batches)
+    assert set(prior.shape_tokens) == {shape_key(*s) for s in TREE_SHAPES}
+    assert all(
+        1.0 < t <= 1 + s[0] for s, t in zip(TREE_SHAPES, (prior.shape_tokens[shape_key(*s)] for s in TREE_SHAPES))
+    )
+
+
+def test_the_default_chooser_weighs_the_automatic_tree_where_its_shapes_are_calibrated():
+    from pardecode import get_backbone
+    from pardecode.planning import fastest_exact
+
+    windows = (0, 1, 2, 4, 8, 16, 32, 64)
+    base = CostProfile(
+        dict(KEY), (1,), windows, [[1.0 + w / 8 for w in windows]], [1.0 + 0.2 * min(w, 4) for w in windows]
+    )
+    assert fastest_exact(base, 1).label != "sjd_pac_tree"  # no shape calibrated: never weighed
+    cheap = attrs.evolve(
+        base, placed_seconds=base.seconds, shape_tokens={shape_key(*s): 1.0 + s[0] / 2 for s in TREE_SHAPES}
+    )
+    choice = fastest_exact(cheap, 1)
+    assert choice.label == "sjd_pac_tree" and choice.strategy.window == "auto" and choice.strategy.auto_sized()
+    prior = get_backbone("fashion").cost_prior()  # the default model: sjd_pac predicted faster at every batch
+    assert all(fastest_exact(prior, rows).label == "sjd_pac" for rows in (1, 2, 4, 8))
