@@ -105,6 +105,7 @@ class SJDPACTree(Strategy):
     _shape: tuple[int, int, int] = attrs.field(default=(0, 0, 0), init=False, repr=False)
     #: Float[B, 1, V]: the last pass's furthest prediction, which new slots of a wider window are drafted from
     _latest: torch.Tensor | None = attrs.field(default=None, init=False, repr=False)
+    _candidates: tuple[Shape, ...] | None = attrs.field(default=None, init=False, repr=False)  # candidate_shapes()
 
     def reset(self, ctx: DecodeContext) -> None:
         self._drafts = self._q = self._latest = None
@@ -120,7 +121,9 @@ class SJDPACTree(Strategy):
     def _choose_shape(self, ctx: DecodeContext) -> tuple[int, int, int]:
         if self.window != "auto":
             return self.window, self.branches, self.depth
-        shapes = self.candidate_shapes()
+        if self._candidates is None:  # the caps never change: built once
+            self._candidates = tuple(self.candidate_shapes())
+        shapes = self._candidates
         chosen = ctx.shape_planner(shapes) if ctx.shape_planner is not None else shapes[-1]
         w, b, d = (int(x) for x in chosen.key.rsplit(":", 1)[1].split("x"))
         return w, b, d
