@@ -81,6 +81,12 @@ def shape_key(window: int, branches: int, depth: int) -> str:
     return f"sjd_pac_tree:{window}x{branches}x{depth}"
 
 
+def shape_of(key: str) -> tuple[int, int, int]:
+    """(window, branches, depth) of a `shape_key`."""
+    window, branches, depth = (int(n) for n in key.rsplit(":", 1)[1].split("x"))
+    return window, branches, depth
+
+
 @attrs.define
 class SJDPACTree(Strategy):
     """SJD-PAC with `branches` candidates for the next token, each with `depth` drafts after it.
@@ -124,9 +130,7 @@ class SJDPACTree(Strategy):
         if self._candidates is None:  # the caps never change: built once
             self._candidates = tuple(self.candidate_shapes())
         shapes = self._candidates
-        chosen = ctx.shape_planner(shapes) if ctx.shape_planner is not None else shapes[-1]
-        w, b, d = (int(x) for x in chosen.key.rsplit(":", 1)[1].split("x"))
-        return w, b, d
+        return shape_of((ctx.shape_planner(shapes) if ctx.shape_planner is not None else shapes[-1]).key)
 
     @property
     def _w(self) -> int:  # the main chain's drafts this pass
@@ -274,7 +278,7 @@ class SJDPACTree(Strategy):
         )
         latest = p[:, base + w - 1 : base + w]  # the main chain's last prediction
         if self.window == "auto":  # a wider window next pass drafts its new slots from it
-            self._latest = latest
+            self._latest = latest.clone()
         fresh_q = restricted(latest.expand(-1, w, -1), ctx.allowed(w, start=shift))
         # each slot keeps one of three draws (the residual's, src_p's, fresh_q's): their uniforms are
         # drawn in that order as three samples would, but one inverse CDF runs, on the kept ones
