@@ -6,6 +6,10 @@ passes, then whole calibration decodes), so it lives here, above the core, and r
 decode that needs it, never inside one: `pardecode.decode` calls `profile_for` for a strategy
 that sizes its window automatically and hands the profile to the loop.
 
+Placed-slot passes (the draft tree) are timed beside single windows, by scored positions
+(`PlacedSkipAheadThen`, `PlacedAR`), and the automatic tree's candidate shapes calibrated like the
+other settings (`TREE_SHAPES`, stored in `CostProfile.shape_tokens`).
+
 A first run does not wait for a measurement: without a stored profile a decode starts from a prior
 (shipped with the backbone, `Backbone.cost_prior`, or generic) whose seconds each decode rescales
 to this machine (`refine`); `pardecode profile` measures the full profile.
@@ -25,10 +29,13 @@ import torch
 from .core.backbone import Backbone
 from .core.config import SamplingConfig
 from .core.cost import CostProfile, increasing_fit
+from .core.fronts import Commits
 from .core.loop import Decoder, decode
 from .core.plugins import plugins
 from .core.strategy import DecodeContext, Proposal, Strategy, Verdict
 from .core.trace import Trace
+from .core.windows import Shape
+from .strategies.sjd_pac_tree import TREE_SHAPES, shape_key
 from .version import __version__
 
 #: windows measured by default: AR (0) and powers of two up to the widest auto window
@@ -47,7 +54,8 @@ UNSHAPED_CONFIG_KEYS = {
 }
 PROMPT = "a photo"  # any prompt will do: cost does not depend on content
 #: the exact settings a decode without a named strategy chooses among (label -> name, options), each
-#: with an automatic window; their calibrations are measured beside the reference SJD's
+#: with an automatic window; their calibrations are measured beside the reference SJD's (the
+#: automatic draft tree is weighed too, by its calibrated shapes: see `fastest_exact`)
 EXACT_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "sjd_pac": ("sjd_pac", {}),
     "sjd:maximal": ("sjd", {"coupling": "maximal"}),
@@ -110,6 +118,45 @@ class SkipAheadThen(Strategy):
         return Verdict(torch.full((ctx.batch,), proposal.width, device=ctx.device), p[:, -1].argmax(-1))
 
 
+class PlacedSkipAheadThen(SkipAheadThen):
+    """`SkipAheadThen` on placed slots: the first pass places and commits half the span (allowed
+    tokens, each from the slot before it), so the placed passes timed after it see a mid-span cache."""
+
+    name = "placed-skip-ahead"
+
+    def propose(self, ctx: DecodeContext) -> Proposal:
+        if ctx.step:
+            return self.timed.propose(ctx)
+        width = ctx.useful_width(ctx.length // 2)
+        allowed = ctx.allowed(width)
+        tokens = torch.zeros(ctx.batch, width, dtype=torch.long, device=ctx.device)
+        if allowed is not None:
+            tokens = allowed.float().argmax(-1)
+        offsets = torch.arange(width, device=ctx.device).expand(ctx.batch, -1).contiguous()
+        return Proposal(tokens, offsets=offsets)
+
+    def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Verdict | Commits:
+        if ctx.step:
+            return self.timed.verify(ctx, proposal, p)
+        return Commits(proposal.offsets, proposal.tokens, proposal.offsets)  # offset j from slot j - 1's p
+
+
+class PlacedAR(Strategy):
+    """Timing aid: AR on placed slots (the pending token fed, the next one sampled), a placed pass
+    of one position."""
+
+    name = "placed-ar"
+
+    def propose(self, ctx: DecodeContext) -> Proposal:
+        last = (ctx.committed - 1).clamp(min=0).unsqueeze(1)
+        return Proposal(ctx.tokens.gather(1, last), offsets=last)
+
+    def verify(self, ctx: DecodeContext, proposal: Proposal, p: torch.Tensor) -> Commits:
+        offsets = ctx.committed.unsqueeze(1)
+        tokens = p[:, 1].argmax(-1, keepdim=True)
+        return Commits(torch.where(offsets < ctx.length, offsets, -1), tokens, torch.ones_like(tokens))
+
+
 def measure(
     backbone: Backbone,
     batches: Sequence[int],
@@ -135,22 +182,29 @@ def measure(
     sampling = sampling or backbone.default_sampling
     draw = sampling if not sampling.greedy else attrs.evolve(sampling, temperature=1.0)
     registry = plugins().strategies
-    times: dict[tuple[int, int], list[float]] = {(b, w): [] for b in batches for w in windows}
+    # a window of drafts, and (where the backbone scores them) placed slots of as many positions
+    kinds = (False, True) if scores_placed_slots(backbone, draw, start_options, prompt) else (False,)
+    times: dict[tuple[int, int, bool], list[float]] = {(b, w, k): [] for b in batches for w in windows for k in kinds}
     for r in range(rounds):
         for b in batches:
             for w in windows:
-                session = backbone.start([prompt] * b, draw, **start_options)
-                timed = registry.get("sjd").factory(window=w) if w else registry.get("ar").factory()
-                decoder = Decoder(backbone, session, SkipAheadThen(timed), draw, seed=r)
-                decoder.start()  # the first pass skips to mid-span: a pass's cost grows with the cache
-                while decoder.ctx.step < WARMUP_PASSES + TIMED_PASSES and max(decoder.remaining) > 0:
-                    decoder.step()
-                times[b, w] += decoder.step_seconds[WARMUP_PASSES:] or decoder.step_seconds[-1:]  # short spans
+                for placed in kinds:
+                    session = backbone.start([prompt] * b, draw, **start_options)
+                    decoder = Decoder(backbone, session, _timing(registry, w, placed), draw, seed=r)
+                    decoder.start()  # the first pass skips to mid-span: a pass's cost grows with the cache
+                    while decoder.ctx.step < WARMUP_PASSES + TIMED_PASSES and max(decoder.remaining) > 0:
+                        decoder.step()
+                    times[b, w, placed] += decoder.step_seconds[WARMUP_PASSES:] or decoder.step_seconds[-1:]
     # a wider window never costs less: the closest non-decreasing curve irons out timing noise
-    seconds = [increasing_fit([statistics.median(times[b, w]) for w in windows]) for b in batches]
+    seconds, placed_seconds = (
+        [increasing_fit([statistics.median(times[b, w, placed]) for w in windows]) for b in batches]
+        if placed in kinds
+        else []
+        for placed in (False, True)
+    )
     # whole decodes at every window: tokens per pass as a decode sees them, warm-up and all
     rows = calibration_rows(backbone, prompt_given)
-    tokens, tokens_by = [], {}
+    tokens, tokens_by, shape_tokens = [], {}, {}
     if calibrate_tokens:
         for label, (name, options) in {"sjd": ("sjd", {}), **EXACT_SETTINGS}.items():
             curve = [1.0] + [
@@ -160,8 +214,41 @@ def measure(
             ]
             tokens_by[label] = curve[: len(windows)]
         tokens = tokens_by.pop("sjd")
+        if True in kinds:  # the automatic draft tree's candidate shapes
+            tree = registry.get("sjd_pac_tree").factory
+            shape_tokens = {
+                shape_key(w, b, d): calibrate(backbone, tree(window=w, branches=b, depth=d), rows, draw, start_options)
+                for w, b, d in TREE_SHAPES
+            }
     key = profile_key(backbone, draw, start_options)
-    return CostProfile(key, sorted(batches), list(windows), seconds, tokens, tokens_by)
+    return CostProfile(
+        key,
+        sorted(batches),
+        list(windows),
+        seconds,
+        tokens,
+        tokens_by,
+        placed_seconds=placed_seconds,
+        shape_tokens=shape_tokens,
+    )
+
+
+def _timing(registry: Any, window: int, placed: bool) -> Strategy:
+    """What a pass of `window` drafts is timed with: sjd (AR at 0) after a skip to mid-span, or on
+    placed slots a tree without siblings scoring 1 + `window` positions (`PlacedAR` at 0)."""
+    if placed:
+        return PlacedSkipAheadThen(
+            registry.get("sjd_pac_tree").factory(window=window, branches=1, depth=0) if window else PlacedAR()
+        )
+    return SkipAheadThen(registry.get("sjd").factory(window=window) if window else registry.get("ar").factory())
+
+
+def scores_placed_slots(
+    backbone: Backbone, sampling: SamplingConfig, start_options: dict[str, Any] | None, prompt: str | None = None
+) -> bool:
+    """Whether `backbone`'s sessions score placed slots (their passes are then timed too)."""
+    prompt = prompt or getattr(backbone, "example_prompt", PROMPT)
+    return bool(getattr(backbone.start([prompt], sampling, **(start_options or {})), "supports_attention", False))
 
 
 def calibration_rows(backbone: Backbone, prompt: str | None = None) -> list[str]:
@@ -221,6 +308,8 @@ def profile_for(
         return attrs.evolve(prior, key=key, source="prior", observed=0)
     if stored is not None and stored.is_prior:
         stored = None  # a measurement replaces a prior whole
+    if stored is not None and not stored.placed_seconds and scores_placed_slots(backbone, sampling, start_options):
+        stored = None  # measured before placed passes were timed and tree shapes calibrated: measured again whole
     if stored is not None and rows in stored.batches and 1 in stored.batches:
         return stored
     wanted = sorted({1, rows} - set(stored.batches if stored else ()))
@@ -243,9 +332,9 @@ def refine(profile: CostProfile, trace: Trace) -> CostProfile:
     if not profile.is_prior or trace.forward_passes < 2:
         return profile
     live = (trace.committed > 0).sum(1).tolist()
+    cost = profile.placed_pass_seconds if trace.placed else profile.pass_seconds  # placed widths count positions
     ratios = [
-        seconds / profile.pass_seconds(rows, width)
-        for seconds, rows, width in zip(trace.step_seconds[1:], live[1:], trace.widths[1:])
+        seconds / cost(rows, width) for seconds, rows, width in zip(trace.step_seconds[1:], live[1:], trace.widths[1:])
     ]
     passes = len(ratios)
     factor = statistics.median(ratios) ** (passes / (profile.observed + passes))
@@ -296,12 +385,26 @@ class Choice:
         )
 
 
+def _best_tree_shape(profile: CostProfile, rows: int) -> tuple[float, Shape] | None:
+    """(tokens per second, shape) of the automatic tree's best calibrated shape, None without any."""
+    tree = plugins().strategies.get("sjd_pac_tree").factory(window="auto")
+    rates = [
+        (profile.shape_tokens[s.key] / profile.placed_pass_seconds(rows, s.positions), s)
+        for s in tree.candidate_shapes()
+        if s.key in profile.shape_tokens
+    ]
+    return max(rates, key=lambda r: r[0]) if rates else None
+
+
 def fastest_exact(profile: CostProfile, rows: int) -> Choice:
     """The exact setting with the most expected tokens per second at `rows` live rows: AR, or a
-    setting of `EXACT_SETTINGS` at its best window (AR unless one is predicted faster).
+    setting of `EXACT_SETTINGS` at its best window, or the automatic draft tree at its best shape
+    (AR unless one is predicted faster).
 
     A setting without its own calibration in the profile is ranked by the reference SJD's, so
-    with a profile calibrated for none the first setting listed (sjd_pac) is the one weighed.
+    with a profile calibrated for none the first setting listed (sjd_pac) is the one weighed. The
+    tree is weighed only where the profile calibrates its shapes (`shape_tokens`: measured
+    profiles, and priors that ship them), costed as placed passes; a decode never calibrates it.
     """
     ar_rate = 1.0 / profile.pass_seconds(rows, 0)
     best = (ar_rate, 0, "ar", "ar", {})
@@ -310,6 +413,9 @@ def fastest_exact(profile: CostProfile, rows: int) -> Choice:
         rate, window = max((curve.tokens_per_pass(w) / profile.pass_seconds(rows, w), w) for w in profile.windows if w)
         if rate > best[0]:
             best = (rate, window, label, name, options)
+    tree = _best_tree_shape(profile, rows)
+    if tree is not None and tree[0] > best[0]:
+        best = (tree[0], tree[1].window, "sjd_pac_tree", "sjd_pac_tree", {})
     rate, window, label, name, options = best
     factory = plugins().strategies.get(name).factory
     strategy = factory(**options, window="auto") if window else factory()

@@ -208,7 +208,8 @@ def test_calibration_decodes_one_row_per_calibration_prompt(monkeypatch, tmp_pat
         lambda backbone, strategy, prompts, *rest: seen.append(prompts) or real(backbone, strategy, prompts, *rest),
     )
     measure(bb, [1], windows=(0, 2), rounds=1)
-    assert seen == [["a", "b", "c"]] * (1 + len(cost.EXACT_SETTINGS))  # the reference SJD, then each setting
+    # the reference SJD, then each setting, then each shape of the automatic tree (the toy scores placed slots)
+    assert seen == [["a", "b", "c"]] * (1 + len(cost.EXACT_SETTINGS) + len(cost.TREE_SHAPES))
 
 
 def test_a_profile_of_another_calibration_revision_is_measured_again(monkeypatch, tmp_path):

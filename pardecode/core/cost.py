@@ -6,6 +6,12 @@ and that trade depends on the model, the device, the dtype, the threads and the 
 generation rows and draft window, measured by running the loop itself (`pardecode.planning`,
 above the core: measuring runs decodes, so it happens before a decode, never inside one). It is
 stored under `profile_dir()` keyed by what its figures depend on (`pardecode.planning.profile_key`).
+
+A pass of placed slots (draft trees, several fronts) costs more than a single window scoring as
+many positions (an explicit attention mask, more checks: about 10% on the default model), so a
+profile may carry a second curve for that pass kind (`placed_seconds`), and the tokens per pass of
+shaped settings (`shape_tokens`, e.g. the draft tree's candidate shapes). Profiles stored before
+either existed load with neither: placed passes are then costed as single windows.
 """
 
 from __future__ import annotations
@@ -55,6 +61,14 @@ class CostProfile:
     tokens_by: dict[str, tuple[float, ...]] = attrs.field(
         factory=dict, converter=lambda d: {k: tuple(v) for k, v in d.items()}
     )
+    #: median seconds of a placed-slot pass scoring 1 + W positions, by batch and window W (as
+    #: `seconds`); empty: unmeasured, costed as a single window of W drafts
+    placed_seconds: tuple[tuple[float, ...], ...] = attrs.field(
+        default=(), converter=lambda rows: tuple(map(tuple, rows))
+    )
+    #: tokens a row commits per pass with a shaped placed-slot setting, by shape key (e.g.
+    #: "sjd_pac_tree:16x2x4", see `pardecode.planning.TREE_SHAPES`), from whole calibration decodes
+    shape_tokens: dict[str, float] = attrs.field(factory=dict, converter=lambda d: {k: float(v) for k, v in d.items()})
     #: where the figures come from: "measured" on this machine, or "prior" (shipped with the
     #: backbone, or generic) with its seconds scaled by the passes decodes here have observed
     source: str = "measured"
@@ -71,19 +85,31 @@ class CostProfile:
     def scaled(self, factor: float, passes: int) -> CostProfile:
         """This profile with every pass `factor` times as long, `passes` more passes observed."""
         seconds = [[t * factor for t in row] for row in self.seconds]
-        return attrs.evolve(self, seconds=seconds, observed=self.observed + passes)
+        placed = [[t * factor for t in row] for row in self.placed_seconds]
+        return attrs.evolve(self, seconds=seconds, placed_seconds=placed, observed=self.observed + passes)
 
     def __attrs_post_init__(self):
         if list(self.batches) != sorted(set(self.batches)) or list(self.windows) != sorted(set(self.windows)):
             raise ConfigError("a cost profile's batches and windows must be increasing")
         if len(self.seconds) != len(self.batches) or any(len(r) != len(self.windows) for r in self.seconds):
             raise ConfigError("a cost profile needs one time per batch and window")
+        placed = self.placed_seconds
+        if placed and (len(placed) != len(self.batches) or any(len(r) != len(self.windows) for r in placed)):
+            raise ConfigError("a cost profile's placed-pass times need one time per batch and window, or none")
         if any(len(t) != len(self.windows) for t in (self.tokens or self.windows, *self.tokens_by.values())):
             raise ConfigError("a cost profile needs tokens per pass for every window")
 
     def pass_seconds(self, rows: int, window: int) -> float:
         """Estimated seconds of one pass of `rows` live rows scoring `window` drafts each."""
         per_batch = [_interpolate(self.windows, row, window) for row in self.seconds]
+        return _interpolate(self.batches, per_batch, rows)
+
+    def placed_pass_seconds(self, rows: int, positions: int) -> float:
+        """Estimated seconds of one placed-slot pass of `rows` live rows scoring `positions` slots each
+        (a single window's seconds for as many positions where the profile has no placed curve)."""
+        if not self.placed_seconds:
+            return self.pass_seconds(rows, positions - 1)
+        per_batch = [_interpolate(self.windows, row, positions - 1) for row in self.placed_seconds]
         return _interpolate(self.batches, per_batch, rows)
 
     def tokens_per_pass(self, window: int) -> float:
@@ -97,13 +123,17 @@ class CostProfile:
         if other.windows != self.windows or self.is_prior != other.is_prior:
             return other
         rows = dict(zip(self.batches, self.seconds)) | dict(zip(other.batches, other.seconds))
+        placed = dict(zip(self.batches, self.placed_seconds)) | dict(zip(other.batches, other.placed_seconds))
         batches = sorted(rows)
         return attrs.evolve(
             self,
             batches=batches,
             seconds=[rows[b] for b in batches],
+            # a placed curve for every batch, or none (placed passes then costed as single windows)
+            placed_seconds=[placed[b] for b in batches] if set(placed) == set(rows) else (),
             tokens=other.tokens or self.tokens,
             tokens_by=self.tokens_by | other.tokens_by,
+            shape_tokens=self.shape_tokens | other.shape_tokens,
         )
 
     # --- storage ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from .passes.placed_slots import PlacedSlots
 from .passes.single_window import SingleWindow
 from .strategy import DecodeContext, Strategy
 from .trace import DecodeResult, Trace
-from .windows import WindowPlanner
+from .windows import Shape, WindowPlanner
 
 __all__ = [
     "HOLE_FRACTION",
@@ -90,6 +90,7 @@ class Decoder:
         self.planner = None if profile is None else WindowPlanner(profile)
         if self.planner is not None:
             self.ctx.planner = self._plan
+            self.ctx.shape_planner = self._plan_shape
         self.remaining = [length] * batch  # per row, mirrored from ctx.committed
         self.kind: PassKind | None = None  # chosen by the first proposal: a single window or placed slots
         self.widths: list[int] = []
@@ -143,7 +144,9 @@ class Decoder:
         """Per-row progress and the trace, after the pass kind applied the answer."""
         ctx = self.ctx
         self.widths.append(width)
-        if self.planner is not None and committed.accepted is not None:
+        if self.planner is not None and self.planner.shaped_pass_pending:
+            self.planner.update_shaped(committed.per_row, [r > 0 for r in self.remaining])
+        elif self.planner is not None and committed.accepted is not None:
             self.planner.update(committed.accepted, width, [r > 0 for r in self.remaining])
         ctx.committed = ctx.committed + committed.tokens
         self.remaining = [r - t for r, t in zip(self.remaining, committed.per_row)]
@@ -156,6 +159,10 @@ class Decoder:
     def _plan(self, widest: int) -> int:
         """The window of this pass for a strategy that sizes it automatically (`window="auto"`)."""
         return self.planner.choose(sum(r > 0 for r in self.remaining), widest)
+
+    def _plan_shape(self, shapes: Sequence[Shape]) -> Shape:
+        """The shape of this pass for a placed-slot strategy that sizes it automatically."""
+        return self.planner.choose_shape(sum(r > 0 for r in self.remaining), shapes)
 
     def _check_guidance(self, uncond: torch.Tensor | None, expected: tuple[int, ...]) -> None:
         """Guidance was asked for: refuse a session that returned no unconditional branch, or one of
@@ -191,6 +198,7 @@ class Decoder:
             self.step_seconds,
             0.0,
             self._diagnostics(),
+            placed=isinstance(self.kind, PlacedSlots),
         )
         return DecodeResult(self.ctx.tokens[:, : self.ctx.length].clone(), trace, self.session)
 

@@ -9,8 +9,8 @@ forward passes and committed tokens are counted in one place for every strategy.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
-from typing import ClassVar
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import attrs
 import torch
@@ -123,6 +123,9 @@ class DecodeContext:
     longest_remaining: int = 0  # tokens the longest-running row still has to commit (kept by the loop)
     #: the loop's window planner: widest -> the window with the most expected tokens per second
     planner: Callable[[int], int] | None = None
+    #: the same for placed-slot strategies with a shape: candidate `core.windows.Shape`s -> the one
+    #: with the most expected tokens per second (a tree's window, branches and depth)
+    shape_planner: Callable[[Sequence[Any]], Any] | None = None
     #: where the image cells sit in the span (rows, cols, stride, cell mask), from the session's
     #: layout; None when the span has no 2-D structure
     grid: Grid | None = None

@@ -22,6 +22,8 @@ class Trace:
     #: without the entry hold 0); lossy strategies report "tv_bound" here: per pass and row, a bound
     #: on the total variation distance between the committed tokens' distribution and AR's
     diagnostics: dict[str, torch.Tensor] = attrs.field(factory=dict)
+    #: the passes placed slots (`widths` then count every scored slot) rather than a window of drafts
+    placed: bool = False
 
     @property
     def forward_passes(self) -> int:

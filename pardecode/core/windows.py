@@ -10,6 +10,12 @@ calibrated extras t(W) - 1 of every window. The planner picks the candidate with
 tokens per second; AR (W = 0) is always a candidate, so an automatic window is not meaningfully
 slower than AR.
 
+Placed-slot strategies with a shape (the draft tree: window, branches, depth) are sized the same
+way (`choose_shape`): each candidate shape costs a placed pass of its scored positions
+(`CostProfile.placed_pass_seconds`) and commits its calibrated tokens per pass
+(`CostProfile.shape_tokens`), scaled by the same online correction, learnt from the tokens each
+such pass committed (`update_shaped`).
+
 A per-position acceptance model (chain of conditional acceptances along the window) was tried
 first and undervalued wide windows: a draft's chance depends on how many passes refined it, which
 grows with the window, so a decode at a narrow window learns rates too low to ever widen.
@@ -24,6 +30,8 @@ committed, only how many tokens a pass commits.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import attrs
 
 from .cost import CostProfile
@@ -32,6 +40,17 @@ from .cost import CostProfile
 CANDIDATES = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128)
 PRIOR_PASSES = 16.0  # passes of agreement with the calibration the online correction starts from
 WARMUP_PASSES = 8  # a decode's first passes with drafts do not count: Jacobi iteration is warming up
+
+
+@attrs.frozen
+class Shape:
+    """A candidate shape of a placed-slot pass: its calibration key in `CostProfile.shape_tokens`,
+    the positions it scores, and its main chain's window (costed by the single-window calibration
+    where the profile has no calibration of the shape)."""
+
+    key: str
+    positions: int
+    window: int
 
 
 @attrs.define
@@ -44,6 +63,8 @@ class WindowPlanner:
     passes: int = 0  # passes with drafts seen so far
     _choices: dict = attrs.field(factory=dict, repr=False)
     _costs: dict = attrs.field(factory=dict, repr=False)
+    #: extra tokens the calibration predicts for the shape chosen for the pass in progress, if any
+    _pending: float | None = attrs.field(default=None, repr=False)
 
     @property
     def scale(self) -> float:
@@ -79,3 +100,41 @@ class WindowPlanner:
         if (rows, window) not in self._costs:
             self._costs[rows, window] = self.profile.pass_seconds(rows, window)
         return self._costs[rows, window]
+
+    # --- shaped placed-slot passes -------------------------------------------------------------------
+    def shape_extra(self, shape: Shape) -> float:
+        """Extra tokens (past the one every pass commits) the calibration predicts for `shape`."""
+        calibrated = self.profile.shape_tokens.get(shape.key)
+        return (calibrated if calibrated is not None else self.profile.tokens_per_pass(shape.window)) - 1.0
+
+    def choose_shape(self, rows: int, shapes: Sequence[Shape]) -> Shape:
+        """The shape with the most expected committed tokens per second at `rows` live rows; the
+        pass it sizes is then learnt from by `update_shaped`."""
+        key = (rows, tuple(shapes), self.scale)
+        if key not in self._choices:
+            self._choices[key] = max(
+                shapes,
+                key=lambda s: (
+                    (1.0 + self.scale * self.shape_extra(s)) / self.profile.placed_pass_seconds(rows, s.positions)
+                ),
+            )
+        chosen = self._choices[key]
+        self._pending = self.shape_extra(chosen)
+        return chosen
+
+    def update_shaped(self, committed: list[int], running: list[bool]) -> None:
+        """Record a pass sized by `choose_shape`: row b committed `committed[b]` tokens."""
+        predicted, self._pending = self._pending, None
+        kept = [c - 1 for c, live in zip(committed, running) if live]
+        if predicted is None or not kept:
+            return
+        self.passes += 1
+        if self.passes <= WARMUP_PASSES:
+            return
+        self.observed += sum(kept) / len(kept)
+        self.predicted += predicted
+
+    @property
+    def shaped_pass_pending(self) -> bool:
+        """Whether the pass in progress was sized by `choose_shape` (and awaits `update_shaped`)."""
+        return self._pending is not None
