@@ -29,6 +29,7 @@ import torch
 from .core.backbone import Backbone
 from .core.config import SamplingConfig
 from .core.cost import CostProfile, increasing_fit
+from .core.errors import ConfigError
 from .core.fronts import Commits
 from .core.loop import Decoder, decode
 from .core.plugins import plugins
@@ -61,6 +62,9 @@ EXACT_SETTINGS: dict[str, tuple[str, dict[str, Any]]] = {
     "sjd:maximal": ("sjd", {"coupling": "maximal"}),
     "sjd:gumbel": ("sjd", {"coupling": "gumbel"}),
 }
+#: what a profile may calibrate besides the reference SJD: the exact settings, and "tree" (the
+#: automatic draft tree's candidate shapes)
+CALIBRATED = (*EXACT_SETTINGS, "tree")
 
 
 def profile_key(
@@ -167,15 +171,22 @@ def measure(
     prompt: str | None = None,
     start_options: dict[str, Any] | None = None,
     calibrate_tokens: bool = True,
+    settings: Sequence[str] | None = None,
 ) -> CostProfile:
     """Time the loop on `backbone`: `rounds` interleaved runs of every (batch, window) setting.
 
     `start_options` (image size, ...) go to `backbone.start`: a pass's cost depends on them.
     `prompt` defaults to one the backbone accepts (`Backbone.example_prompt`). Tokens per pass are
-    calibrated for the reference SJD and every setting of `EXACT_SETTINGS`. Without
+    calibrated for the reference SJD and for `settings` (labels of `EXACT_SETTINGS`, and "tree" for
+    the automatic draft tree's shapes; None: all of them; each costs whole decodes at every window,
+    and a setting left out is ranked by the reference SJD's calibration). Without
     `calibrate_tokens` the whole calibration decodes are skipped (the profile then has no `tokens`:
     for adding batch sizes to a profile that has them, see `with_stored`).
     """
+    settings = list(CALIBRATED) if settings is None else list(settings)
+    unknown = sorted(set(settings) - set(CALIBRATED))
+    if unknown:
+        raise ConfigError(f"unknown calibration setting(s) {unknown}; allowed: {', '.join(CALIBRATED)}")
     start_options = start_options or {}
     prompt_given = prompt
     prompt = prompt or getattr(backbone, "example_prompt", PROMPT)
@@ -206,7 +217,8 @@ def measure(
     rows = calibration_rows(backbone, prompt_given)
     tokens, tokens_by, shape_tokens = [], {}, {}
     if calibrate_tokens:
-        for label, (name, options) in {"sjd": ("sjd", {}), **EXACT_SETTINGS}.items():
+        chosen = {label: setting for label, setting in EXACT_SETTINGS.items() if label in settings}
+        for label, (name, options) in {"sjd": ("sjd", {}), **chosen}.items():
             curve = [1.0] + [
                 calibrate(backbone, registry.get(name).factory(**{**options, "window": w}), rows, draw, start_options)
                 for w in windows
@@ -214,7 +226,7 @@ def measure(
             ]
             tokens_by[label] = curve[: len(windows)]
         tokens = tokens_by.pop("sjd")
-        if True in kinds:  # the automatic draft tree's candidate shapes
+        if True in kinds and "tree" in settings:  # the automatic draft tree's candidate shapes
             tree = registry.get("sjd_pac_tree").factory
             shape_tokens = {
                 shape_key(w, b, d): calibrate(backbone, tree(window=w, branches=b, depth=d), rows, draw, start_options)

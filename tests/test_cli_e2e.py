@@ -133,7 +133,21 @@ def test_profile_then_generate_with_the_automatic_window(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PARDECODE_CACHE": str(tmp_path)}
     cmd = [sys.executable, "-m", "pardecode.cli"]
     proc = subprocess.run(
-        [*cmd, "profile", "--backbone", "fashion", "--batches", "2", "--rounds", "1", "--threads", "1", "--json"],
+        [
+            *cmd,
+            "profile",
+            "--backbone",
+            "fashion",
+            "--batches",
+            "2",
+            "--rounds",
+            "1",
+            "--threads",
+            "1",
+            "--settings",
+            "none",  # the reference sjd's calibration only: what `generate --strategy sjd` reads
+            "--json",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -142,6 +156,7 @@ def test_profile_then_generate_with_the_automatic_window(tmp_path):
     stored = json.loads(proc.stdout)
     assert stored["batches"] == [2] and len(stored["seconds"][0]) == len(stored["windows"])
     assert Path(stored["path"]).parent == tmp_path / "profiles"
+    assert stored["tokens"] and not stored["tokens_by"] and not stored["shape_tokens"]  # calibrated as asked
     gen = [
         *cmd,
         "generate",
@@ -166,6 +181,8 @@ def test_profile_then_generate_with_the_automatic_window(tmp_path):
         env=env,
     )
     assert bad.returncode == 2 and "must be an integer >= 1 or 'auto', got 'wide'" in bad.stderr
+    bad = subprocess.run([*cmd, "profile", "--settings", "sjd_pac", "fast"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "unknown calibration setting(s) ['fast']" in bad.stderr
 
 
 def test_speed_times_other_strategies_beside_ar_and_refuses_bad_ones(tmp_path):

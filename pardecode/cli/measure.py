@@ -23,8 +23,16 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if any(b < 1 for b in args.batches):
         raise PardecodeError(f"--batches values must be >= 1, got {args.batches}")
     start = key_values(args.start_option, "--start-option")
+    settings = [] if args.settings == ["none"] else args.settings  # None: every setting
     profile = with_stored(
-        measure(backbone, sorted(set(args.batches)), sampling=sampling, start_options=start, rounds=args.rounds)
+        measure(
+            backbone,
+            sorted(set(args.batches)),
+            sampling=sampling,
+            start_options=start,
+            rounds=args.rounds,
+            settings=settings,
+        )
     )
     path = profile.save()
     if args.write_prior:  # the same figures, keyed to no machine: what a backbone ships as its prior
@@ -97,6 +105,14 @@ def register_profile(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8], metavar="B", help="batch sizes to measure")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per setting")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument(
+        "--settings",
+        nargs="+",
+        metavar="LABEL",
+        help="exact settings to calibrate besides the reference sjd (each costs whole decodes at every window): "
+        "sjd_pac, sjd:maximal, sjd:gumbel, tree (the automatic draft tree's shapes), or none "
+        "(default: all of them; one left out is ranked by sjd's calibration)",
+    )
     p.add_argument(
         "--start-option", action="append", metavar="KEY=VALUE", help="backbone start option, e.g. size=[28,28]"
     )
