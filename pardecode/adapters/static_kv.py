@@ -72,6 +72,12 @@ class StaticWindowLayer(StaticLayer):
     def get_seq_length(self) -> int:
         return self.max_cache_len if self.is_initialized else 0
 
+    def get_mask_sizes(self, *args: Any, **kwargs: Any) -> tuple[int, int]:
+        """(keys, offset) a mask transformers builds must cover: what `update` returns (the eager
+        first pass sees only the slots written so far). Its argument changed across transformers 5."""
+        visible = self.position.visible
+        return (self.max_cache_len if visible is None else visible), 0
+
     def crop(self, tokens_to_remove: int) -> None:
         raise NotImplementedError("a static session crops by moving its write position")
 
