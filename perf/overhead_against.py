@@ -22,8 +22,10 @@ HERE = Path(__file__).resolve().parent.parent
 SETTINGS = [  # (backbone, strategy, extra arguments)
     ("fashion", "ar", ["--batch", "1"]),
     ("fashion", "ar", ["--batch", "8"]),
-    ("fashion", "sjd_pac", ["--batch", "1", "--window", "auto"]),  # the default setting at batch 1 and 8
-    ("fashion", "sjd_pac", ["--batch", "8", "--window", "auto"]),
+    # the default setting at the windows its automatic sizing takes at batch 1 and 8 (fixed here: an
+    # automatic window follows each tree's cost profile, which need not be the same)
+    ("fashion", "sjd_pac", ["--batch", "1", "--window", "16"]),
+    ("fashion", "sjd_pac", ["--batch", "8", "--window", "4"]),
     ("fashion", "sjd", ["--batch", "1", "--window", "16"]),
     ("fashion", "sjd", ["--batch", "8", "--window", "4"]),
     ("fashion", "pjd", ["--batch", "4"]),
