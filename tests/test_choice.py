@@ -77,7 +77,7 @@ def test_race_times_ar_and_the_chosen_setting_in_one_run(tmp_path):
     assert report["speedup"] == pytest.approx(
         report["seconds_median"]["ar"] / report["seconds_median"][other], rel=1e-2
     )
-    assert "chosen" in report
+    assert "chosen" in report and 0 < report["setup_seconds"] < 60  # loading and choosing, before any decode
     named = run(
         "race",
         "--backbone",
@@ -92,7 +92,7 @@ def test_race_times_ar_and_the_chosen_setting_in_one_run(tmp_path):
         "1",
         env_dir=tmp_path,
     )
-    assert named.returncode == 0 and "sjd is" in named.stdout and "as fast as AR" in named.stdout
+    assert named.returncode == 0 and "sjd is" in named.stdout and "as fast as AR (set-up" in named.stdout
     same = run("race", "--backbone", "toy", "--prompt", "ab", "--strategy", "ar", env_dir=tmp_path)
     assert same.returncode == 2 and "nothing to race" in same.stderr
 
