@@ -235,9 +235,9 @@ class HFBackbone(Backbone):
         CUDA graphs on a GPU (`mode="reduce-overhead"`) and inductor's default on a CPU; the prompt
         pass runs the eager forward. Raises dynamo's recompile limit to `RECOMPILE_LIMIT` (a
         process-wide setting) so that many graphs stay compiled. Measured on the default model on
-        one CPU thread: 7 to 43% less per pass than eager, 20 to 60 s of compilation per bucket
-        (`ar` at batch 1: 0.49 s a decode against 0.70 s eager, after 46 s of compiling), so it
-        stays opt-in; untested on a GPU. Figures: docs/design.md, "The static pass".
+        one CPU thread: 7 to 34% less per pass than eager, 12 to 27 s of compilation per bucket
+        and batch (`ar` at batch 1: 0.39 s a decode against 0.62 s eager), so it stays opt-in;
+        untested on a GPU. Figures: docs/design.md, "The static pass".
 
         The cache keyword is read from the eager forward first.
         """
