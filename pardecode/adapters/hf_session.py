@@ -44,17 +44,24 @@ def cache_keyword(body: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
 
 
-def additive_mask(key_valid: torch.Tensor, q: int, dtype: torch.dtype) -> torch.Tensor:
-    """Float[R, 1, q, K] mask (0 attend, finfo.min hide) for the last `q` of K slots.
-
-    A query sees earlier-or-same slots that are valid for its row; it always sees itself, so padded
-    queries (whose outputs nobody reads) stay finite.
-    """
+def causal_allowed(key_valid: torch.Tensor, q: int) -> torch.Tensor:
+    """Bool[R, q, K]: the last `q` of K slots each see the earlier-or-same slots valid for their row."""
     k = key_valid.shape[1]
     q_slot = torch.arange(k - q, k, device=key_valid.device)[:, None]
     k_slot = torch.arange(k, device=key_valid.device)[None, :]
-    allowed = ((k_slot <= q_slot)[None] & key_valid[:, None, :]) | (k_slot == q_slot)[None]
-    return _additive(allowed, dtype)
+    return (k_slot <= q_slot)[None] & key_valid[:, None, :]
+
+
+def additive_mask(key_valid: torch.Tensor, q: int, dtype: torch.dtype) -> torch.Tensor:
+    """Float[R, 1, q, K] mask (0 attend, finfo.min hide) for the last `q` of K slots.
+
+    A query sees earlier-or-same slots that are valid for its row (`causal_allowed`); it always sees
+    itself, so padded queries (whose outputs nobody reads) stay finite.
+    """
+    k = key_valid.shape[1]
+    q_slot = torch.arange(k - q, k, device=key_valid.device)[:, None]
+    itself = torch.arange(k, device=key_valid.device)[None, :] == q_slot
+    return _additive(causal_allowed(key_valid, q) | itself[None], dtype)
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -80,6 +87,13 @@ def placed_mask(prompt_valid: torch.Tensor, attention: torch.Tensor, first: bool
         ]
         allowed = torch.cat([torch.cat([prompt, prompt.new_zeros(rows, p, k)], 2), allowed], 1)
     return _additive(allowed, dtype)
+
+
+def kept_span_slots(layer, rows: torch.Tensor, prompt: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A cache layer's span keys and values at the slots `rows` (Long[R, S']) keeps, gathered (copies)."""
+    heads, _, dim = layer.keys.shape[1:]
+    at = rows.to(layer.keys.device)[:, None, :, None].expand(-1, heads, -1, dim)  # layers may be spread
+    return layer.keys[..., prompt:, :].gather(2, at), layer.values[..., prompt:, :].gather(2, at)
 
 
 @attrs.frozen
@@ -236,9 +250,7 @@ class HFSession(Session):
         prompt = self._prompt_ids.shape[1]
         kept = prompt + index.shape[1]
         for layer in layers:  # gather the kept slots, then write them back in place at the front
-            heads, _, dim = layer.keys.shape[1:]
-            at = rows.to(layer.keys.device)[:, None, :, None].expand(-1, heads, -1, dim)  # layers may be spread
-            keys, values = layer.keys[..., prompt:, :].gather(2, at), layer.values[..., prompt:, :].gather(2, at)
+            keys, values = kept_span_slots(layer, rows, prompt)
             layer.keys, layer.values = layer.keys[..., :kept, :], layer.values[..., :kept, :]
             layer.keys[..., prompt:, :].copy_(keys)
             layer.values[..., prompt:, :].copy_(values)

@@ -31,7 +31,7 @@ import torch
 
 from ..core.backbone import NoisyInputs, Scores, Window
 from ..core.errors import ConfigError
-from .hf_session import HFSession, _additive, additive_mask, placed_mask
+from .hf_session import HFSession, _additive, additive_mask, causal_allowed, kept_span_slots, placed_mask
 from .static_kv import StaticWindowLayer, WritePosition, bucket_of, round_capacity, static_cache
 
 #: room for a window this wide past the span, allocated at the first pass
@@ -55,14 +55,6 @@ def static_mask(
     own = torch.arange(q if placed else 0, bucket, device=span_allowed.device)
     allowed[:, own, p + cached + own] = True
     return allowed
-
-
-def window_allowed(key_valid: torch.Tensor, q: int) -> torch.Tensor:
-    """Bool[R, q, K]: the last q of K span slots see earlier-or-same valid slots (`additive_mask`'s rule)."""
-    k = key_valid.shape[1]
-    q_slot = torch.arange(k - q, k, device=key_valid.device)[:, None]
-    k_slot = torch.arange(k, device=key_valid.device)[None, :]
-    return (k_slot <= q_slot)[None] & key_valid[:, None, :]
 
 
 def pad_window(window: Window, width: int) -> Window:
@@ -150,7 +142,7 @@ class StaticSession(HFSession):
         if window.attention is not None:
             span = self._rows(window.attention.to(self.device))
         else:
-            span = window_allowed(self._rows(window.key_valid.to(self.device)), q)
+            span = causal_allowed(self._rows(window.key_valid.to(self.device)), q)
         allowed = static_mask(self._prompt_valid, span, cached, bucket, self._capacity, window.attention is not None)
         self._position.at.fill_(p + cached)
         hidden = self._call_body(self._inputs(padded), _additive(allowed, self._dtype), positions, eager=False)
@@ -174,9 +166,7 @@ class StaticSession(HFSession):
         rows = self._rows(index.to(self.device))
         p, kept = self._prompt_ids.shape[1], index.shape[1]
         for layer in layers:  # gather the kept slots, then write them back in place at the front
-            heads, _, dim = layer.keys.shape[1:]
-            at = rows.to(layer.keys.device)[:, None, :, None].expand(-1, heads, -1, dim)
-            keys, values = layer.keys[..., p:, :].gather(2, at), layer.values[..., p:, :].gather(2, at)
+            keys, values = kept_span_slots(layer, rows, p)
             layer.keys[..., p : p + kept, :].copy_(keys)
             layer.values[..., p : p + kept, :].copy_(values)
         self.span_slots = kept
